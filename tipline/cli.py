@@ -1,0 +1,2 @@
+def main() -> None:
+    raise SystemExit("tipline: not built yet")
