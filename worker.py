@@ -1,0 +1,60 @@
+"""The Temporal worker: runs case workflows and the activities that touch the outside world."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import httpx
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.case_index import CaseIndexActivities
+from activities.filing import FilingActivities
+from activities.media import MediaActivities
+from tipline.db import make_engine
+from tipline.evidence import EvidenceStore
+from tipline.settings import Settings
+from tipline.temporal import connect
+from workflows.case import CaseWorkflow
+
+
+@asynccontextmanager
+async def case_worker(client: Client, settings: Settings, engine: Engine) -> AsyncIterator[Worker]:
+    """A running worker for the case task queue; it drains and stops when the block exits."""
+    store = EvidenceStore(settings.resolved_evidence_dir)
+    index = CaseIndexActivities(engine)
+    filing = FilingActivities(settings, engine, store)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
+        media = MediaActivities(store, http)
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
+            worker = Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=[CaseWorkflow],
+                activities=[
+                    index.publish_case_summary, index.user_history,
+                    media.preserve_media,
+                    filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
+                ],
+                activity_executor=executor,
+            )
+            async with worker:
+                yield worker
+
+
+async def run(settings: Settings) -> None:
+    client = await connect(settings)
+    engine = make_engine(settings.resolved_database_url)
+    async with case_worker(client, settings, engine):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    from tipline.logging import configure_logging
+
+    configure_logging()
+    asyncio.run(run(Settings()))

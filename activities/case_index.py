@@ -1,0 +1,40 @@
+"""The review queue's table, kept current by the case workflow (local activities: cheap and quick)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+from temporalio import activity
+
+from models.filing import CaseSummaryUpdate, UserHistory
+from models.records import CaseSummary, FiledReport, ReportStatus
+
+
+class CaseIndexActivities:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn
+    def publish_case_summary(self, update: CaseSummaryUpdate) -> None:
+        with Session(self.engine) as session:
+            row = session.get(CaseSummary, (update.workflow_id, update.case_number))
+            values = update.model_dump()
+            if row is None:
+                session.add(CaseSummary(**values))
+            else:  # a workflow publishes one update at a time, so the newest always wins
+                for key, value in values.items():
+                    setattr(row, key, value)
+            session.commit()
+
+    @activity.defn
+    def user_history(self, workflow_id: str) -> UserHistory:
+        with Session(self.engine) as session:
+            last_case = session.exec(
+                select(func.max(CaseSummary.case_number)).where(CaseSummary.workflow_id == workflow_id)
+            ).one()
+            reports = session.exec(
+                select(FiledReport.ncmec_report_id)
+                .where(FiledReport.workflow_id == workflow_id, FiledReport.status == ReportStatus.FINISHED)
+                .order_by(FiledReport.opened_at)
+            ).all()
+        return UserHistory(case_number=(last_case or 0) + 1, prior_report_ids=list(reports))

@@ -1,0 +1,99 @@
+"""Dependencies: who is calling, and the parts an endpoint talks to."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from api.problems import ProblemError
+from models.records import NCMEC_ROLES, ApiKey, Role
+from tipline.evidence import EvidenceStore
+from tipline.settings import Settings
+
+API_KEY_PREFIX = "tpl_"
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="An org's API key; its role decides what it may do.")
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    api_key_id: int
+    org_id: str
+    role: Role
+
+    @property
+    def actor(self) -> str:
+        """How decisions and views are attributed: the key, not a person's name."""
+        return f"{self.role.value}:{self.api_key_id}"
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+def get_store(request: Request) -> EvidenceStore:
+    return request.app.state.evidence_store
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+
+
+def authenticate(
+    key: Annotated[str | None, Security(api_key_header)],
+    engine: Annotated[Engine, Depends(get_engine)],
+) -> Principal:
+    if not key:
+        raise ProblemError(401, "An API key is required", "send it in the X-API-Key header")
+    with Session(engine) as session:
+        row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key),
+                                                ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]
+    if row is None or row.id is None:
+        raise ProblemError(401, "The API key is not valid")
+    return Principal(api_key_id=row.id, org_id=row.org_id, role=Role(row.role))
+
+
+def require(roles: frozenset[Role]) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in roles:
+            raise ProblemError(403, "This role may not do that",
+                               f"role {principal.role.value} is not one of "
+                               f"{', '.join(sorted(r.value for r in roles))}")
+        return principal
+
+    return check
+
+
+NcmecReviewer = Annotated[Principal, Depends(require(NCMEC_ROLES))]
+RecordsReader = Annotated[Principal, Depends(require(NCMEC_ROLES | {Role.AUDITOR}))]
+Platform = Annotated[Principal, Depends(require(frozenset({Role.PLATFORM})))]
+DbSession = Annotated[Session, Depends(get_session)]
+Temporal = Annotated[Client, Depends(get_temporal)]
+Store = Annotated[EvidenceStore, Depends(get_store)]
+AppSettings = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,217 @@
+"""Reviewers work the NCMEC queue: list cases, open one, decide, dismiss, retry a stuck filing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
+from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
+from models.case import (
+    OPEN_STATUSES,
+    CaseState,
+    CaseStatus,
+    DecisionAccepted,
+    Dismissal,
+    EnqueueReason,
+    EvidenceRef,
+    FilingProgress,
+    MediaDecision,
+    RetryFiling,
+    ReviewDecision,
+)
+from models.records import CaseSummary, MediaView
+from tipline.temporal import case_ui_url
+from workflows.case import CaseWorkflow
+
+router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPONSES)
+
+
+class QueueEntry(BaseModel):
+    case_ref: str
+    case_number: int
+    status: CaseStatus
+    urgent: bool
+    media_count: int
+    ncmec_report_id: int | None
+    ncmec_deadline: datetime | None
+    opened_at: datetime
+    updated_at: datetime
+
+
+class CaseMedia(BaseModel):
+    media_id: str
+    file_name: str | None
+    content_type: str | None
+    uploaded_at: datetime | None
+    evidence: EvidenceRef | None
+    preservation_error: str | None
+    reasons: list[EnqueueReason]
+    content_url: str = Field(description="The bytes; every view is recorded")
+
+
+class CaseView(BaseModel):
+    case_ref: str
+    case_number: int
+    status: CaseStatus
+    user_id: str = Field(description="The platform's id of the reported user")
+    opened_at: datetime
+    media: list[CaseMedia]
+    prior_report_ids: list[int]
+    decision: ReviewDecision | None
+    dismissal: Dismissal | None
+    filing: FilingProgress
+    attention_reason: str | None
+    urgent: bool
+    temporal_ui_url: str
+
+
+class MediaDecisionIn(BaseModel):
+    media_id: str
+    reported: bool
+    classification: IndustryClassification | None = None
+    annotations: list[FileAnnotation] = []
+
+
+class DecisionIn(BaseModel):
+    incident_type: IncidentType | None = Field(default=None, description="Required; one of NCMEC's eight")
+    media: list[MediaDecisionIn] = []
+    report_annotations: list[ReportAnnotation] = []
+    escalate_to_high_priority: str | None = Field(default=None, description="Reason text; sent only if urgent")
+    additional_info: str | None = None
+
+
+class DismissalIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=3000)
+
+
+@router.get("", response_model=list[QueueEntry], summary="The org's NCMEC queue, urgent and oldest first")
+def list_queue(
+    principal: NcmecReviewer, session: DbSession,
+    status: Annotated[list[CaseStatus] | None, Query(description="Default: every open status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[QueueEntry]:
+    statuses = [s.value for s in (status or OPEN_STATUSES)]
+    rows = session.exec(
+        select(CaseSummary)
+        .where(CaseSummary.org_id == principal.org_id, col(CaseSummary.status).in_(statuses))
+        .order_by(col(CaseSummary.urgent).desc(), col(CaseSummary.opened_at))
+        .limit(limit)
+    ).all()
+    return [QueueEntry(case_ref=r.workflow_id, **r.model_dump(exclude={"workflow_id", "org_id"})) for r in rows]
+
+
+@router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
+async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
+                   settings: AppSettings) -> CaseView:
+    state = await _case_state(temporal, principal, case_ref)
+    return CaseView(
+        case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
+        opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
+        dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
+        urgent=state.urgent, temporal_ui_url=case_ui_url(settings, case_ref),
+        media=[CaseMedia(media_id=m.media_id, file_name=m.content.file_name,
+                          content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
+                          evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,
+                          content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content")
+               for m in state.media],
+    )
+
+
+@router.get("/{case_ref}/media/{media_id}/content", response_class=FileResponse,
+            summary="A media item's preserved bytes (the view is recorded)",
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def get_media_content(case_ref: str, media_id: str, principal: NcmecReviewer, temporal: Temporal,
+                            store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> FileResponse:
+    state = await _case_state(temporal, principal, case_ref)
+    media = state.media_item(media_id)
+    if media is None or media.evidence is None:
+        raise ProblemError(404, "No preserved media with that id in this case")
+    await run_in_threadpool(_record_view, engine, principal, case_ref, media_id)
+    return FileResponse(store.path_for(media.evidence.sha256),
+                        media_type=media.content.content_type or "application/octet-stream",
+                        headers={"Cache-Control": "no-store"})
+
+
+def _record_view(engine: Engine, principal: Principal, case_ref: str, media_id: str) -> None:
+    with Session(engine) as session:
+        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
+                              workflow_id=case_ref, media_id=media_id))
+        session.commit()
+
+
+@router.post("/{case_ref}/decision", response_model=DecisionAccepted,
+             summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
+async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
+                 idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+    decision = ReviewDecision(
+        reviewer_id=principal.actor, incident_type=body.incident_type,
+        media=[MediaDecision(**m.model_dump()) for m in body.media],
+        report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
+        additional_info=body.additional_info,
+    )
+    handle = await _own_case(temporal, principal, case_ref)
+    return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
+
+
+@router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
+async def dismiss(case_ref: str, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
+                  idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+    handle = await _own_case(temporal, principal, case_ref)
+    return await _update(handle, CaseWorkflow.dismiss, Dismissal(reviewer_id=principal.actor, reason=body.reason),
+                         idempotency_key)
+
+
+@router.post("/{case_ref}/retry", response_model=DecisionAccepted,
+             summary="Resume a filing that needs attention, once its cause is fixed")
+async def retry(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
+                idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+    handle = await _own_case(temporal, principal, case_ref)
+    return await _update(handle, CaseWorkflow.retry_filing, RetryFiling(reviewer_id=principal.actor),
+                         idempotency_key)
+
+
+async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> WorkflowHandle[Any, Any]:
+    # The org is part of the workflow id, so another org's case is indistinguishable from a missing one.
+    if not case_ref.startswith(f"case-{principal.org_id}-"):
+        raise ProblemError(404, "No such case")
+    return temporal.get_workflow_handle(case_ref)
+
+
+async def _case_state(temporal: Client, principal: Principal, case_ref: str) -> CaseState:
+    handle = await _own_case(temporal, principal, case_ref)
+    try:
+        return await handle.query(CaseWorkflow.case)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise ProblemError(404, "No such case") from None
+        raise
+
+
+async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
+                  idempotency_key: str | None) -> DecisionAccepted:
+    # The update id makes a retried HTTP request return the first answer instead of deciding twice.
+    update_id = f"{update.__name__}-{idempotency_key or uuid.uuid4()}"
+    try:
+        return await handle.execute_update(update, argument, id=update_id)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise ProblemError(422, "The case cannot take this decision", message,
+                           field_problems(message.split("; "))) from None
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise ProblemError(404, "No such case, or it is closed") from None
+        raise

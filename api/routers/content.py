@@ -1,0 +1,112 @@
+"""Platforms send content: each item joins its creator's open case, or opens one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from api.deps import AppSettings, Platform, Store, Temporal
+from api.problems import PROBLEM_RESPONSES
+from models.case import CaseStart, CaseStatus, ContentItem, MediaSource, case_workflow_id
+from tipline.logging import get_logger
+from tipline.settings import Settings
+from workflows import search_attributes as sa
+from workflows.case import CaseWorkflow
+
+router = APIRouter(prefix="/v1/content", tags=["platform"], responses=PROBLEM_RESPONSES)
+log = get_logger(__name__)
+
+
+class ContentMetadata(BaseModel):
+    content_id: str = Field(min_length=1, max_length=200, description="The platform's id for this item")
+    creator_id: str = Field(min_length=1, max_length=200, description="The platform's id of the user who posted it")
+    file_name: str | None = Field(default=None, max_length=2056)
+    content_type: str | None = Field(default=None, max_length=200)
+    uploaded_at: datetime | None = None
+    upload_ip: str | None = Field(default=None, max_length=64)
+    location_url: str | None = Field(default=None, max_length=2083)
+
+
+class ContentByUrl(ContentMetadata):
+    media_url: str = Field(pattern=r"^https?://\S+$", max_length=2083,
+                           description="Where Tipline fetches the media; it is preserved on arrival")
+
+
+class ContentAccepted(BaseModel):
+    case_ref: str = Field(description="The user's case; reviewers open it at /v1/cases/{case_ref}")
+    content_id: str
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
+             summary="Send a content item whose media Tipline fetches from a URL")
+async def send_content(body: ContentByUrl, principal: Platform, temporal: Temporal,
+                       settings: AppSettings) -> ContentAccepted:
+    return await _enqueue(temporal, settings, principal.org_id, body, MediaSource(url=body.media_url))
+
+
+@router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
+             summary="Send a content item with its media bytes")
+async def upload_content(
+    principal: Platform, temporal: Temporal, settings: AppSettings, store: Store,
+    file: Annotated[UploadFile, File(description="The media bytes")],
+    content_id: Annotated[str, Form(min_length=1, max_length=200)],
+    creator_id: Annotated[str, Form(min_length=1, max_length=200)],
+    uploaded_at: Annotated[datetime | None, Form()] = None,
+    upload_ip: Annotated[str | None, Form(max_length=64)] = None,
+    location_url: Annotated[str | None, Form(max_length=2083)] = None,
+) -> ContentAccepted:
+    metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
+                               content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
+                               location_url=location_url)
+    # Preserved before the case hears of it: the workflow gets a reference, never the bytes.
+    evidence = await run_in_threadpool(store.put_stream, file.file)
+    return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
+
+
+async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
+                   media: MediaSource) -> ContentAccepted:
+    item = ContentItem(
+        content_id=metadata.content_id, org_id=org_id, user_id=metadata.creator_id, media=media,
+        file_name=metadata.file_name, content_type=metadata.content_type, uploaded_at=metadata.uploaded_at,
+        upload_ip=metadata.upload_ip, location_url=metadata.location_url, received_at=datetime.now(UTC),
+    )
+    workflow_id = case_workflow_id(org_id, metadata.creator_id)
+    await temporal.start_workflow(
+        CaseWorkflow.run,
+        CaseStart(org_id=org_id, user_id=metadata.creator_id),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        start_signal="add_content",
+        start_signal_args=[item],
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(sa.CASE_STATUS, CaseStatus.AWAITING_REVIEW.value), SearchAttributePair(sa.ORG, org_id),
+            SearchAttributePair(sa.URGENT, False),
+        ]),
+        static_summary=f"NCMEC case · org {org_id}",
+    )
+    log.info("content.enqueued", org_id=org_id, workflow_id=workflow_id, content_id=metadata.content_id)
+    return ContentAccepted(case_ref=workflow_id, content_id=metadata.content_id)
+
+
+class ContentBatch(BaseModel):
+    items: list[ContentByUrl] = Field(min_length=1, max_length=500)
+
+
+class BatchAccepted(BaseModel):
+    accepted: list[ContentAccepted]
+
+
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
+             summary="Send several content items fetched by URL; each joins its creator's case")
+async def send_content_batch(body: ContentBatch, principal: Platform, temporal: Temporal,
+                             settings: AppSettings) -> BatchAccepted:
+    return BatchAccepted(accepted=[
+        await _enqueue(temporal, settings, principal.org_id, item, MediaSource(url=item.media_url))
+        for item in body.items
+    ])

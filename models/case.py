@@ -1,0 +1,196 @@
+"""Messages into and out of a case workflow, and the case state they build.
+
+Everything here crosses Temporal as JSON: references and metadata only, never media bytes, never
+credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
+
+
+class CaseStatus(StrEnum):
+    AWAITING_REVIEW = "awaiting_review"
+    FILING = "filing"
+    NEEDS_ATTENTION = "needs_attention"
+    FILED = "filed"
+    DISMISSED = "dismissed"
+
+
+OPEN_STATUSES = (CaseStatus.AWAITING_REVIEW, CaseStatus.FILING, CaseStatus.NEEDS_ATTENTION)
+
+
+def case_workflow_id(org_id: str, user_id: str) -> str:
+    """The id of a user's case workflow: stable per (org, user), and free of the user's identifiers.
+
+    Workflow ids are shown unencrypted in the Temporal UI, so the platform's user id is hashed.
+    """
+    digest = hashlib.sha256(f"{org_id}\x00{user_id}".encode()).hexdigest()[:32]
+    return f"case-{org_id}-{digest}"
+
+
+class EvidenceRef(BaseModel):
+    """Where preserved bytes are, and what they hash to. The bytes stay in the evidence store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    md5: str
+    sha1: str
+    size: int
+
+
+class MediaSource(BaseModel):
+    """Exactly one of: a URL the worker fetches, or bytes the API already preserved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None
+    evidence: EvidenceRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MediaSource:
+        if (self.url is None) == (self.evidence is None):
+            raise ValueError("media needs exactly one of url or evidence")
+        return self
+
+
+class EnqueueReason(BaseModel):
+    """Why an item is in the NCMEC queue. Issue-specific paths add their own kinds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["platform_signal", "hash_match", "classifier", "user_report", "manual_escalation"]
+    detail: str | None = None
+    at: datetime | None = None
+
+
+class ContentItem(BaseModel):
+    """One piece of content a platform sent: the ``add_content`` signal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    content_id: str = Field(min_length=1, max_length=200)
+    org_id: str
+    user_id: str = Field(min_length=1, max_length=200)
+    media: MediaSource
+    file_name: str | None = Field(default=None, max_length=2056)
+    content_type: str | None = None
+    uploaded_at: datetime | None = None
+    upload_ip: str | None = None
+    location_url: str | None = None
+    received_at: datetime
+    reason: EnqueueReason = EnqueueReason(kind="platform_signal")
+
+
+class MediaItem(BaseModel):
+    """A content item inside a case, with its preserved evidence once the worker has it."""
+
+    media_id: str
+    content: ContentItem
+    evidence: EvidenceRef | None = None
+    preservation_error: str | None = None
+    reasons: list[EnqueueReason] = Field(default_factory=list)
+
+
+class MediaDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    media_id: str
+    reported: bool
+    classification: IndustryClassification | None = None
+    annotations: list[FileAnnotation] = Field(default_factory=list)
+
+
+class ReviewDecision(BaseModel):
+    """What a reviewer decided. Checked against the case by ``decision_errors``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reviewer_id: str = Field(min_length=1)
+    incident_type: IncidentType | None = None
+    media: list[MediaDecision] = Field(default_factory=list)
+    report_annotations: list[ReportAnnotation] = Field(default_factory=list)
+    escalate_to_high_priority: str | None = None
+    additional_info: str | None = None
+
+
+class Dismissal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reviewer_id: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=3000)
+
+
+class RetryFiling(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reviewer_id: str = Field(min_length=1)
+
+
+class FiledFile(BaseModel):
+    """Progress of one reported file at NCMEC: each field is a completed checkpoint."""
+
+    media_id: str
+    file_id: str
+    md5: str
+    details_sent: bool = False
+
+
+class FilingProgress(BaseModel):
+    environment: str | None = None
+    report_id: int | None = None
+    opened_at: datetime | None = None
+    last_modified_at: datetime | None = None
+    files: list[FiledFile] = Field(default_factory=list)
+    finished_at: datetime | None = None
+
+    def file_for(self, media_id: str) -> FiledFile | None:
+        return next((f for f in self.files if f.media_id == media_id), None)
+
+
+class CaseState(BaseModel):
+    """The whole case, as the ``case`` query returns it."""
+
+    workflow_id: str
+    case_number: int = 1
+    org_id: str
+    user_id: str
+    status: CaseStatus = CaseStatus.AWAITING_REVIEW
+    opened_at: datetime
+    media: list[MediaItem] = Field(default_factory=list)
+    prior_report_ids: list[int] = Field(default_factory=list)
+    decision: ReviewDecision | None = None
+    dismissal: Dismissal | None = None
+    filing: FilingProgress = Field(default_factory=FilingProgress)
+    attention_reason: str | None = None
+    urgent: bool = False
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.workflow_id}/{self.case_number}"
+
+    def media_item(self, media_id: str) -> MediaItem | None:
+        return next((m for m in self.media if m.media_id == media_id), None)
+
+
+class CaseStart(BaseModel):
+    """Input of a case run: a fresh case, or the next case for a user whose last one was filed."""
+
+    org_id: str
+    user_id: str
+    case_number: int = 1
+    prior_report_ids: list[int] = Field(default_factory=list)
+    carried_content: list[ContentItem] = Field(default_factory=list)
+
+
+class DecisionAccepted(BaseModel):
+    case_id: str
+    status: CaseStatus

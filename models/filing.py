@@ -1,0 +1,106 @@
+"""Inputs and results of the case workflow's activities: ids, references and metadata only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.case import CaseStatus, EvidenceRef, MediaDecision, MediaItem, MediaSource, ReviewDecision
+
+
+class UserHistory(BaseModel):
+    """What earlier cases of the same user left behind, read when a fresh case run starts."""
+
+    case_number: int
+    prior_report_ids: list[int] = Field(default_factory=list)
+
+
+class PreserveMediaInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    workflow_id: str
+    media_id: str
+    source: MediaSource
+
+
+class PreservedMedia(BaseModel):
+    evidence: EvidenceRef | None = None
+    error: str | None = None
+
+
+class OpenReportInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    workflow_id: str
+    case_number: int
+    user_id: str
+    decision: ReviewDecision
+    incident_at: datetime = Field(description="When the earliest reported item was uploaded or received")
+    prior_report_ids: list[int] = Field(default_factory=list)
+
+
+class OpenedReport(BaseModel):
+    environment: str
+    report_id: int
+    opened_at: datetime
+
+
+class UploadFileInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    media_id: str
+    evidence: EvidenceRef
+    file_name: str
+
+
+class UploadedFile(BaseModel):
+    file_id: str
+    md5: str
+    uploaded_at: datetime
+
+
+class FileDetailsInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    file_id: str
+    media: MediaItem
+    decision: MediaDecision
+
+
+class FileDetailsSent(BaseModel):
+    sent_at: datetime
+
+
+class FinishReportInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    expected_file_ids: list[str]
+
+
+class FinishedReport(BaseModel):
+    finished_at: datetime
+    file_ids: list[str]
+
+
+class CaseSummaryUpdate(BaseModel):
+    """The queue row for a case; the workflow sends it whenever the case changes."""
+
+    workflow_id: str
+    case_number: int
+    org_id: str
+    status: CaseStatus
+    urgent: bool
+    media_count: int
+    ncmec_report_id: int | None
+    ncmec_deadline: datetime | None
+    opened_at: datetime
+    updated_at: datetime

@@ -1,0 +1,131 @@
+"""Database tables. The schema is changed only by Alembic migrations (``tipline/migrations``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, DateTime, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, SQLite included (it stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+class Role(StrEnum):
+    PLATFORM = "platform"
+    ADMIN = "admin"
+    MODERATOR_MANAGER = "moderator_manager"
+    CHILD_SAFETY_MODERATOR = "child_safety_moderator"
+    MODERATOR = "moderator"
+    AUDITOR = "auditor"
+
+
+NCMEC_ROLES = frozenset({Role.ADMIN, Role.MODERATOR_MANAGER, Role.CHILD_SAFETY_MODERATOR})
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(index=True, max_length=40)
+    role: str = Field(max_length=40)
+    # Only a hash is stored: a leaked database does not leak working keys.
+    key_hash: str = Field(unique=True, max_length=64)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class CaseSummary(SQLModel, table=True):
+    """The review queue's view of a case, kept current by the case workflow."""
+
+    __tablename__ = "case_summary"
+
+    workflow_id: str = Field(primary_key=True, max_length=120)
+    case_number: int = Field(primary_key=True)
+    org_id: str = Field(index=True, max_length=40)
+    status: str = Field(index=True, max_length=40)
+    urgent: bool = False
+    media_count: int = 0
+    ncmec_report_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    ncmec_deadline: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    opened_at: datetime = Field(sa_column=_timestamp())
+    updated_at: datetime = Field(sa_column=_timestamp())
+
+
+class ReportStatus(StrEnum):
+    OPEN = "open"
+    FINISHED = "finished"
+    RETRACTED = "retracted"
+    FAILED = "failed"
+
+
+class FiledReport(SQLModel, table=True):
+    """A CyberTip as sent to NCMEC: written the moment ``/submit`` answers, completed by ``/finish``."""
+
+    __tablename__ = "filed_report"
+    __table_args__ = (UniqueConstraint("ncmec_environment", "ncmec_report_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(index=True, max_length=40)
+    workflow_id: str = Field(index=True, max_length=120)
+    case_number: int
+    ncmec_environment: str = Field(max_length=20)
+    ncmec_report_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(index=True, max_length=20)
+    report_xml: str = Field(sa_column=Column(Text, nullable=False))
+    finish_receipt_xml: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    submitted_by: str = Field(max_length=200)
+    opened_at: datetime = Field(sa_column=_timestamp())
+    finished_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    failure_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class FiledFile(SQLModel, table=True):
+    __tablename__ = "filed_file"
+    __table_args__ = (UniqueConstraint("report_pk", "media_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_pk: int = Field(foreign_key="filed_report.id", index=True)
+    media_id: str = Field(max_length=200)
+    evidence_sha256: str = Field(max_length=64)
+    ncmec_file_id: str = Field(max_length=64)
+    md5: str = Field(max_length=32)
+    file_relevance: str = Field(default="Reported", max_length=40)
+    file_details_xml: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    uploaded_at: datetime = Field(sa_column=_timestamp())
+
+
+class MediaView(SQLModel, table=True):
+    """Every time a person looks at a media item: who, when, which."""
+
+    __tablename__ = "media_view"
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(index=True, max_length=40)
+    api_key_id: int
+    role: str = Field(max_length=40)
+    workflow_id: str = Field(max_length=120)
+    media_id: str = Field(max_length=200)
+    viewed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

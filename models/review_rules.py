@@ -1,0 +1,47 @@
+"""Whether a reviewer's decision can be filed for a case. Pure: the workflow's update validator and
+the tests call it alike."""
+
+from __future__ import annotations
+
+from models.case import CaseState, CaseStatus, ReviewDecision
+
+NCMEC_TEXT_LIMIT = 3000
+
+
+def decision_errors(case: CaseState, decision: ReviewDecision) -> list[str]:
+    """Every reason ``decision`` cannot be accepted for ``case``, each naming its field."""
+    errors: list[str] = []
+    reopenable = case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is None
+    if case.status is not CaseStatus.AWAITING_REVIEW and not reopenable:
+        return [f"case: a case that is {case.status.value} takes no decision"]
+    if decision.incident_type is None:
+        errors.append("incident_type: an incident type is required")
+    seen: set[str] = set()
+    for index, item in enumerate(decision.media):
+        field = f"media[{index}]"
+        media = case.media_item(item.media_id)
+        if media is None:
+            errors.append(f"{field}.media_id: this case has no media {item.media_id!r}")
+            continue
+        if item.media_id in seen:
+            errors.append(f"{field}.media_id: {item.media_id!r} is decided twice")
+        seen.add(item.media_id)
+        if not item.reported:
+            if item.classification is not None:
+                errors.append(f"{field}.classification: only reported media carry a classification")
+            if item.annotations:
+                errors.append(f"{field}.annotations: only reported media carry annotations")
+        elif media.evidence is None:
+            reason = media.preservation_error or "it is still being preserved"
+            errors.append(f"{field}.reported: media {item.media_id!r} has no preserved evidence ({reason})")
+    for field, text in (
+        ("escalate_to_high_priority", decision.escalate_to_high_priority),
+        ("additional_info", decision.additional_info),
+    ):
+        if text is None:
+            continue
+        if not text.strip():
+            errors.append(f"{field}: must not be blank when given")
+        elif len(text) > NCMEC_TEXT_LIMIT:
+            errors.append(f"{field}: {len(text)} characters, NCMEC accepts at most {NCMEC_TEXT_LIMIT}")
+    return errors

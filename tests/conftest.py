@@ -1,0 +1,145 @@
+"""Real parts for every test: a Temporal dev server, a fresh PostgreSQL database, the CyberTipline sandbox
+on loopback HTTP, a worker, and the API. One of each per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.deps import hash_api_key, new_api_key
+from cybertipline.sandbox import SandboxConfig, create_sandbox_app
+from models.records import ApiKey, Role
+from tests.helpers import ORG, OTHER_ORG, Sandbox
+from tipline.db import make_engine, upgrade
+from tipline.http_server import serve_app
+from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
+from worker import case_worker
+from workflows import search_attributes as sa
+
+REPO = Path(__file__).resolve().parents[1]
+# NCMEC's schema is data the project never copies; it sits beside the checkout.
+XSD_PATH = (REPO.parent / "shared" / "ncmec" / "cyber_tipline.xsd").resolve()
+POSTGRES_URL = os.environ.get("TIPLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+SANDBOX_USER = "acme-esp"
+SANDBOX_PASSWORD = "sandbox-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def xsd_path() -> Path:
+    assert XSD_PATH.exists(), f"NCMEC's schema is expected at {XSD_PATH}"
+    return XSD_PATH
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of its own on the machine's PostgreSQL, created and migrated for this session."""
+    name = f"tipline_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.exit(f"PostgreSQL is needed at {POSTGRES_URL} (set TIPLINE_TEST_POSTGRES_URL): {error}", 2)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal,
+        search_attributes=[key for key, _ in sa.ALL],
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+async def sandbox(xsd_path: Path) -> AsyncIterator[Sandbox]:
+    app = create_sandbox_app(SandboxConfig(username=SANDBOX_USER, password=SANDBOX_PASSWORD, xsd_path=xsd_path))
+    async with serve_app(app) as url, httpx.AsyncClient(auth=(SANDBOX_USER, SANDBOX_PASSWORD)) as http:
+        yield Sandbox(url=url, state=app.state.sandbox, http=http)
+
+
+def make_org(org_id: str) -> OrgSettings:
+    return OrgSettings(
+        id=org_id, name=f"{org_id.title()} Test Platform", platform_name=f"{org_id.title()} Photos",
+        ncmec=NcmecCredentials(username=SANDBOX_USER, password=SANDBOX_PASSWORD),
+        reporter=ReporterSettings(first_name="Test", last_name="Reporter", email=f"safety@{org_id}.example.com"),
+        company_template="Synthetic test platform", legal_url="https://example.com/legal",
+    )
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbox: Sandbox, xsd_path: Path,
+             temporal_client: Client) -> Settings:
+    data_dir = tmp_path_factory.mktemp("tipline-data")
+    orgs_file = data_dir / "orgs.toml"
+    orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG)]))
+    return Settings(
+        data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
+        sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
+        task_queue=f"tipline-test-{uuid.uuid4().hex[:8]}",
+        temporal_address=temporal_client.service_client.config.target_host,
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_client: Client, settings: Settings, engine: Engine) -> AsyncIterator[None]:
+    async with case_worker(temporal_client, settings, engine):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, temporal_client: Client, engine: Engine, worker: None
+              ) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, temporal=temporal_client, engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def api_keys(engine: Engine) -> dict[str, dict[Role, str]]:
+    """One key per role for each org: ``api_keys[org][role]``."""
+    keys: dict[str, dict[Role, str]] = {}
+    with Session(engine) as session:
+        for org in (ORG, OTHER_ORG):
+            keys[org] = {}
+            for role in Role:
+                key = new_api_key()
+                session.add(ApiKey(org_id=org, role=role.value, key_hash=hash_api_key(key), label=f"test {role}"))
+                keys[org][role] = key
+        session.commit()
+    return keys

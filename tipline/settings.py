@@ -1,0 +1,181 @@
+"""Process settings (environment variables) and per-org settings (a TOML file).
+
+Credentials live only here and in the files they are read from: models that leave the process
+(API responses, Temporal payloads, logs) never carry them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NCMEC_TEST_URL = "https://exttest.cybertip.org/ispws"
+NCMEC_PRODUCTION_URL = "https://report.cybertip.org/ispws"
+ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class NcmecEnvironment(StrEnum):
+    SANDBOX = "sandbox"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class NcmecCredentials(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    environment: NcmecEnvironment = NcmecEnvironment.SANDBOX
+    username: str
+    password: SecretStr
+
+
+class ReporterSettings(BaseModel):
+    """The person NCMEC contacts about the org's reports (``reporter/reportingPerson``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = None
+
+
+class OrgSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    ncmec: NcmecCredentials
+    reporter: ReporterSettings
+    platform_name: str | None = None
+    company_template: str | None = None
+    legal_url: str | None = None
+    terms_of_service: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _org_id_is_a_slug(cls, value: str) -> str:
+        # The org id appears in workflow ids and search attributes, so it must be a plain slug.
+        if not ORG_ID_PATTERN.match(value):
+            raise ValueError("org id must be 1-40 lowercase letters, digits or dashes")
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything a Tipline process needs to find its parts. Defaults are the embedded local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="TIPLINE_", env_file=None)
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    orgs_file: Path | None = None
+    evidence_dir: Path | None = None
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "tipline-cases"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8765
+    sandbox_url: str | None = None
+    # Validates reports in the sandbox and before submission; NCMEC serves it at /ispws/xsd.
+    ncmec_xsd_path: Path | None = None
+
+    # Production filing needs a deliberate second switch besides an org configured for production.
+    allow_production: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tipline.db').resolve()}"
+
+    @property
+    def resolved_orgs_file(self) -> Path:
+        return self.orgs_file or self.data_dir / "orgs.toml"
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
+
+    @property
+    def resolved_sandbox_url(self) -> str:
+        return self.sandbox_url or f"http://{self.sandbox_host}:{self.sandbox_port}/ispws"
+
+    def ncmec_base_url(self, environment: NcmecEnvironment) -> str:
+        if environment is NcmecEnvironment.SANDBOX:
+            return self.resolved_sandbox_url
+        if environment is NcmecEnvironment.TEST:
+            return NCMEC_TEST_URL
+        if not self.allow_production:
+            raise ProductionNotAllowed(
+                "an org is configured for NCMEC production but TIPLINE_ALLOW_PRODUCTION is not set"
+            )
+        return NCMEC_PRODUCTION_URL
+
+    @cached_property
+    def orgs(self) -> OrgDirectory:
+        return OrgDirectory.from_file(self.resolved_orgs_file)
+
+
+class ProductionNotAllowed(RuntimeError):
+    pass
+
+
+class OrgDirectory(BaseModel):
+    """All orgs this deployment serves, keyed by org id."""
+
+    orgs: dict[str, OrgSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys_match_ids(self) -> OrgDirectory:
+        for key, org in self.orgs.items():
+            if key != org.id:
+                raise ValueError(f"orgs.{key}: id {org.id!r} does not match its key")
+        return self
+
+    @classmethod
+    def from_file(cls, path: Path) -> OrgDirectory:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+        orgs = {key: {"id": key, **value} for key, value in raw.get("orgs", {}).items()}
+        return cls(orgs=orgs)
+
+    def get(self, org_id: str) -> OrgSettings:
+        try:
+            return self.orgs[org_id]
+        except KeyError:
+            raise UnknownOrg(org_id) from None
+
+
+class UnknownOrg(LookupError):
+    pass
+
+
+def orgs_toml(orgs: list[OrgSettings]) -> str:
+    """The orgs file for ``orgs``, secrets included: for the first start of a local stack and for tests."""
+    lines: list[str] = []
+    for org in orgs:
+        values = org.model_dump(mode="json", exclude_none=True, exclude={"id", "ncmec", "reporter"})
+        lines.append(f"[orgs.{org.id}]")
+        lines += [f"{key} = {_toml_string(value)}" for key, value in values.items()]
+        lines.append(f"\n[orgs.{org.id}.ncmec]")
+        lines.append(f"environment = {_toml_string(org.ncmec.environment.value)}")
+        lines.append(f"username = {_toml_string(org.ncmec.username)}")
+        lines.append(f"password = {_toml_string(org.ncmec.password.get_secret_value())}")
+        lines.append(f"\n[orgs.{org.id}.reporter]")
+        reporter = org.reporter.model_dump(mode="json", exclude_none=True)
+        lines += [f"{key} = {_toml_string(value)}" for key, value in reporter.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_string(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,354 @@
+"""One reported user's NCMEC case: gather content, wait for a reviewer, file the CyberTip.
+
+A run is one case. When content arrives after the reviewer decided, it waits in ``next_case`` and the
+run continues as a new case for the same user once this one is filed or dismissed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.case_index import CaseIndexActivities
+    from activities.filing import FilingActivities
+    from activities.media import MediaActivities
+    from models.case import (
+        CaseStart,
+        CaseState,
+        CaseStatus,
+        ContentItem,
+        DecisionAccepted,
+        Dismissal,
+        FiledFile,
+        MediaItem,
+        RetryFiling,
+        ReviewDecision,
+    )
+    from models.deadlines import ncmec_deletion_time
+    from models.filing import (
+        CaseSummaryUpdate,
+        FileDetailsInput,
+        FinishReportInput,
+        OpenReportInput,
+        PreserveMediaInput,
+        UploadFileInput,
+    )
+    from models.review_rules import decision_errors
+    from workflows import search_attributes as sa
+
+# Transient NCMEC failures (network, 5xx, 1xxx codes) are retried with backoff; permanent ones are
+# raised by the activities as non-retryable and put the case in "needs attention".
+NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                          maximum_interval=timedelta(minutes=5))
+LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+PRESERVE_BATCH = 8
+
+
+@workflow.defn
+class CaseWorkflow:
+    @workflow.init
+    def __init__(self, start: CaseStart) -> None:
+        info = workflow.info()
+        self.state = CaseState(
+            workflow_id=info.workflow_id,
+            case_number=start.case_number,
+            org_id=start.org_id,
+            user_id=start.user_id,
+            opened_at=workflow.now(),
+            prior_report_ids=list(start.prior_report_ids),
+        )
+        self.next_case: list[ContentItem] = []
+        self._awaiting_preservation: list[str] = []
+        self._changed = True
+        self._published_search_attributes: dict[str, object] = {}
+        for item in start.carried_content:
+            self.add_content(item)
+
+    # ---- handlers: they only change state; the run loop does the I/O ----
+
+    @workflow.signal
+    def add_content(self, item: ContentItem) -> None:
+        if item.org_id != self.state.org_id or item.user_id != self.state.user_id:
+            workflow.logger.warning("content for another case ignored", extra={"content_id": item.content_id})
+            return
+        if self.state.media_item(item.content_id) or any(c.content_id == item.content_id for c in self.next_case):
+            return
+        if self.state.status is not CaseStatus.AWAITING_REVIEW:
+            self.next_case.append(item)
+            return
+        media = MediaItem(media_id=item.content_id, content=item, evidence=item.media.evidence,
+                          reasons=[item.reason])
+        self.state.media.append(media)
+        if media.evidence is None:
+            self._awaiting_preservation.append(media.media_id)
+        self._changed = True
+
+    @workflow.query
+    def case(self) -> CaseState:
+        return self.state
+
+    @workflow.update
+    def decide(self, decision: ReviewDecision) -> DecisionAccepted:
+        self.state.decision = decision
+        self.state.status = CaseStatus.FILING
+        self.state.attention_reason = None
+        self._changed = True
+        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+
+    @decide.validator
+    def _validate_decision(self, decision: ReviewDecision) -> None:
+        errors = decision_errors(self.state, decision)
+        if errors:
+            raise ApplicationError("; ".join(errors), type="InvalidDecision", non_retryable=True)
+
+    @workflow.update
+    def dismiss(self, dismissal: Dismissal) -> DecisionAccepted:
+        self.state.dismissal = dismissal
+        self.state.status = CaseStatus.DISMISSED
+        self._changed = True
+        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+
+    @dismiss.validator
+    def _validate_dismissal(self, dismissal: Dismissal) -> None:
+        if not self._reviewable():
+            raise ApplicationError(f"case: a case that is {self.state.status.value} cannot be dismissed",
+                                   type="InvalidDecision", non_retryable=True)
+
+    @workflow.update
+    def retry_filing(self, request: RetryFiling) -> DecisionAccepted:
+        self.state.status = CaseStatus.FILING
+        self.state.attention_reason = None
+        self._changed = True
+        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+
+    @retry_filing.validator
+    def _validate_retry(self, request: RetryFiling) -> None:
+        if self.state.status is not CaseStatus.NEEDS_ATTENTION:
+            raise ApplicationError(f"case: only a case that needs attention can be retried, this one is "
+                                   f"{self.state.status.value}", type="InvalidDecision", non_retryable=True)
+
+    # ---- the business process ----
+
+    @workflow.run
+    async def run(self, start: CaseStart) -> CaseState:
+        if start.case_number == 1 and not start.prior_report_ids:
+            await self._continue_user_history()
+        while True:
+            await workflow.wait_condition(
+                lambda: bool(self._awaiting_preservation) or self._changed or self._ready_to_file()
+            )
+            if self._awaiting_preservation:
+                await self._preserve_media()
+            if self._changed:
+                await self._publish()
+            if self.state.status is CaseStatus.DISMISSED:
+                break
+            if self._ready_to_file() and await self._file_cybertip():
+                break
+        await self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self.next_case:
+            workflow.continue_as_new(self._next_case_start())
+        return self.state
+
+    def _reviewable(self) -> bool:
+        return self.state.status is CaseStatus.AWAITING_REVIEW or (
+            self.state.status is CaseStatus.NEEDS_ATTENTION and self.state.filing.report_id is None
+        )
+
+    def _ready_to_file(self) -> bool:
+        return self.state.status is CaseStatus.FILING and not self._awaiting_preservation
+
+    async def _continue_user_history(self) -> None:
+        """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
+        history = await workflow.execute_local_activity_method(
+            CaseIndexActivities.user_history, self.state.workflow_id,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
+        )
+        self.state.case_number = history.case_number
+        self.state.prior_report_ids = history.prior_report_ids
+
+    async def _preserve_media(self) -> None:
+        batch, self._awaiting_preservation = (self._awaiting_preservation[:PRESERVE_BATCH],
+                                              self._awaiting_preservation[PRESERVE_BATCH:])
+        items = [item for item in map(self.state.media_item, batch) if item is not None]
+        results = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                MediaActivities.preserve_media,
+                PreserveMediaInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
+                                   media_id=item.media_id, source=item.content.media),
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+            )
+            for item in items
+        ), return_exceptions=True)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, ActivityError):
+                # The case keeps the item, with the reason, rather than failing on one bad link.
+                item.preservation_error = _reviewer_safe_reason(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                item.evidence = result.evidence
+                item.preservation_error = result.error
+        self._changed = True
+
+    async def _file_cybertip(self) -> bool:
+        """Run the filing from its last completed step. True once NCMEC has the finished report."""
+        decision = self.state.decision
+        assert decision is not None
+        filing = self.state.filing
+        try:
+            if filing.report_id is None:
+                opened = await workflow.execute_activity_method(
+                    FilingActivities.open_report,
+                    OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
+                                    case_number=self.state.case_number, user_id=self.state.user_id,
+                                    decision=decision, incident_at=self._incident_at(),
+                                    prior_report_ids=self.state.prior_report_ids),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    schedule_to_close_timeout=timedelta(hours=6),
+                    retry_policy=NCMEC_RETRY,
+                )
+                filing.environment = opened.environment
+                filing.report_id = opened.report_id
+                filing.opened_at = opened.opened_at
+                await self._publish()
+            for media_decision in decision.media:
+                if media_decision.reported:
+                    await self._send_file(media_decision.media_id)
+            finished = await workflow.execute_activity_method(
+                FilingActivities.finish_report,
+                FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
+                                  expected_file_ids=[f.file_id for f in filing.files]),
+                **self._ncmec_timeouts(),
+            )
+        except ActivityError as error:
+            self.state.status = CaseStatus.NEEDS_ATTENTION
+            self.state.attention_reason = _reviewer_safe_reason(error)
+            self._changed = True
+            return False
+        filing.finished_at = finished.finished_at
+        self.state.status = CaseStatus.FILED
+        self._changed = True
+        return True
+
+    def _incident_at(self) -> datetime:
+        """When the earliest reported item was uploaded (or reached Tipline, if the platform did not say)."""
+        assert self.state.decision is not None
+        reported = {d.media_id for d in self.state.decision.media if d.reported}
+        times = [m.content.uploaded_at or m.content.received_at for m in self.state.media if m.media_id in reported]
+        return min(times, default=self.state.opened_at)
+
+    async def _send_file(self, media_id: str) -> None:
+        filing = self.state.filing
+        media = self.state.media_item(media_id)
+        decision = self.state.decision
+        assert media is not None and media.evidence is not None and decision is not None
+        assert filing.report_id is not None
+        filed = filing.file_for(media_id)
+        if filed is None:
+            uploaded = await workflow.execute_activity_method(
+                FilingActivities.upload_file,
+                UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
+                                evidence=media.evidence, file_name=media.content.file_name or media_id),
+                **self._ncmec_timeouts(),
+            )
+            filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
+            filing.files.append(filed)
+            filing.last_modified_at = uploaded.uploaded_at
+            await self._publish()
+        if not filed.details_sent:
+            media_decision = next(d for d in decision.media if d.media_id == media_id)
+            sent = await workflow.execute_activity_method(
+                FilingActivities.send_file_details,
+                FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
+                                 media=media, decision=media_decision),
+                **self._ncmec_timeouts(),
+            )
+            filed.details_sent = True
+            filing.last_modified_at = sent.sent_at
+            self._changed = True
+
+    def _ncmec_timeouts(self) -> dict[str, object]:
+        """Give up retrying a step shortly before NCMEC would delete the unfinished report."""
+        deadline = self._ncmec_deadline()
+        assert deadline is not None
+        remaining = deadline - workflow.now() - timedelta(minutes=5)
+        return {
+            "start_to_close_timeout": timedelta(minutes=10),
+            "schedule_to_close_timeout": max(remaining, timedelta(minutes=1)),
+            "retry_policy": NCMEC_RETRY,
+        }
+
+    def _ncmec_deadline(self) -> datetime | None:
+        filing = self.state.filing
+        if filing.opened_at is None or filing.finished_at is not None:
+            return None
+        return ncmec_deletion_time(filing.opened_at, filing.last_modified_at)
+
+    async def _publish(self) -> None:
+        """Bring the queue row, the search attributes and the UI details up to date."""
+        self._changed = False
+        state = self.state
+        deadline = self._ncmec_deadline()
+        attributes = {
+            sa.CASE_STATUS.name: state.status.value, sa.ORG.name: state.org_id, sa.URGENT.name: state.urgent,
+            sa.NCMEC_REPORT_ID.name: state.filing.report_id, sa.NCMEC_DEADLINE.name: deadline,
+        }
+        if attributes != self._published_search_attributes:
+            self._published_search_attributes = attributes
+            workflow.upsert_search_attributes([
+                sa.CASE_STATUS.value_set(state.status.value),
+                sa.ORG.value_set(state.org_id),
+                sa.URGENT.value_set(state.urgent),
+                sa.NCMEC_REPORT_ID.value_set(state.filing.report_id) if state.filing.report_id is not None
+                else sa.NCMEC_REPORT_ID.value_unset(),
+                sa.NCMEC_DEADLINE.value_set(deadline) if deadline is not None else sa.NCMEC_DEADLINE.value_unset(),
+            ])
+        workflow.set_current_details(_details_markdown(state))
+        await workflow.execute_local_activity_method(
+            CaseIndexActivities.publish_case_summary,
+            CaseSummaryUpdate(
+                workflow_id=state.workflow_id, case_number=state.case_number, org_id=state.org_id,
+                status=state.status, urgent=state.urgent, media_count=len(state.media),
+                ncmec_report_id=state.filing.report_id, ncmec_deadline=deadline,
+                opened_at=state.opened_at, updated_at=workflow.now(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
+        )
+
+    def _next_case_start(self) -> CaseStart:
+        prior = list(self.state.prior_report_ids)
+        if self.state.status is CaseStatus.FILED and self.state.filing.report_id is not None:
+            prior.append(self.state.filing.report_id)
+        return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
+                         case_number=self.state.case_number + 1, prior_report_ids=prior,
+                         carried_content=self.next_case)
+
+
+def _reviewer_safe_reason(error: ActivityError) -> str:
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return "NCMEC could not be reached in time; retry once the connection is restored"
+
+
+def _details_markdown(state: CaseState) -> str:
+    preserved = sum(1 for m in state.media if m.evidence is not None)
+    lines = [
+        f"**Case {state.case_number}** · org `{state.org_id}` · **{state.status.value.replace('_', ' ')}**",
+        f"Media: {len(state.media)} ({preserved} preserved)",
+    ]
+    if state.filing.report_id is not None:
+        lines.append(f"NCMEC report {state.filing.report_id} ({state.filing.environment})")
+    if state.prior_report_ids:
+        lines.append("Prior CyberTips: " + ", ".join(str(r) for r in state.prior_report_ids))
+    if state.attention_reason:
+        lines.append(f"Needs attention: {state.attention_reason}")
+    return "\n\n".join(lines)
