@@ -1,2 +1,108 @@
-def main() -> None:
-    raise SystemExit("tipline: not built yet")
+"""The ``tipline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from tipline.logging import configure_logging
+from tipline.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {"data_dir": Path(args.data_dir)} if getattr(args, "data_dir", None) else {}
+    return Settings(**overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from tipline import stack
+
+    configure_logging("WARNING")
+    stack.main(_settings(args))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import worker
+
+    configure_logging()
+    asyncio.run(worker.run(_settings(args)))
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    configure_logging()
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    from tipline.db import upgrade
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    print("database is at the newest schema")
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> None:
+    from sqlmodel import Session
+
+    from api.deps import hash_api_key, new_api_key
+    from models.records import ApiKey, Role
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    settings.orgs.get(args.org)  # refuse keys for orgs this deployment does not serve
+    upgrade(settings.resolved_database_url)
+    key = new_api_key()
+    with Session(make_engine(settings.resolved_database_url)) as session:
+        session.add(ApiKey(org_id=args.org, role=Role(args.role).value, key_hash=hash_api_key(key), label=args.label))
+        session.commit()
+    print(key)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from tipline import demo
+
+    demo.main(_settings(args), args.org)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models.records import Role
+
+    parser = argparse.ArgumentParser(prog="tipline", description="From a suspected CSAM upload to a filed CyberTip.")
+    parser.add_argument("--data-dir", help="where the local stack keeps its data (default: ./data, or TIPLINE_DATA_DIR)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    commands.add_parser("up", help="run the whole stack locally: Temporal, worker, API, NCMEC sandbox"
+                        ).set_defaults(run=cmd_up)
+    commands.add_parser("worker", help="run a Temporal worker").set_defaults(run=cmd_worker)
+    commands.add_parser("api", help="run the web API").set_defaults(run=cmd_api)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(required=True, metavar="ACTION")
+    db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)
+
+    apikey = commands.add_parser("apikey", help="API keys").add_subparsers(required=True, metavar="ACTION")
+    create = apikey.add_parser("create", help="create a key and print it (it is shown only once)")
+    create.add_argument("--org", required=True)
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--label", default="")
+    create.set_defaults(run=cmd_apikey_create)
+
+    demo = commands.add_parser("demo", help="play a platform and a reviewer against the running stack")
+    demo.add_argument("--org", default="demo")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The decision update's validator refuses what NCMEC would refuse, and the case keeps waiting unchanged."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from models.records import Role
+from tests.helpers import eventually, headers
+from tipline.synthetic import synthetic_image
+
+INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
+
+
+@pytest.fixture
+async def waiting_case(api: httpx.AsyncClient, api_keys: dict) -> tuple[str, str]:
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM),
+                              data={"content_id": "m1", "creator_id": creator},
+                              files={"file": ("a.png", synthetic_image(7), "image/png")})
+    case_ref = response.json()["case_ref"]
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+
+    async def ready() -> bool:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return bool(case.get("media"))
+
+    await eventually(ready, what="the case")
+    return case_ref, "m1"
+
+
+@pytest.mark.parametrize(("decision", "field"), [
+    ({"media": [{"media_id": "m1", "reported": True}]}, "incident_type"),
+    ({"incident_type": INCIDENT, "media": [{"media_id": "nope", "reported": True}]}, "media[0].media_id"),
+    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": False, "classification": "A1"}]},
+     "media[0].classification"),
+    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}],
+      "escalate_to_high_priority": "x" * 3001}, "escalate_to_high_priority"),
+    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}], "additional_info": "   "},
+     "additional_info"),
+])
+async def test_a_bad_decision_is_refused_and_the_case_keeps_waiting(
+    api: httpx.AsyncClient, api_keys: dict, waiting_case: tuple[str, str], decision: dict, field: str
+) -> None:
+    case_ref, _ = waiting_case
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+    before = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+
+    response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
+
+    assert response.status_code == 422, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]
+    after = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+    assert after == before
+    assert after["status"] == "awaiting_review" and after["decision"] is None
+
+
+async def test_an_unknown_incident_type_is_refused_by_the_api(api: httpx.AsyncClient, api_keys: dict,
+                                                              waiting_case: tuple[str, str]) -> None:
+    case_ref, _ = waiting_case
+    response = await api.post(f"/v1/cases/{case_ref}/decision", json={"incident_type": "Something else"},
+                              headers=headers(api_keys, Role.ADMIN))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.incident_type"
+
+
+async def test_a_retried_decision_request_is_answered_once(api: httpx.AsyncClient, api_keys: dict,
+                                                           waiting_case: tuple[str, str]) -> None:
+    case_ref, media_id = waiting_case
+    reviewer = {**headers(api_keys, Role.ADMIN), "Idempotency-Key": uuid.uuid4().hex}
+    decision = {"incident_type": INCIDENT, "media": [{"media_id": media_id, "reported": True}]}
+    first = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
+    again = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert first.json() == again.json()
+
+
+async def test_dismissal_closes_the_case_with_its_reason(api: httpx.AsyncClient, api_keys: dict,
+                                                         waiting_case: tuple[str, str]) -> None:
+    case_ref, _ = waiting_case
+    reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR)
+    response = await api.post(f"/v1/cases/{case_ref}/dismissal", json={"reason": "Benign synthetic pattern"},
+                              headers=reviewer)
+    assert response.status_code == 200, response.text
+
+    async def dismissed() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return case if case["status"] == "dismissed" else None
+
+    case = await eventually(dismissed, what="dismissal")
+    assert case["dismissal"]["reason"] == "Benign synthetic pattern"
+    queue = (await api.get("/v1/cases", headers=reviewer)).json()
+    assert case_ref not in [entry["case_ref"] for entry in queue]

