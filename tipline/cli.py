@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from models.records import Role
 
     parser = argparse.ArgumentParser(prog="tipline", description="From a suspected CSAM upload to a filed CyberTip.")
-    parser.add_argument("--data-dir", help="where the local stack keeps its data (default: ./data, or TIPLINE_DATA_DIR)")
+    parser.add_argument("--data-dir", help="where the local stack keeps its data (default ./data, or TIPLINE_DATA_DIR)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     commands.add_parser("up", help="run the whole stack locally: Temporal, worker, API, NCMEC sandbox"
