@@ -39,6 +39,17 @@ def cmd_api(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tipline.stack import sandbox_app
+
+    configure_logging()
+    settings = _settings(args)
+    app = sandbox_app(settings)
+    uvicorn.run(app, host=settings.sandbox_host, port=settings.sandbox_port, log_config=None)
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from tipline.db import upgrade
 
@@ -82,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ).set_defaults(run=cmd_up)
     commands.add_parser("worker", help="run a Temporal worker").set_defaults(run=cmd_worker)
     commands.add_parser("api", help="run the web API").set_defaults(run=cmd_api)
+    commands.add_parser("sandbox", help="run the CyberTipline sandbox, a stand-in for NCMEC"
+                        ).set_defaults(run=cmd_sandbox)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)

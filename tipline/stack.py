@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.app import create_app
@@ -56,6 +57,19 @@ def ensure_local_config(settings: Settings) -> bool:
     return True
 
 
+def sandbox_app(settings: Settings) -> FastAPI:
+    """The CyberTipline sandbox, open to every org configured for it, keeping its state in the data folder."""
+    users = {org.ncmec.username: org.ncmec.password.get_secret_value()
+             for org in settings.orgs.orgs.values() if org.ncmec.environment is NcmecEnvironment.SANDBOX}
+    if not users:
+        raise SystemExit(f"no org in {settings.resolved_orgs_file} uses the sandbox")
+    username, password = next(iter(users.items()))
+    return create_sandbox_app(SandboxConfig(
+        username=username, password=password, extra_users=users, xsd_path=settings.ncmec_xsd_path,
+        state_file=settings.data_dir / "ncmec-sandbox.json",
+    ))
+
+
 def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     host, port = settings.temporal_address.rsplit(":", 1)
     ui_port = settings.temporal_ui_url.rsplit(":", 1)[1]
@@ -88,16 +102,10 @@ async def run_stack(settings: Settings) -> None:
     temporal_process = start_temporal(settings)
     try:
         client = await wait_for_temporal(settings, temporal_process)
-        sandbox_users = {org.ncmec.username: org.ncmec.password.get_secret_value()
-                         for org in settings.orgs.orgs.values() if org.ncmec.environment is NcmecEnvironment.SANDBOX}
-        username, password = next(iter(sandbox_users.items()))
-        sandbox_app = create_sandbox_app(SandboxConfig(
-            username=username, password=password, extra_users=sandbox_users, xsd_path=settings.ncmec_xsd_path,
-            state_file=settings.data_dir / "ncmec-sandbox.json",
-        ))
+        sandbox = sandbox_app(settings)
         api_app = create_app(settings, temporal=client, engine=engine)
         async with (
-            serve_app(sandbox_app, settings.sandbox_host, settings.sandbox_port),
+            serve_app(sandbox, settings.sandbox_host, settings.sandbox_port),
             serve_app(api_app, settings.api_host, settings.api_port) as api_url,
             case_worker(client, settings, engine),
         ):

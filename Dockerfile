@@ -1,0 +1,16 @@
+# One image for every Tipline process; docker-compose.yml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md worker.py ./
+COPY tipline tipline
+COPY workflows workflows
+COPY activities activities
+COPY api api
+COPY models models
+COPY cybertipline cybertipline
+COPY detection detection
+RUN pip install --no-cache-dir .
+RUN useradd --create-home tipline && mkdir /data && chown tipline /data
+USER tipline
+ENV TIPLINE_DATA_DIR=/data
+ENTRYPOINT ["tipline"]
