@@ -27,7 +27,7 @@ from models.filing import (
 )
 from models.records import FiledFile, FiledReport, ReportStatus
 from tipline.evidence import EvidenceStore
-from tipline.logging import get_logger
+from tipline.logging import fingerprint, get_logger
 from tipline.settings import OrgSettings, Settings
 
 ALREADY_FINISHED = 5102
@@ -85,7 +85,7 @@ class FilingActivities:
                                   md5=request.evidence.md5, uploaded_at=now))
             session.commit()
         log.info("ncmec.file_uploaded", org_id=org.id, ncmec_report_id=request.report_id,
-                 media_id=request.media_id, ncmec_file_id=response.file_id)
+                 media=fingerprint(request.media_id), ncmec_file_id=response.file_id)
         return UploadedFile(file_id=response.file_id, md5=request.evidence.md5, uploaded_at=now)
 
     @activity.defn

@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.filing import PreservedMedia, PreserveMediaInput
 from tipline.evidence import EvidenceStore
-from tipline.logging import get_logger
+from tipline.logging import fingerprint, get_logger
 
 MAX_MEDIA_BYTES = 2 * 1024**3
 log = get_logger(__name__)
@@ -24,7 +24,8 @@ class MediaActivities:
         if request.source.evidence is not None:
             return PreservedMedia(evidence=request.source.evidence)
         assert request.source.url is not None
-        bound = log.bind(org_id=request.org_id, workflow_id=request.workflow_id, media_id=request.media_id)
+        bound = log.bind(org_id=request.org_id, workflow_id=request.workflow_id,
+                     media=fingerprint(request.media_id))
         try:
             with self.store.incoming_file() as (path, sink):
                 async with self.http.stream("GET", request.source.url) as response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 
@@ -40,3 +41,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
+
+def fingerprint(platform_id: str) -> str:
+    """A stable short stand-in for a platform's id in logs: platforms put names and emails in ids."""
+    return hashlib.sha256(platform_id.encode()).hexdigest()[:16]

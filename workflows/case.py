@@ -74,7 +74,7 @@ class CaseWorkflow:
     @workflow.signal
     def add_content(self, item: ContentItem) -> None:
         if item.org_id != self.state.org_id or item.user_id != self.state.user_id:
-            workflow.logger.warning("content for another case ignored", extra={"content_id": item.content_id})
+            workflow.logger.warning("content for another case ignored")
             return
         if self.state.media_item(item.content_id) or any(c.content_id == item.content_id for c in self.next_case):
             return

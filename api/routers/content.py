@@ -14,7 +14,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from api.deps import AppSettings, Platform, Store, Temporal
 from api.problems import PROBLEM_RESPONSES
 from models.case import CaseStart, CaseStatus, ContentItem, MediaSource, case_workflow_id
-from tipline.logging import get_logger
+from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
 from workflows import search_attributes as sa
 from workflows.case import CaseWorkflow
@@ -90,7 +90,7 @@ async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: 
         ]),
         static_summary=f"NCMEC case · org {org_id}",
     )
-    log.info("content.enqueued", org_id=org_id, workflow_id=workflow_id, content_id=metadata.content_id)
+    log.info("content.enqueued", org_id=org_id, workflow_id=workflow_id, content=fingerprint(metadata.content_id))
     return ContentAccepted(case_ref=workflow_id, content_id=metadata.content_id)
 
 
