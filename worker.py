@@ -39,6 +39,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
+                    filing.abandon_report,
                 ],
                 activity_executor=executor,
             )

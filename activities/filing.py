@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -16,6 +17,8 @@ from cybertipline.report_xml import ReportValidationError, file_details_to_xml, 
 from cybertipline.xsd import load_schema, schema_errors
 from models.cybertip import compose_file_details, compose_report
 from models.filing import (
+    AbandonedReport,
+    AbandonReportInput,
     FileDetailsInput,
     FileDetailsSent,
     FinishedReport,
@@ -30,7 +33,11 @@ from tipline.evidence import EvidenceStore
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import OrgSettings, Settings
 
+REPORT_GONE = 5001
+ALREADY_RETRACTED = 5101
 ALREADY_FINISHED = 5102
+HEARTBEAT_EVERY_BYTES = 4 * 1024 * 1024
+REPORT_GONE_ERROR = "NcmecReportGone"
 log = get_logger(__name__)
 
 
@@ -71,9 +78,10 @@ class FilingActivities:
     @activity.defn
     async def upload_file(self, request: UploadFileInput) -> UploadedFile:
         org = self.settings.orgs.get(request.org_id)
+        activity.heartbeat(0)
         with self.store.open(request.evidence.sha256) as content, _refusal_of("the file upload"):
             async with self._client(org) as client:
-                response = await client.upload(request.report_id, request.file_name, content)
+                response = await client.upload(request.report_id, request.file_name, _HeartbeatingReader(content))
         assert response.file_id is not None
         if response.hash and response.hash.lower() != request.evidence.md5:
             raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
@@ -133,6 +141,37 @@ class FilingActivities:
         log.info("ncmec.report_finished", org_id=org.id, ncmec_report_id=request.report_id, files=len(file_ids))
         return FinishedReport(finished_at=now, file_ids=file_ids)
 
+    @activity.defn
+    async def abandon_report(self, request: AbandonReportInput) -> AbandonedReport:
+        """Retract a report the case will not finish, and record why; NCMEC may have deleted it already."""
+        org = self.settings.orgs.get(request.org_id)
+        try:
+            async with self._client(org) as client:
+                await client.retract(request.report_id)
+            outcome, status = "retracted", ReportStatus.RETRACTED
+        except CyberTiplineError as error:
+            if error.code == REPORT_GONE:
+                outcome, status = "gone", ReportStatus.EXPIRED
+            elif error.code == ALREADY_RETRACTED:
+                outcome, status = "retracted", ReportStatus.RETRACTED
+            elif error.code == ALREADY_FINISHED:
+                outcome, status = "finished", ReportStatus.FINISHED
+            elif error.transient:
+                raise
+            else:
+                raise ApplicationError(f"NCMEC refused to retract report {request.report_id} (code {error.code})",
+                                       type="NcmecRejected", non_retryable=True) from error
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, request.report_id)
+            report.status = status
+            if status is ReportStatus.FINISHED:
+                report.finished_at = report.finished_at or datetime.now(UTC)
+            else:
+                report.failure_reason = request.reason
+            session.commit()
+        log.info("ncmec.report_abandoned", org_id=org.id, ncmec_report_id=request.report_id, outcome=outcome)
+        return AbandonedReport(outcome=outcome)
+
     def _client(self, org: OrgSettings) -> CyberTiplineClient:
         return CyberTiplineClient(self.settings.ncmec_base_url(org.ncmec.environment), org.ncmec.username,
                                   org.ncmec.password.get_secret_value())
@@ -171,5 +210,38 @@ def _refusal_of(what: str) -> Iterator[None]:
     except CyberTiplineError as error:
         if error.transient:
             raise
+        if error.code in (REPORT_GONE, ALREADY_RETRACTED):
+            # The workflow files afresh when NCMEC no longer has the report (it expired, or was retracted).
+            raise ApplicationError(f"NCMEC no longer has the report (code {error.code})", type=REPORT_GONE_ERROR,
+                                   non_retryable=True) from error
         raise ApplicationError(f"NCMEC refused {what} (code {error.code}: {error.description or 'no reason given'})",
                                type="NcmecRejected", non_retryable=True) from error
+
+
+class _HeartbeatingReader:
+    """Wraps an evidence file so a long upload tells Temporal it is alive; a dead worker's upload is then
+    retried after the heartbeat timeout instead of the whole upload timeout."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._sent = 0
+        self._last_beat = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self._sent += len(chunk)
+        if self._sent - self._last_beat >= HEARTBEAT_EVERY_BYTES:
+            self._last_beat = self._sent
+            activity.heartbeat(self._sent)
+        return chunk
+
+    # httpx sizes the multipart body from the file descriptor and rewinds it before sending.
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._sent = self._last_beat = 0
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()

@@ -7,7 +7,7 @@ credentials.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -144,6 +144,20 @@ class FiledFile(BaseModel):
     details_sent: bool = False
 
 
+class FilingPolicy(BaseModel):
+    """How patient filing is. Set per deployment; tests shorten it so a killed worker is replaced quickly."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_timeout: timedelta = timedelta(minutes=2)
+    upload_timeout: timedelta = timedelta(hours=2)
+    upload_heartbeat_timeout: timedelta = timedelta(minutes=1)
+    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    # Stop working on a report this long before NCMEC would delete it, and file afresh instead.
+    deadline_margin: timedelta = timedelta(minutes=10)
+    max_refiles: int = Field(default=3, ge=0)
+
+
 class FilingProgress(BaseModel):
     environment: str | None = None
     report_id: int | None = None
@@ -151,6 +165,7 @@ class FilingProgress(BaseModel):
     last_modified_at: datetime | None = None
     files: list[FiledFile] = Field(default_factory=list)
     finished_at: datetime | None = None
+    abandoned_report_ids: list[int] = Field(default_factory=list)
 
     def file_for(self, media_id: str) -> FiledFile | None:
         return next((f for f in self.files if f.media_id == media_id), None)
@@ -189,6 +204,7 @@ class CaseStart(BaseModel):
     case_number: int = 1
     prior_report_ids: list[int] = Field(default_factory=list)
     carried_content: list[ContentItem] = Field(default_factory=list)
+    policy: FilingPolicy = FilingPolicy()
 
 
 class DecisionAccepted(BaseModel):

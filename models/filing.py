@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,3 +105,17 @@ class CaseSummaryUpdate(BaseModel):
     ncmec_deadline: datetime | None
     opened_at: datetime
     updated_at: datetime
+
+
+class AbandonReportInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    reason: str
+
+
+class AbandonedReport(BaseModel):
+    """What NCMEC said when asked to retract: it was retracted now, was already gone, or was in fact finished."""
+
+    outcome: Literal["retracted", "gone", "finished"]

@@ -78,6 +78,7 @@ class ReportStatus(StrEnum):
     OPEN = "open"
     FINISHED = "finished"
     RETRACTED = "retracted"
+    EXPIRED = "expired"
     FAILED = "failed"
 
 

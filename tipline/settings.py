@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # Validates reports in the sandbox and before submission; NCMEC serves it at /ispws/xsd.
     ncmec_xsd_path: Path | None = None
 
+    # How patient filing is (see models.case.FilingPolicy); tests shorten these.
+    ncmec_call_timeout_seconds: float = 120
+    upload_heartbeat_timeout_seconds: float = 60
+    upload_concurrency: int = 4
+
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
 

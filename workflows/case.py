@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
+    from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
     from activities.filing import FilingActivities
     from activities.media import MediaActivities
     from models.case import (
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.deadlines import ncmec_deletion_time
     from models.filing import (
+        AbandonReportInput,
         CaseSummaryUpdate,
         FileDetailsInput,
         FinishReportInput,
@@ -62,6 +65,7 @@ class CaseWorkflow:
             opened_at=workflow.now(),
             prior_report_ids=list(start.prior_report_ids),
         )
+        self.policy = start.policy
         self.next_case: list[ContentItem] = []
         self._awaiting_preservation: list[str] = []
         self._changed = True
@@ -200,43 +204,51 @@ class CaseWorkflow:
 
     async def _file_cybertip(self) -> bool:
         """Run the filing from its last completed step. True once NCMEC has the finished report."""
+        filing = self.state.filing
+        while True:
+            try:
+                if filing.report_id is None:
+                    await self._open_report()
+                await self._send_files()
+                self._check_time_left()
+                finished = await workflow.execute_activity_method(
+                    FilingActivities.finish_report,
+                    FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
+                                      expected_file_ids=[f.file_id for f in filing.files]),
+                    **self._ncmec_call_options(),
+                )
+            except (ActivityError, _OutOfTime) as error:
+                if await self._refile_after(error):
+                    continue
+                if filing.finished_at is None:
+                    self.state.status = CaseStatus.NEEDS_ATTENTION
+                    self.state.attention_reason = _reviewer_safe_reason(error)
+                    self._changed = True
+                    return False
+            else:
+                filing.finished_at = finished.finished_at
+            self.state.status = CaseStatus.FILED
+            self._changed = True
+            return True
+
+    async def _open_report(self) -> None:
         decision = self.state.decision
         assert decision is not None
+        opened = await workflow.execute_activity_method(
+            FilingActivities.open_report,
+            OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
+                            case_number=self.state.case_number, user_id=self.state.user_id,
+                            decision=decision, incident_at=self._incident_at(),
+                            prior_report_ids=self.state.prior_report_ids),
+            start_to_close_timeout=self.policy.call_timeout,
+            schedule_to_close_timeout=timedelta(hours=6),
+            retry_policy=NCMEC_RETRY,
+        )
         filing = self.state.filing
-        try:
-            if filing.report_id is None:
-                opened = await workflow.execute_activity_method(
-                    FilingActivities.open_report,
-                    OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
-                                    case_number=self.state.case_number, user_id=self.state.user_id,
-                                    decision=decision, incident_at=self._incident_at(),
-                                    prior_report_ids=self.state.prior_report_ids),
-                    start_to_close_timeout=timedelta(minutes=2),
-                    schedule_to_close_timeout=timedelta(hours=6),
-                    retry_policy=NCMEC_RETRY,
-                )
-                filing.environment = opened.environment
-                filing.report_id = opened.report_id
-                filing.opened_at = opened.opened_at
-                await self._publish()
-            for media_decision in decision.media:
-                if media_decision.reported:
-                    await self._send_file(media_decision.media_id)
-            finished = await workflow.execute_activity_method(
-                FilingActivities.finish_report,
-                FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
-                                  expected_file_ids=[f.file_id for f in filing.files]),
-                **self._ncmec_timeouts(),
-            )
-        except ActivityError as error:
-            self.state.status = CaseStatus.NEEDS_ATTENTION
-            self.state.attention_reason = _reviewer_safe_reason(error)
-            self._changed = True
-            return False
-        filing.finished_at = finished.finished_at
-        self.state.status = CaseStatus.FILED
-        self._changed = True
-        return True
+        filing.environment = opened.environment
+        filing.report_id = opened.report_id
+        filing.opened_at = opened.opened_at
+        await self._publish()
 
     def _incident_at(self) -> datetime:
         """When the earliest reported item was uploaded (or reached Tipline, if the platform did not say)."""
@@ -244,6 +256,51 @@ class CaseWorkflow:
         reported = {d.media_id for d in self.state.decision.media if d.reported}
         times = [m.content.uploaded_at or m.content.received_at for m in self.state.media if m.media_id in reported]
         return min(times, default=self.state.opened_at)
+
+    async def _refile_after(self, error: BaseException) -> bool:
+        """Abandon a report NCMEC lost or that cannot be finished in time. True to file afresh now."""
+        filing = self.state.filing
+        gone = isinstance(error, ActivityError) and _error_type(error) == REPORT_GONE
+        out_of_time = isinstance(error, _OutOfTime) or (isinstance(error, ActivityError) and _timed_out(error))
+        if filing.report_id is None or not (gone or out_of_time):
+            return False
+        report_id = filing.report_id
+        reason = "NCMEC deleted the unfinished report" if gone else "the report could not be finished in time"
+        try:
+            abandoned = await workflow.execute_activity_method(
+                FilingActivities.abandon_report,
+                AbandonReportInput(org_id=self.state.org_id, report_id=report_id, reason=reason),
+                start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            outcome = abandoned.outcome
+        except ActivityError:
+            outcome = "gone"  # NCMEC is unreachable; an unfinished report expires on its own
+        if outcome == "finished":
+            # The answer to an earlier /finish was lost: the report was filed after all.
+            filing.finished_at = workflow.now()
+            return False
+        filing.abandoned_report_ids.append(report_id)
+        filing.report_id = filing.opened_at = filing.last_modified_at = None
+        filing.files = []
+        self._changed = True
+        return gone and len(filing.abandoned_report_ids) <= self.policy.max_refiles
+
+    async def _send_files(self) -> None:
+        decision = self.state.decision
+        assert decision is not None
+        pending = [d.media_id for d in decision.media if d.reported and not self._file_described(d.media_id)]
+        size = self.policy.upload_concurrency
+        for start in range(0, len(pending), size):
+            self._check_time_left()
+            results = await asyncio.gather(*(self._send_file(media_id) for media_id in pending[start:start + size]),
+                                           return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+
+    def _file_described(self, media_id: str) -> bool:
+        filed = self.state.filing.file_for(media_id)
+        return filed is not None and filed.details_sent
 
     async def _send_file(self, media_id: str) -> None:
         filing = self.state.filing
@@ -257,34 +314,41 @@ class CaseWorkflow:
                 FilingActivities.upload_file,
                 UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
                                 evidence=media.evidence, file_name=media.content.file_name or media_id),
-                **self._ncmec_timeouts(),
+                **self._ncmec_call_options(upload=True),
             )
             filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
             filing.files.append(filed)
             filing.last_modified_at = uploaded.uploaded_at
             await self._publish()
-        if not filed.details_sent:
-            media_decision = next(d for d in decision.media if d.media_id == media_id)
-            sent = await workflow.execute_activity_method(
-                FilingActivities.send_file_details,
-                FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
-                                 media=media, decision=media_decision),
-                **self._ncmec_timeouts(),
-            )
-            filed.details_sent = True
-            filing.last_modified_at = sent.sent_at
-            self._changed = True
+        media_decision = next(d for d in decision.media if d.media_id == media_id)
+        sent = await workflow.execute_activity_method(
+            FilingActivities.send_file_details,
+            FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
+                             media=media, decision=media_decision),
+            **self._ncmec_call_options(),
+        )
+        filed.details_sent = True
+        filing.last_modified_at = sent.sent_at
+        self._changed = True
 
-    def _ncmec_timeouts(self) -> dict[str, object]:
-        """Give up retrying a step shortly before NCMEC would delete the unfinished report."""
+    def _check_time_left(self) -> None:
+        deadline = self._ncmec_deadline()
+        if deadline is not None and workflow.now() > deadline - self.policy.deadline_margin:
+            raise _OutOfTime()
+
+    def _ncmec_call_options(self, *, upload: bool = False) -> dict[str, Any]:
+        """Retry a step only until shortly before NCMEC would delete the unfinished report."""
         deadline = self._ncmec_deadline()
         assert deadline is not None
-        remaining = deadline - workflow.now() - timedelta(minutes=5)
-        return {
-            "start_to_close_timeout": timedelta(minutes=10),
+        remaining = deadline - workflow.now() - self.policy.deadline_margin
+        options: dict[str, Any] = {
+            "start_to_close_timeout": self.policy.upload_timeout if upload else self.policy.call_timeout,
             "schedule_to_close_timeout": max(remaining, timedelta(minutes=1)),
             "retry_policy": NCMEC_RETRY,
         }
+        if upload:
+            options["heartbeat_timeout"] = self.policy.upload_heartbeat_timeout
+        return options
 
     def _ncmec_deadline(self) -> datetime | None:
         filing = self.state.filing
@@ -329,14 +393,25 @@ class CaseWorkflow:
             prior.append(self.state.filing.report_id)
         return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
                          case_number=self.state.case_number + 1, prior_report_ids=prior,
-                         carried_content=self.next_case)
+                         carried_content=self.next_case, policy=self.policy)
 
 
-def _reviewer_safe_reason(error: ActivityError) -> str:
-    cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return "NCMEC could not be reached in time; retry once the connection is restored"
+class _OutOfTime(Exception):
+    """Too close to NCMEC's deletion time to go on with this report."""
+
+
+def _error_type(error: ActivityError) -> str | None:
+    return error.cause.type if isinstance(error.cause, ApplicationError) else None
+
+
+def _timed_out(error: ActivityError) -> bool:
+    return isinstance(error.cause, TimeoutError)
+
+
+def _reviewer_safe_reason(error: BaseException) -> str:
+    if isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError):
+        return error.cause.message
+    return "NCMEC could not be reached in time; retry once the connection is restored, a new report will be filed"
 
 
 def _details_markdown(state: CaseState) -> str:

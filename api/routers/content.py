@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
@@ -13,7 +13,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import AppSettings, Platform, Store, Temporal
 from api.problems import PROBLEM_RESPONSES
-from models.case import CaseStart, CaseStatus, ContentItem, MediaSource, case_workflow_id
+from models.case import CaseStart, CaseStatus, ContentItem, FilingPolicy, MediaSource, case_workflow_id
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
 from workflows import search_attributes as sa
@@ -69,6 +69,12 @@ async def upload_content(
     return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
 
 
+def filing_policy(settings: Settings) -> FilingPolicy:
+    return FilingPolicy(call_timeout=timedelta(seconds=settings.ncmec_call_timeout_seconds),
+                        upload_heartbeat_timeout=timedelta(seconds=settings.upload_heartbeat_timeout_seconds),
+                        upload_concurrency=settings.upload_concurrency)
+
+
 async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
                    media: MediaSource) -> ContentAccepted:
     item = ContentItem(
@@ -79,7 +85,7 @@ async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: 
     workflow_id = case_workflow_id(org_id, metadata.creator_id)
     await temporal.start_workflow(
         CaseWorkflow.run,
-        CaseStart(org_id=org_id, user_id=metadata.creator_id),
+        CaseStart(org_id=org_id, user_id=metadata.creator_id, policy=filing_policy(settings)),
         id=workflow_id,
         task_queue=settings.task_queue,
         start_signal="add_content",

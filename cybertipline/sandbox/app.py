@@ -177,6 +177,7 @@ class ClockUpdate(BaseModel):
 class FaultUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     latency_ms: int | None = Field(default=None, ge=0)
+    answer_delay_ms: int | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     drop_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     outage: bool | None = None

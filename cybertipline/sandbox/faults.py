@@ -28,6 +28,9 @@ class DropMode(StrEnum):
 @dataclass
 class FaultSettings:
     latency_ms: int = 0
+    # Held after the change is committed, before the answer leaves: the window in which a client that
+    # crashes has changed NCMEC's state without learning it.
+    answer_delay_ms: int = 0
     error_rate: float = 0.0
     drop_rate: float = 0.0
     outage: bool = False
@@ -55,8 +58,8 @@ class FaultInjector:
             rate = getattr(self.settings, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        if self.settings.latency_ms < 0:
-            raise ValueError("latency_ms must not be negative")
+        if self.settings.latency_ms < 0 or self.settings.answer_delay_ms < 0:
+            raise ValueError("latency_ms and answer_delay_ms must not be negative")
         self.settings.drop_mode = DropMode(self.settings.drop_mode)
         if "seed" in changes:
             self._rng = random.Random(self.settings.seed)
@@ -126,10 +129,23 @@ class FaultMiddleware:
         if self.injector.roll(settings.error_rate):
             await _send_plain(send, 503, b"Service Unavailable")
             return
-        if not self.injector.roll(settings.drop_rate):
+        if self.injector.roll(settings.drop_rate):
+            await self._drop(scope, receive, send)
+        elif settings.answer_delay_ms:
+            await self._delayed(scope, receive, send, settings.answer_delay_ms)
+        else:
             await self.app(scope, receive, send)
-            return
-        await self._drop(scope, receive, send)
+
+    async def _delayed(self, scope: Scope, receive: Receive, send: Send, delay_ms: int) -> None:
+        answer: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, hold)
+        await asyncio.sleep(delay_ms / 1000)
+        for message in answer:
+            await send(message)
 
     async def _drop(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None

@@ -537,6 +537,18 @@ async def test_outage_and_latency(sandbox: RunningSandbox, client: CyberTiplineC
     assert (await client.status()).response_code == 0
 
 
+async def test_answer_delay_commits_before_the_answer_leaves(
+    sandbox: RunningSandbox, client: CyberTiplineClient
+) -> None:
+    await sandbox.control("POST", "/faults", {"answer_delay_ms": 400})
+    async with sandbox.client(timeout=0.1) as impatient:
+        with pytest.raises(CyberTiplineTransportError):
+            await impatient.submit(report_xml())
+    await sandbox.control("POST", "/faults", {"answer_delay_ms": 0})
+    reports = await sandbox.control("GET", "/reports")
+    assert [r["status"] for r in reports] == ["open"]  # committed although the client never heard back
+
+
 async def test_seeded_faults_are_reproducible(sandbox: RunningSandbox, client: CyberTiplineClient) -> None:
     async def outcomes() -> list[bool]:
         await sandbox.control("POST", "/faults", {"error_rate": 0.5, "seed": 1234})
