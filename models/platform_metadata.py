@@ -45,6 +45,7 @@ __all__ = [
     "EstimatedLocationInfo",
     "FileMetadata",
     "IntendedRecipientInfo",
+    "IpAddress",
     "IpEvent",
     "PermanentDisable",
     "PersonInfo",
