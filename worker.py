@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.case_index import CaseIndexActivities
 from activities.filing import FilingActivities
 from activities.media import MediaActivities
+from activities.notifications import NotificationActivities
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
@@ -30,6 +31,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     filing = FilingActivities(settings, engine, store)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
+        notifications = NotificationActivities(settings, http)
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
             worker = Worker(
                 client,
@@ -39,7 +41,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
-                    filing.abandon_report,
+                    filing.abandon_report, notifications.notify_escalation,
                 ],
                 activity_executor=executor,
             )

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from cybertipline.client import CyberTiplineClient, CyberTiplineError
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
 from cybertipline.xsd import load_schema, schema_errors
+from models.case_urgency import urgency_outcome
 from models.cybertip import compose_file_details, compose_report
 from models.filing import (
     AbandonedReport,
@@ -68,6 +69,9 @@ class FilingActivities:
                 org_id=org.id, workflow_id=request.workflow_id, case_number=request.case_number,
                 ncmec_environment=org.ncmec.environment.value, ncmec_report_id=response.report_id,
                 status=ReportStatus.OPEN, report_xml=report_xml.decode(), submitted_by=request.decision.reviewer_id,
+                escalation_reason=request.decision.escalate_to_high_priority,
+                urgency_suggestion=request.urgency_suggestion,
+                urgency_outcome=urgency_outcome(request.urgency_suggestion, request.decision.escalate_to_high_priority),
                 opened_at=now,
             ))
             session.commit()

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
+from models.urgency import UrgencyAssessment, UrgencyLevel
 
 
 class CaseStatus(StrEnum):
@@ -72,6 +73,16 @@ class EnqueueReason(BaseModel):
     at: datetime | None = None
 
 
+class PlatformIndicators(BaseModel):
+    """What the platform knows that bears on urgency."""
+
+    model_config = ConfigDict(frozen=True)
+
+    live_session_active: bool = Field(default=False, description="The user is in a live stream or call now")
+    victim_age: int | None = Field(default=None, ge=0, le=150, description="Apparent or stated age of a victim")
+    location_observed_at: datetime | None = Field(default=None, description="When the user's location was seen")
+
+
 class ContentItem(BaseModel):
     """One piece of content a platform sent: the ``add_content`` signal."""
 
@@ -88,6 +99,8 @@ class ContentItem(BaseModel):
     location_url: str | None = None
     received_at: datetime
     reason: EnqueueReason = EnqueueReason(kind="platform_signal")
+    report_text: str | None = Field(default=None, max_length=10000, description="A user report's text, if any")
+    indicators: PlatformIndicators | None = None
 
 
 class MediaItem(BaseModel):
@@ -171,6 +184,20 @@ class FilingProgress(BaseModel):
         return next((f for f in self.files if f.media_id == media_id), None)
 
 
+class ReviewPolicy(BaseModel):
+    """How long a case may wait for a reviewer, by urgency, before Moderator Managers are alerted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    urgent_within: timedelta = timedelta(hours=1)
+    elevated_within: timedelta = timedelta(hours=8)
+    normal_within: timedelta = timedelta(hours=48)
+
+    def window(self, level: UrgencyLevel) -> timedelta:
+        return {UrgencyLevel.URGENT: self.urgent_within, UrgencyLevel.ELEVATED: self.elevated_within,
+                UrgencyLevel.NORMAL: self.normal_within}[level]
+
+
 class CaseState(BaseModel):
     """The whole case, as the ``case`` query returns it."""
 
@@ -186,7 +213,13 @@ class CaseState(BaseModel):
     dismissal: Dismissal | None = None
     filing: FilingProgress = Field(default_factory=FilingProgress)
     attention_reason: str | None = None
-    urgent: bool = False
+    urgency: UrgencyAssessment | None = None
+    review_deadline: datetime | None = None
+    escalated_at: datetime | None = None
+
+    @property
+    def urgent(self) -> bool:
+        return self.urgency is not None and self.urgency.level is UrgencyLevel.URGENT
 
     @property
     def case_id(self) -> str:
@@ -205,6 +238,7 @@ class CaseStart(BaseModel):
     prior_report_ids: list[int] = Field(default_factory=list)
     carried_content: list[ContentItem] = Field(default_factory=list)
     policy: FilingPolicy = FilingPolicy()
+    review: ReviewPolicy = ReviewPolicy()
 
 
 class DecisionAccepted(BaseModel):

@@ -40,6 +40,7 @@ class OpenReportInput(BaseModel):
     user_id: str
     decision: ReviewDecision
     incident_at: datetime = Field(description="When the earliest reported item was uploaded or received")
+    urgency_suggestion: str | None = None
     prior_report_ids: list[int] = Field(default_factory=list)
 
 
@@ -100,6 +101,10 @@ class CaseSummaryUpdate(BaseModel):
     org_id: str
     status: CaseStatus
     urgent: bool
+    urgency_level: str
+    urgency_score: int
+    review_deadline: datetime | None
+    escalated_at: datetime | None
     media_count: int
     ncmec_report_id: int | None
     ncmec_deadline: datetime | None
@@ -119,3 +124,14 @@ class AbandonedReport(BaseModel):
     """What NCMEC said when asked to retract: it was retracted now, was already gone, or was in fact finished."""
 
     outcome: Literal["retracted", "gone", "finished"]
+
+
+class EscalationNotice(BaseModel):
+    """Sent to the org's escalation webhook when a case waits past its review deadline. Ids only."""
+
+    org_id: str
+    case_ref: str
+    case_number: int
+    urgency_level: str
+    review_deadline: datetime
+    escalated_at: datetime

@@ -67,6 +67,10 @@ class CaseSummary(SQLModel, table=True):
     org_id: str = Field(index=True, max_length=40)
     status: str = Field(index=True, max_length=40)
     urgent: bool = False
+    urgency_level: str = Field(default="normal", max_length=20, sa_column_kwargs={"server_default": "normal"})
+    urgency_score: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    review_deadline: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    escalated_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     media_count: int = 0
     ncmec_report_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     ncmec_deadline: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
@@ -98,6 +102,10 @@ class FiledReport(SQLModel, table=True):
     report_xml: str = Field(sa_column=Column(Text, nullable=False))
     finish_receipt_xml: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     submitted_by: str = Field(max_length=200)
+    # What was sent in escalateToHighPriority, what Tipline had suggested, and what the reviewer did with it.
+    escalation_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    urgency_suggestion: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    urgency_outcome: str | None = Field(default=None, max_length=20)
     opened_at: datetime = Field(sa_column=_timestamp())
     finished_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     failure_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

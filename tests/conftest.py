@@ -3,6 +3,7 @@ on loopback HTTP, a worker, and the API. One of each per test session."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
@@ -23,10 +25,11 @@ from api.app import create_app
 from api.deps import hash_api_key, new_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
 from models.records import ApiKey, Role
-from tests.helpers import ORG, OTHER_ORG, Sandbox
+from tests.helpers import ORG, OTHER_ORG, Sandbox, WebhookReceiver
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
+from tipline.signing import SignatureVerifier
 from worker import case_worker
 from workflows import search_attributes as sa
 
@@ -93,21 +96,41 @@ async def sandbox(xsd_path: Path) -> AsyncIterator[Sandbox]:
         yield Sandbox(url=url, state=app.state.sandbox, http=http)
 
 
-def make_org(org_id: str) -> OrgSettings:
+@pytest.fixture(scope="session")
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    secret = uuid.uuid4().hex.encode()
+    verifier = SignatureVerifier(secret)
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/escalations")
+    async def escalation(request: Request) -> dict:
+        body = await request.body()
+        verifier.verify(request.headers, body)  # raises, and so answers 500, if forged or replayed
+        received.append(json.loads(body))
+        return {}
+
+    async with serve_app(app) as url:
+        yield WebhookReceiver(url=f"{url}/escalations", secret=secret, received=received)
+
+
+def make_org(org_id: str, webhook: WebhookReceiver | None = None) -> OrgSettings:
     return OrgSettings(
         id=org_id, name=f"{org_id.title()} Test Platform", platform_name=f"{org_id.title()} Photos",
         ncmec=NcmecCredentials(username=SANDBOX_USER, password=SANDBOX_PASSWORD),
         reporter=ReporterSettings(first_name="Test", last_name="Reporter", email=f"safety@{org_id}.example.com"),
         company_template="Synthetic test platform", legal_url="https://example.com/legal",
+        escalation_webhook_url=webhook.url if webhook else None,
+        callback_secret=webhook.secret.decode() if webhook else None,
     )
 
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbox: Sandbox, xsd_path: Path,
-             temporal_client: Client) -> Settings:
+             temporal_client: Client, webhook_receiver: WebhookReceiver) -> Settings:
     data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
-    orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG)]))
+    orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver)]))
     return Settings(
         data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,

@@ -35,6 +35,15 @@ class Sandbox:
         return response.json()
 
 
+@dataclass
+class WebhookReceiver:
+    """The org's own endpoint for escalations: keeps what arrived with its signature checked."""
+
+    url: str
+    secret: bytes
+    received: list[dict]
+
+
 def headers(api_keys: dict[str, dict[Role, str]], role: Role, org: str = ORG) -> dict[str, str]:
     return {"X-API-Key": api_keys[org][role]}
 

@@ -56,6 +56,10 @@ class OrgSettings(BaseModel):
     company_template: str | None = None
     legal_url: str | None = None
     terms_of_service: str | None = None
+    # Where Tipline tells the org's Moderator Managers that a case waited past its review deadline.
+    escalation_webhook_url: str | None = None
+    # Shared secret that signs Tipline's calls to the platform (webhooks, callbacks).
+    callback_secret: SecretStr | None = None
 
     @field_validator("id")
     @classmethod
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
     ncmec_call_timeout_seconds: float = 120
     upload_heartbeat_timeout_seconds: float = 60
     upload_concurrency: int = 4
+    # How long a case may wait for a reviewer before Moderator Managers are alerted, by urgency.
+    urgent_review_minutes: float = 60
+    elevated_review_minutes: float = 8 * 60
+    normal_review_minutes: float = 48 * 60
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
@@ -167,7 +175,9 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
     """The orgs file for ``orgs``, secrets included: for the first start of a local stack and for tests."""
     lines: list[str] = []
     for org in orgs:
-        values = org.model_dump(mode="json", exclude_none=True, exclude={"id", "ncmec", "reporter"})
+        values = org.model_dump(mode="json", exclude_none=True, exclude={"id", "ncmec", "reporter", "callback_secret"})
+        if org.callback_secret is not None:
+            values["callback_secret"] = org.callback_secret.get_secret_value()
         lines.append(f"[orgs.{org.id}]")
         lines += [f"{key} = {_toml_string(value)}" for key, value in values.items()]
         lines.append(f"\n[orgs.{org.id}.ncmec]")

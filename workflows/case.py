@@ -12,13 +12,15 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
     from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
     from activities.filing import FilingActivities
     from activities.media import MediaActivities
+    from activities.notifications import NotificationActivities
     from models.case import (
         CaseStart,
         CaseState,
@@ -31,10 +33,12 @@ with workflow.unsafe.imports_passed_through():
         RetryFiling,
         ReviewDecision,
     )
+    from models.case_urgency import case_urgency_signals
     from models.deadlines import ncmec_deletion_time
     from models.filing import (
         AbandonReportInput,
         CaseSummaryUpdate,
+        EscalationNotice,
         FileDetailsInput,
         FinishReportInput,
         OpenReportInput,
@@ -42,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         UploadFileInput,
     )
     from models.review_rules import decision_errors
+    from models.urgency import assess_urgency
     from workflows import search_attributes as sa
 
 # Transient NCMEC failures (network, 5xx, 1xxx codes) are retried with backoff; permanent ones are
@@ -66,6 +71,7 @@ class CaseWorkflow:
             prior_report_ids=list(start.prior_report_ids),
         )
         self.policy = start.policy
+        self.review = start.review
         self.next_case: list[ContentItem] = []
         self._awaiting_preservation: list[str] = []
         self._changed = True
@@ -143,9 +149,13 @@ class CaseWorkflow:
         if start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
         while True:
-            await workflow.wait_condition(
-                lambda: bool(self._awaiting_preservation) or self._changed or self._ready_to_file()
-            )
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._awaiting_preservation) or self._changed or self._ready_to_file(),
+                    timeout=self._time_to_review_deadline(),
+                )
+            except TimeoutError:
+                await self._escalate_overdue_review()
             if self._awaiting_preservation:
                 await self._preserve_media()
             if self._changed:
@@ -159,6 +169,38 @@ class CaseWorkflow:
         if self.next_case:
             workflow.continue_as_new(self._next_case_start())
         return self.state
+
+    def _time_to_review_deadline(self) -> timedelta | None:
+        deadline = self.state.review_deadline
+        if deadline is None or self.state.escalated_at is not None:
+            return None
+        return max(deadline - workflow.now(), timedelta(seconds=1))
+
+    async def _escalate_overdue_review(self) -> None:
+        """Nobody decided in time: raise the case to Moderator Managers (queue, search attribute, webhook)."""
+        state = self.state
+        if state.status is not CaseStatus.AWAITING_REVIEW or state.escalated_at is not None:
+            return
+        assert state.review_deadline is not None and state.urgency is not None
+        state.escalated_at = workflow.now()
+        self._changed = True
+        await workflow.execute_activity_method(
+            NotificationActivities.notify_escalation,
+            EscalationNotice(org_id=state.org_id, case_ref=state.workflow_id, case_number=state.case_number,
+                             urgency_level=state.urgency.level.value, review_deadline=state.review_deadline,
+                             escalated_at=state.escalated_at),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=5),
+        )
+
+    def _reassess_urgency(self) -> None:
+        """Recompute urgency from everything the case holds now, and the review deadline it implies."""
+        state = self.state
+        state.urgency = assess_urgency(case_urgency_signals(state, workflow.now()))
+        if state.status is CaseStatus.AWAITING_REVIEW:
+            state.review_deadline = state.opened_at + self.review.window(state.urgency.level)
+        else:
+            state.review_deadline = None
 
     def _reviewable(self) -> bool:
         return self.state.status is CaseStatus.AWAITING_REVIEW or (
@@ -239,6 +281,7 @@ class CaseWorkflow:
             OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
                             case_number=self.state.case_number, user_id=self.state.user_id,
                             decision=decision, incident_at=self._incident_at(),
+                            urgency_suggestion=self.state.urgency.suggested_reason if self.state.urgency else None,
                             prior_report_ids=self.state.prior_report_ids),
             start_to_close_timeout=self.policy.call_timeout,
             schedule_to_close_timeout=timedelta(hours=6),
@@ -359,11 +402,15 @@ class CaseWorkflow:
     async def _publish(self) -> None:
         """Bring the queue row, the search attributes and the UI details up to date."""
         self._changed = False
+        self._reassess_urgency()
         state = self.state
+        assert state.urgency is not None
         deadline = self._ncmec_deadline()
+        overdue = state.escalated_at is not None and state.status is CaseStatus.AWAITING_REVIEW
         attributes = {
             sa.CASE_STATUS.name: state.status.value, sa.ORG.name: state.org_id, sa.URGENT.name: state.urgent,
             sa.NCMEC_REPORT_ID.name: state.filing.report_id, sa.NCMEC_DEADLINE.name: deadline,
+            sa.REVIEW_DEADLINE.name: state.review_deadline, sa.REVIEW_OVERDUE.name: overdue,
         }
         if attributes != self._published_search_attributes:
             self._published_search_attributes = attributes
@@ -374,13 +421,18 @@ class CaseWorkflow:
                 sa.NCMEC_REPORT_ID.value_set(state.filing.report_id) if state.filing.report_id is not None
                 else sa.NCMEC_REPORT_ID.value_unset(),
                 sa.NCMEC_DEADLINE.value_set(deadline) if deadline is not None else sa.NCMEC_DEADLINE.value_unset(),
+                sa.REVIEW_DEADLINE.value_set(state.review_deadline) if state.review_deadline is not None
+                else sa.REVIEW_DEADLINE.value_unset(),
+                sa.REVIEW_OVERDUE.value_set(overdue),
             ])
         workflow.set_current_details(_details_markdown(state))
         await workflow.execute_local_activity_method(
             CaseIndexActivities.publish_case_summary,
             CaseSummaryUpdate(
                 workflow_id=state.workflow_id, case_number=state.case_number, org_id=state.org_id,
-                status=state.status, urgent=state.urgent, media_count=len(state.media),
+                status=state.status, urgent=state.urgent, urgency_level=state.urgency.level.value,
+                urgency_score=state.urgency.score, review_deadline=state.review_deadline,
+                escalated_at=state.escalated_at, media_count=len(state.media),
                 ncmec_report_id=state.filing.report_id, ncmec_deadline=deadline,
                 opened_at=state.opened_at, updated_at=workflow.now(),
             ),
@@ -393,7 +445,8 @@ class CaseWorkflow:
             prior.append(self.state.filing.report_id)
         return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
                          case_number=self.state.case_number + 1, prior_report_ids=prior,
-                         carried_content=self.next_case, policy=self.policy)
+                         carried_content=self.next_case, policy=self.policy,
+                         review=self.review)
 
 
 class _OutOfTime(Exception):
@@ -405,7 +458,7 @@ def _error_type(error: ActivityError) -> str | None:
 
 
 def _timed_out(error: ActivityError) -> bool:
-    return isinstance(error.cause, TimeoutError)
+    return isinstance(error.cause, ActivityTimeout)
 
 
 def _reviewer_safe_reason(error: BaseException) -> str:
@@ -424,6 +477,10 @@ def _details_markdown(state: CaseState) -> str:
         lines.append(f"NCMEC report {state.filing.report_id} ({state.filing.environment})")
     if state.prior_report_ids:
         lines.append("Prior CyberTips: " + ", ".join(str(r) for r in state.prior_report_ids))
+    if state.urgency is not None and state.urgency.level.value != "normal":
+        lines.append(f"Urgency: **{state.urgency.level.value}** (score {state.urgency.score})")
+    if state.escalated_at is not None and state.status is CaseStatus.AWAITING_REVIEW:
+        lines.append("**Review overdue**: raised to Moderator Managers")
     if state.attention_reason:
         lines.append(f"Needs attention: {state.attention_reason}")
     return "\n\n".join(lines)

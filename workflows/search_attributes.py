@@ -7,6 +7,8 @@ ORG = SearchAttributeKey.for_keyword("TiplineOrg")
 URGENT = SearchAttributeKey.for_bool("TiplineUrgent")
 NCMEC_REPORT_ID = SearchAttributeKey.for_int("TiplineNcmecReportId")
 NCMEC_DEADLINE = SearchAttributeKey.for_datetime("TiplineNcmecDeadline")
+REVIEW_DEADLINE = SearchAttributeKey.for_datetime("TiplineReviewDeadline")
+REVIEW_OVERDUE = SearchAttributeKey.for_bool("TiplineReviewOverdue")
 
 # Each key with the type name ``temporal server start-dev --search-attribute`` expects.
 ALL = (
@@ -15,6 +17,8 @@ ALL = (
     (URGENT, "Bool"),
     (NCMEC_REPORT_ID, "Int"),
     (NCMEC_DEADLINE, "Datetime"),
+    (REVIEW_DEADLINE, "Datetime"),
+    (REVIEW_OVERDUE, "Bool"),
 )
 
 

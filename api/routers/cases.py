@@ -33,6 +33,7 @@ from models.case import (
     ReviewDecision,
 )
 from models.records import CaseSummary, MediaView
+from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -44,6 +45,10 @@ class QueueEntry(BaseModel):
     case_number: int
     status: CaseStatus
     urgent: bool
+    urgency_level: UrgencyLevel
+    urgency_score: int
+    review_deadline: datetime | None
+    escalated_at: datetime | None = Field(description="Set when the review deadline passed without a decision")
     media_count: int
     ncmec_report_id: int | None
     ncmec_deadline: datetime | None
@@ -75,6 +80,10 @@ class CaseView(BaseModel):
     filing: FilingProgress
     attention_reason: str | None
     urgent: bool
+    urgency: UrgencyAssessment | None = Field(
+        description="Suggested urgency with its reasons; suggested_reason pre-fills escalate_to_high_priority")
+    review_deadline: datetime | None
+    escalated_at: datetime | None
     temporal_ui_url: str
 
 
@@ -89,7 +98,9 @@ class DecisionIn(BaseModel):
     incident_type: IncidentType | None = Field(default=None, description="Required; one of NCMEC's eight")
     media: list[MediaDecisionIn] = []
     report_annotations: list[ReportAnnotation] = []
-    escalate_to_high_priority: str | None = Field(default=None, description="Reason text; sent only if urgent")
+    escalate_to_high_priority: str | None = Field(
+        default=None, description="Sent to NCMEC as the urgency reason. Start from the case's suggested_reason: "
+                                  "send it as is to confirm, edited to edit, or leave it out to clear it")
     additional_info: str | None = None
 
 
@@ -107,7 +118,7 @@ def list_queue(
     rows = session.exec(
         select(CaseSummary)
         .where(CaseSummary.org_id == principal.org_id, col(CaseSummary.status).in_(statuses))
-        .order_by(col(CaseSummary.urgent).desc(), col(CaseSummary.opened_at))
+        .order_by(col(CaseSummary.urgent).desc(), col(CaseSummary.urgency_score).desc(), col(CaseSummary.opened_at))
         .limit(limit)
     ).all()
     return [QueueEntry(case_ref=r.workflow_id, **r.model_dump(exclude={"workflow_id", "org_id"})) for r in rows]
@@ -121,7 +132,8 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
         dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
-        urgent=state.urgent, temporal_ui_url=case_ui_url(settings, case_ref),
+        urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
+        escalated_at=state.escalated_at, temporal_ui_url=case_ui_url(settings, case_ref),
         media=[CaseMedia(media_id=m.media_id, file_name=m.content.file_name,
                           content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
                           evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,

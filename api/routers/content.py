@@ -6,14 +6,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Json
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import AppSettings, Platform, Store, Temporal
 from api.problems import PROBLEM_RESPONSES
-from models.case import CaseStart, CaseStatus, ContentItem, FilingPolicy, MediaSource, case_workflow_id
+from models.case import (
+    CaseStart,
+    CaseStatus,
+    ContentItem,
+    FilingPolicy,
+    MediaSource,
+    PlatformIndicators,
+    ReviewPolicy,
+    case_workflow_id,
+)
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
 from workflows import search_attributes as sa
@@ -31,6 +40,9 @@ class ContentMetadata(BaseModel):
     uploaded_at: datetime | None = None
     upload_ip: str | None = Field(default=None, max_length=64)
     location_url: str | None = Field(default=None, max_length=2083)
+    report_text: str | None = Field(default=None, max_length=10000,
+                                    description="The text of a user report about this item, if one was made")
+    indicators: PlatformIndicators | None = Field(default=None, description="What bears on urgency")
 
 
 class ContentByUrl(ContentMetadata):
@@ -60,10 +72,12 @@ async def upload_content(
     uploaded_at: Annotated[datetime | None, Form()] = None,
     upload_ip: Annotated[str | None, Form(max_length=64)] = None,
     location_url: Annotated[str | None, Form(max_length=2083)] = None,
+    report_text: Annotated[str | None, Form(max_length=10000)] = None,
+    indicators: Annotated[Json[PlatformIndicators] | None, Form(description="PlatformIndicators as JSON")] = None,
 ) -> ContentAccepted:
     metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
                                content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
-                               location_url=location_url)
+                               location_url=location_url, report_text=report_text, indicators=indicators)
     # Preserved before the case hears of it: the workflow gets a reference, never the bytes.
     evidence = await run_in_threadpool(store.put_stream, file.file)
     return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
@@ -75,17 +89,25 @@ def filing_policy(settings: Settings) -> FilingPolicy:
                         upload_concurrency=settings.upload_concurrency)
 
 
+def review_policy(settings: Settings) -> ReviewPolicy:
+    return ReviewPolicy(urgent_within=timedelta(minutes=settings.urgent_review_minutes),
+                        elevated_within=timedelta(minutes=settings.elevated_review_minutes),
+                        normal_within=timedelta(minutes=settings.normal_review_minutes))
+
+
 async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
                    media: MediaSource) -> ContentAccepted:
     item = ContentItem(
         content_id=metadata.content_id, org_id=org_id, user_id=metadata.creator_id, media=media,
         file_name=metadata.file_name, content_type=metadata.content_type, uploaded_at=metadata.uploaded_at,
         upload_ip=metadata.upload_ip, location_url=metadata.location_url, received_at=datetime.now(UTC),
+        report_text=metadata.report_text, indicators=metadata.indicators,
     )
     workflow_id = case_workflow_id(org_id, metadata.creator_id)
     await temporal.start_workflow(
         CaseWorkflow.run,
-        CaseStart(org_id=org_id, user_id=metadata.creator_id, policy=filing_policy(settings)),
+        CaseStart(org_id=org_id, user_id=metadata.creator_id, policy=filing_policy(settings),
+                  review=review_policy(settings)),
         id=workflow_id,
         task_queue=settings.task_queue,
         start_signal="add_content",

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from api.deps import DbSession, Principal, RecordsReader
@@ -35,6 +35,9 @@ class ReportOut(BaseModel):
     ncmec_report_id: int
     status: ReportStatus
     submitted_by: str
+    escalation_reason: str | None = Field(description="What was sent in escalateToHighPriority")
+    urgency_suggestion: str | None = Field(description="What Tipline had suggested")
+    urgency_outcome: str | None = Field(description="confirmed, edited, cleared, added or not_urgent")
     opened_at: datetime
     finished_at: datetime | None
     failure_reason: str | None
@@ -100,6 +103,8 @@ def _report_out(session: Session, report: FiledReport) -> ReportOut:
         id=report.id, case_ref=report.workflow_id, case_number=report.case_number,
         ncmec_environment=report.ncmec_environment, ncmec_report_id=report.ncmec_report_id,
         status=ReportStatus(report.status), submitted_by=report.submitted_by, opened_at=report.opened_at,
+        escalation_reason=report.escalation_reason, urgency_suggestion=report.urgency_suggestion,
+        urgency_outcome=report.urgency_outcome,
         finished_at=report.finished_at, failure_reason=report.failure_reason,
         files=[ReportFileOut(media_id=f.media_id, ncmec_file_id=f.ncmec_file_id, md5=f.md5,
                              evidence_sha256=f.evidence_sha256, file_relevance=f.file_relevance,

@@ -1,0 +1,48 @@
+"""The signals a case holds, as the urgency assessment (``models.urgency``) reads them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from models.case import CaseState
+from models.urgency import EvidenceText, MediaSignal, UrgencySignals
+
+HASH_MATCH = "hash_match"
+CLASSIFIER = "classifier"
+
+
+def case_urgency_signals(case: CaseState, now: datetime) -> UrgencySignals:
+    decision = case.decision
+    indicators = [m.content.indicators for m in case.media if m.content.indicators is not None]
+    ages = [i.victim_age for i in indicators if i.victim_age is not None]
+    seen = [i.location_observed_at for i in indicators if i.location_observed_at is not None]
+    texts = [EvidenceText(source="user_report", ref=m.media_id, text=m.content.report_text)
+             for m in case.media if m.content.report_text]
+    if decision is not None and decision.additional_info:
+        texts.append(EvidenceText(source="additional_info", ref="decision", text=decision.additional_info))
+    return UrgencySignals(
+        now=now,
+        incident_type=decision.incident_type if decision else None,
+        file_annotations={d.media_id: [str(a) for a in d.annotations] for d in decision.media if d.annotations}
+        if decision else {},
+        report_annotations=[str(a) for a in decision.report_annotations] if decision else [],
+        live_session_active=any(i.live_session_active for i in indicators),
+        victim_age=min(ages, default=None),
+        location_observed_at=max(seen, default=None),
+        texts=texts,
+        media=[MediaSignal(
+            media_id=m.media_id,
+            uploaded_at=m.content.uploaded_at or m.content.received_at,
+            hash_matched=any(r.kind == HASH_MATCH for r in m.reasons),
+            classifier_priority=next((r.detail for r in m.reasons if r.kind == CLASSIFIER), None),
+        ) for m in case.media],
+    )
+
+
+def urgency_outcome(suggested: str | None, sent: str | None) -> str:
+    """How the reviewer treated the suggestion: what an auditor needs beside the text that was sent."""
+    if sent is None:
+        return "cleared" if suggested else "not_urgent"
+    if suggested is None:
+        return "added"
+    return "confirmed" if sent.strip() == suggested.strip() else "edited"

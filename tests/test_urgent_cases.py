@@ -1,0 +1,130 @@
+"""Urgency acted on: urgent cases first in the queue, escalated when overdue, and the reason as the reviewer left it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import httpx
+import pytest
+from lxml import etree
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api.app import create_app
+from models.records import Role
+from tests.helpers import OTHER_ORG, WebhookReceiver, eventually, headers
+from tipline.settings import Settings
+from tipline.synthetic import synthetic_image
+
+INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
+# A live session and a victim under 13: urgent on the default rules, before any reviewer has looked.
+URGENT_INDICATORS = '{"live_session_active": true, "victim_age": 8}'
+
+
+async def send(api: httpx.AsyncClient, api_keys: dict, *, urgent: bool, org: str = "acme") -> str:
+    creator = f"user-{uuid.uuid4().hex[:10]}"
+    data = {"content_id": "item-1", "creator_id": creator}
+    if urgent:
+        data |= {"indicators": URGENT_INDICATORS, "report_text": "It is still happening, he wants to meet tonight."}
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, org=org), data=data,
+                              files={"file": ("a.png", synthetic_image(5), "image/png")})
+    assert response.status_code == 202, response.text
+    return response.json()["case_ref"]
+
+
+async def assessed(api: httpx.AsyncClient, api_keys: dict, case_ref: str, org: str = "acme") -> dict:
+    async def ready() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=headers(api_keys, Role.ADMIN, org=org))).json()
+        return case if case.get("media") and case.get("urgency") else None
+
+    return await eventually(ready, what="the case's urgency assessment")
+
+
+async def test_the_queue_returns_urgent_cases_first(api: httpx.AsyncClient, api_keys: dict) -> None:
+    normal = await send(api, api_keys, urgent=False)
+    urgent = await send(api, api_keys, urgent=True)
+    assert (await assessed(api, api_keys, normal))["urgency"]["level"] == "normal"
+    case = await assessed(api, api_keys, urgent)
+    assert case["urgency"]["level"] == "urgent" and case["urgent"]
+    assert {"platform.live_session", "platform.victim_age"} <= {
+        evidence for reason in case["urgency"]["reasons"] for evidence in reason["evidence"]}
+
+    async def ordered() -> list[str] | None:
+        queue = [e["case_ref"] for e in (await api.get("/v1/cases", headers=headers(api_keys, Role.ADMIN))).json()]
+        return queue if urgent in queue and normal in queue else None
+
+    queue = await eventually(ordered, what="both cases in the queue")
+    assert queue.index(urgent) < queue.index(normal)
+
+
+@pytest.mark.parametrize(("choice", "outcome"), [("clear", "cleared"), ("edit", "edited"), ("confirm", "confirmed")])
+async def test_the_reviewer_confirms_edits_or_clears_the_suggested_reason(
+    api: httpx.AsyncClient, api_keys: dict, choice: str, outcome: str
+) -> None:
+    case_ref = await send(api, api_keys, urgent=True)
+    suggestion = (await assessed(api, api_keys, case_ref))["urgency"]["suggested_reason"]
+    assert suggestion
+    sent = {"clear": None, "edit": suggestion + " Reviewer: victim appears to be in danger now.",
+            "confirm": suggestion}[choice]
+    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}],
+                "escalate_to_high_priority": sent}
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+    assert (await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)).status_code == 200
+
+    async def record() -> dict | None:
+        reports = (await api.get("/v1/reports", headers=reviewer)).json()
+        return next((r for r in reports if r["case_ref"] == case_ref and r["status"] == "finished"), None)
+
+    report = await eventually(record, what="the filed report")
+    xml = etree.fromstring((await api.get(f"/v1/reports/{report['id']}/xml", headers=reviewer)).content)
+    assert xml.findtext("incidentSummary/escalateToHighPriority") == sent
+    assert report["escalation_reason"] == sent
+    assert report["urgency_suggestion"] == suggestion
+    assert report["urgency_outcome"] == outcome
+    assert report["submitted_by"].startswith("moderator_manager:")
+
+
+@pytest.fixture
+async def impatient_api(settings: Settings, temporal_client: Client, engine: Engine
+                        ) -> AsyncIterator[httpx.AsyncClient]:
+    # The same worker, but cases started with a two-second review deadline for urgent cases.
+    app = create_app(settings.model_copy(update={"urgent_review_minutes": 2 / 60}), temporal=temporal_client,
+                     engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as client:
+        yield client
+
+
+async def test_an_urgent_case_overdue_for_review_is_raised_to_moderator_managers(
+    impatient_api: httpx.AsyncClient, api_keys: dict, temporal_client: Client, webhook_receiver: WebhookReceiver
+) -> None:
+    case_ref = await send(impatient_api, api_keys, urgent=True, org=OTHER_ORG)
+    manager = headers(api_keys, Role.MODERATOR_MANAGER, org=OTHER_ORG)
+
+    async def escalated() -> dict | None:
+        case = (await impatient_api.get(f"/v1/cases/{case_ref}", headers=manager)).json()
+        return case if case.get("escalated_at") else None
+
+    case = await eventually(escalated, what="the escalation at the review deadline")
+    assert case["status"] == "awaiting_review"
+    assert datetime.fromisoformat(case["escalated_at"]) >= datetime.fromisoformat(case["review_deadline"])
+
+    async def escalated_in_queue() -> bool:
+        queue = (await impatient_api.get("/v1/cases", headers=manager)).json()
+        return next(e for e in queue if e["case_ref"] == case_ref)["escalated_at"] is not None
+
+    await eventually(escalated_in_queue, what="the escalation in the queue")
+
+    async def notified() -> list[dict]:
+        return [n for n in webhook_receiver.received if n["case_ref"] == case_ref]
+
+    [notice] = await eventually(notified, what="the signed escalation webhook")
+    assert notice["urgency_level"] == "urgent" and notice["org_id"] == OTHER_ORG
+
+    query = f'TiplineReviewOverdue = true AND TiplineUrgent = true AND WorkflowId = "{case_ref}"'
+
+    async def overdue_in_temporal() -> list:
+        return [w async for w in temporal_client.list_workflows(query)]
+
+    assert await eventually(overdue_in_temporal, what="the overdue search attribute")
