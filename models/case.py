@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
+from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.urgency import UrgencyAssessment, UrgencyLevel
 
 
@@ -101,6 +102,8 @@ class ContentItem(BaseModel):
     reason: EnqueueReason = EnqueueReason(kind="platform_signal")
     report_text: str | None = Field(default=None, max_length=10000, description="A user report's text, if any")
     indicators: PlatformIndicators | None = None
+    user: UserMetadata | None = None
+    file: FileMetadata | None = None
 
 
 class MediaItem(BaseModel):
@@ -120,6 +123,12 @@ class MediaDecision(BaseModel):
     reported: bool
     classification: IndustryClassification | None = None
     annotations: list[FileAnnotation] = Field(default_factory=list)
+    # Sent as "Supplemental Reported" (a screenshot, context): uploaded, but not itself classified.
+    supplemental: bool = False
+
+    @property
+    def sent(self) -> bool:
+        return self.reported or self.supplemental
 
 
 class ReviewDecision(BaseModel):
@@ -133,6 +142,8 @@ class ReviewDecision(BaseModel):
     report_annotations: list[ReportAnnotation] = Field(default_factory=list)
     escalate_to_high_priority: str | None = None
     additional_info: str | None = None
+    victims: list[VictimInfo] = Field(default_factory=list)
+    intended_recipients: list[IntendedRecipientInfo] = Field(default_factory=list)
 
 
 class Dismissal(BaseModel):
@@ -208,6 +219,7 @@ class CaseState(BaseModel):
     status: CaseStatus = CaseStatus.AWAITING_REVIEW
     opened_at: datetime
     media: list[MediaItem] = Field(default_factory=list)
+    user_metadata: UserMetadata | None = Field(default=None, description="All the platform said about the user")
     prior_report_ids: list[int] = Field(default_factory=list)
     decision: ReviewDecision | None = None
     dismissal: Dismissal | None = None

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.case import CaseStatus, EvidenceRef, MediaDecision, MediaItem, MediaSource, ReviewDecision
+from models.platform_metadata import UserMetadata
 
 
 class UserHistory(BaseModel):
@@ -41,6 +42,8 @@ class OpenReportInput(BaseModel):
     decision: ReviewDecision
     incident_at: datetime = Field(description="When the earliest reported item was uploaded or received")
     urgency_suggestion: str | None = None
+    user_metadata: UserMetadata | None = None
+    location_urls: list[str] = Field(default_factory=list, description="Where the reported files were")
     prior_report_ids: list[int] = Field(default_factory=list)
 
 

@@ -26,14 +26,16 @@ def decision_errors(case: CaseState, decision: ReviewDecision) -> list[str]:
         if item.media_id in seen:
             errors.append(f"{field}.media_id: {item.media_id!r} is decided twice")
         seen.add(item.media_id)
+        if item.reported and item.supplemental:
+            errors.append(f"{field}.supplemental: a file is either reported or supplemental, not both")
         if not item.reported:
             if item.classification is not None:
                 errors.append(f"{field}.classification: only reported media carry a classification")
             if item.annotations:
                 errors.append(f"{field}.annotations: only reported media carry annotations")
-        elif media.evidence is None:
+        if item.sent and media.evidence is None:
             reason = media.preservation_error or "it is still being preserved"
-            errors.append(f"{field}.reported: media {item.media_id!r} has no preserved evidence ({reason})")
+            errors.append(f"{field}.media_id: media {item.media_id!r} has no preserved evidence ({reason})")
     for field, text in (
         ("escalate_to_high_priority", decision.escalate_to_high_priority),
         ("additional_info", decision.additional_info),

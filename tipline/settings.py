@@ -26,6 +26,14 @@ class NcmecEnvironment(StrEnum):
     PRODUCTION = "production"
 
 
+class InternetDetailKind(StrEnum):
+    """Which ``internetDetails`` block the org's reports carry by default."""
+
+    WEB_PAGE = "web_page"  # webPageIncident with the reported files' URLs
+    CHAT_IM = "chat_im"  # chatImIncident naming the platform as the chat client
+    NONE = "none"
+
+
 class NcmecCredentials(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -56,6 +64,9 @@ class OrgSettings(BaseModel):
     company_template: str | None = None
     legal_url: str | None = None
     terms_of_service: str | None = None
+    internet_detail: InternetDetailKind = InternetDetailKind.WEB_PAGE
+    # Where Tipline asks the platform for everything it knows about a user before filing (signed POST).
+    enrichment_url: str | None = None
     # Where Tipline tells the org's Moderator Managers that a case waited past its review deadline.
     escalation_webhook_url: str | None = None
     # Shared secret that signs Tipline's calls to the platform (webhooks, callbacks).

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         PreserveMediaInput,
         UploadFileInput,
     )
+    from models.platform_metadata import merge_user_metadata
     from models.review_rules import decision_errors
     from models.urgency import assess_urgency
     from workflows import search_attributes as sa
@@ -93,6 +94,9 @@ class CaseWorkflow:
             return
         media = MediaItem(media_id=item.content_id, content=item, evidence=item.media.evidence,
                           reasons=[item.reason])
+        if item.user is not None:
+            known = self.state.user_metadata
+            self.state.user_metadata = item.user if known is None else merge_user_metadata(known, item.user)
         self.state.media.append(media)
         if media.evidence is None:
             self._awaiting_preservation.append(media.media_id)
@@ -282,6 +286,7 @@ class CaseWorkflow:
                             case_number=self.state.case_number, user_id=self.state.user_id,
                             decision=decision, incident_at=self._incident_at(),
                             urgency_suggestion=self.state.urgency.suggested_reason if self.state.urgency else None,
+                            user_metadata=self.state.user_metadata, location_urls=self._location_urls(),
                             prior_report_ids=self.state.prior_report_ids),
             start_to_close_timeout=self.policy.call_timeout,
             schedule_to_close_timeout=timedelta(hours=6),
@@ -292,6 +297,11 @@ class CaseWorkflow:
         filing.report_id = opened.report_id
         filing.opened_at = opened.opened_at
         await self._publish()
+
+    def _location_urls(self) -> list[str]:
+        assert self.state.decision is not None
+        reported = {d.media_id for d in self.state.decision.media if d.reported}
+        return [m.content.location_url for m in self.state.media if m.media_id in reported and m.content.location_url]
 
     def _incident_at(self) -> datetime:
         """When the earliest reported item was uploaded (or reached Tipline, if the platform did not say)."""
@@ -331,7 +341,7 @@ class CaseWorkflow:
     async def _send_files(self) -> None:
         decision = self.state.decision
         assert decision is not None
-        pending = [d.media_id for d in decision.media if d.reported and not self._file_described(d.media_id)]
+        pending = [d.media_id for d in decision.media if d.sent and not self._file_described(d.media_id)]
         size = self.policy.upload_concurrency
         for start in range(0, len(pending), size):
             self._check_time_left()

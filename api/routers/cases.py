@@ -32,6 +32,7 @@ from models.case import (
     RetryFiling,
     ReviewDecision,
 )
+from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary, MediaView
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.temporal import case_ui_url
@@ -72,6 +73,7 @@ class CaseView(BaseModel):
     case_number: int
     status: CaseStatus
     user_id: str = Field(description="The platform's id of the reported user")
+    user_metadata: UserMetadata | None
     opened_at: datetime
     media: list[CaseMedia]
     prior_report_ids: list[int]
@@ -89,9 +91,10 @@ class CaseView(BaseModel):
 
 class MediaDecisionIn(BaseModel):
     media_id: str
-    reported: bool
+    reported: bool = Field(description="Sent to NCMEC as a Reported file")
     classification: IndustryClassification | None = None
     annotations: list[FileAnnotation] = []
+    supplemental: bool = Field(default=False, description="Sent as Supplemental Reported (a screenshot, context)")
 
 
 class DecisionIn(BaseModel):
@@ -102,6 +105,8 @@ class DecisionIn(BaseModel):
         default=None, description="Sent to NCMEC as the urgency reason. Start from the case's suggested_reason: "
                                   "send it as is to confirm, edited to edit, or leave it out to clear it")
     additional_info: str | None = None
+    victims: list[VictimInfo] = []
+    intended_recipients: list[IntendedRecipientInfo] = []
 
 
 class DismissalIn(BaseModel):
@@ -130,6 +135,7 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
     state = await _case_state(temporal, principal, case_ref)
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
+        user_metadata=state.user_metadata,
         opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
         dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
         urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
@@ -172,7 +178,7 @@ async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temp
         reviewer_id=principal.actor, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump()) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
-        additional_info=body.additional_info,
+        additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
     )
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
-from pydantic import BaseModel, Field, Json
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, Json, ValidationError
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -23,6 +24,7 @@ from models.case import (
     ReviewPolicy,
     case_workflow_id,
 )
+from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
 from workflows import search_attributes as sa
@@ -38,11 +40,13 @@ class ContentMetadata(BaseModel):
     file_name: str | None = Field(default=None, max_length=2056)
     content_type: str | None = Field(default=None, max_length=200)
     uploaded_at: datetime | None = None
-    upload_ip: str | None = Field(default=None, max_length=64)
-    location_url: str | None = Field(default=None, max_length=2083)
+    upload_ip: IpAddress | None = None
+    location_url: str | None = Field(default=None, max_length=2083, pattern=r"^\S+$")
     report_text: str | None = Field(default=None, max_length=10000,
                                     description="The text of a user report about this item, if one was made")
     indicators: PlatformIndicators | None = Field(default=None, description="What bears on urgency")
+    user: UserMetadata | None = Field(default=None, description="What the platform knows about the creator")
+    file: FileMetadata | None = Field(default=None, description="More about this file: EXIF, devices, …")
 
 
 class ContentByUrl(ContentMetadata):
@@ -74,10 +78,16 @@ async def upload_content(
     location_url: Annotated[str | None, Form(max_length=2083)] = None,
     report_text: Annotated[str | None, Form(max_length=10000)] = None,
     indicators: Annotated[Json[PlatformIndicators] | None, Form(description="PlatformIndicators as JSON")] = None,
+    user: Annotated[Json[UserMetadata] | None, Form(description="UserMetadata as JSON")] = None,
+    file_metadata: Annotated[Json[FileMetadata] | None, Form(description="FileMetadata as JSON")] = None,
 ) -> ContentAccepted:
-    metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
-                               content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
-                               location_url=location_url, report_text=report_text, indicators=indicators)
+    try:
+        metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
+                                   content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
+                                   location_url=location_url, report_text=report_text, indicators=indicators,
+                                   user=user, file=file_metadata)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
     # Preserved before the case hears of it: the workflow gets a reference, never the bytes.
     evidence = await run_in_threadpool(store.put_stream, file.file)
     return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
@@ -101,7 +111,7 @@ async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: 
         content_id=metadata.content_id, org_id=org_id, user_id=metadata.creator_id, media=media,
         file_name=metadata.file_name, content_type=metadata.content_type, uploaded_at=metadata.uploaded_at,
         upload_ip=metadata.upload_ip, location_url=metadata.location_url, received_at=datetime.now(UTC),
-        report_text=metadata.report_text, indicators=metadata.indicators,
+        report_text=metadata.report_text, indicators=metadata.indicators, user=metadata.user, file=metadata.file,
     )
     workflow_id = case_workflow_id(org_id, metadata.creator_id)
     await temporal.start_workflow(
