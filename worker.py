@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.case_index import CaseIndexActivities
+from activities.enrichment import EnrichmentActivities
 from activities.filing import FilingActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
@@ -32,6 +33,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
         notifications = NotificationActivities(settings, http)
+        enrichment = EnrichmentActivities(settings, http)
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
             worker = Worker(
                 client,
@@ -41,7 +43,8 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
-                    filing.abandon_report, notifications.notify_escalation,
+                    filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
+                    notifications.notify_escalation, enrichment.enrich_user,
                 ],
                 activity_executor=executor,
             )

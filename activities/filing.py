@@ -13,19 +13,29 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from cybertipline.client import CyberTiplineClient, CyberTiplineError
+from cybertipline.enums import FileRelevance
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
 from cybertipline.xsd import load_schema, schema_errors
 from models.case_urgency import urgency_outcome
-from models.cybertip import compose_file_details, compose_report
+from models.conversation_csv import conversation_csv
+from models.cybertip import (
+    compose_conversation_details,
+    compose_file_details,
+    compose_report,
+    conversation_media_id,
+)
 from models.filing import (
     AbandonedReport,
     AbandonReportInput,
+    ConversationDetailsInput,
     FileDetailsInput,
     FileDetailsSent,
     FinishedReport,
     FinishReportInput,
     OpenedReport,
     OpenReportInput,
+    UploadConversationInput,
+    UploadedConversation,
     UploadedFile,
     UploadFileInput,
 )
@@ -109,12 +119,38 @@ class FilingActivities:
         with _refusal_of("the file details"):
             async with self._client(org) as client:
                 await client.fileinfo(details_xml)
+        self._record_details(org, request.report_id, request.file_id, details_xml)
+        return FileDetailsSent(sent_at=datetime.now(UTC))
+
+    @activity.defn
+    async def upload_conversation(self, request: UploadConversationInput) -> UploadedConversation:
+        """The thread as a CSV: preserved in the evidence store, then uploaded as a supplemental file."""
+        org = self.settings.orgs.get(request.org_id)
+        evidence = self.store.put_bytes(conversation_csv(request.thread.messages))
+        file_name = f"conversation-{request.thread.thread_id}.csv"
+        with self.store.open(evidence.sha256) as content, _refusal_of("the conversation upload"):
+            async with self._client(org) as client:
+                response = await client.upload(request.report_id, file_name, content)
+        assert response.file_id is not None
+        now = datetime.now(UTC)
         with Session(self.engine) as session:
             report = self._report_row(session, org, request.report_id)
-            row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
-                                                       FiledFile.ncmec_file_id == request.file_id)).one()
-            row.file_details_xml = details_xml.decode()
+            session.add(FiledFile(report_pk=report.id, media_id=conversation_media_id(request.thread.thread_id),
+                                  evidence_sha256=evidence.sha256, ncmec_file_id=response.file_id, md5=evidence.md5,
+                                  file_relevance=FileRelevance.SUPPLEMENTAL_REPORTED.value, uploaded_at=now))
             session.commit()
+        return UploadedConversation(file_id=response.file_id, evidence=evidence, sent_at=now)
+
+    @activity.defn
+    async def send_conversation_details(self, request: ConversationDetailsInput) -> FileDetailsSent:
+        org = self.settings.orgs.get(request.org_id)
+        with _refusal_of("the conversation's file details"):
+            details_xml = file_details_to_xml(compose_conversation_details(request))
+        self._check_schema(details_xml, "the conversation's file details")
+        with _refusal_of("the conversation's file details"):
+            async with self._client(org) as client:
+                await client.fileinfo(details_xml)
+        self._record_details(org, request.report_id, request.file_id, details_xml)
         return FileDetailsSent(sent_at=datetime.now(UTC))
 
     @activity.defn
@@ -175,6 +211,14 @@ class FilingActivities:
             session.commit()
         log.info("ncmec.report_abandoned", org_id=org.id, ncmec_report_id=request.report_id, outcome=outcome)
         return AbandonedReport(outcome=outcome)
+
+    def _record_details(self, org: OrgSettings, report_id: int, file_id: str, details_xml: bytes) -> None:
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
+                                                       FiledFile.ncmec_file_id == file_id)).one()
+            row.file_details_xml = details_xml.decode()
+            session.commit()
 
     def _client(self, org: OrgSettings) -> CyberTiplineClient:
         return CyberTiplineClient(self.settings.ncmec_base_url(org.ncmec.environment), org.ncmec.username,

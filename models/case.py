@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
+from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.urgency import UrgencyAssessment, UrgencyLevel
 
@@ -106,6 +107,17 @@ class ContentItem(BaseModel):
     file: FileMetadata | None = None
 
 
+class ConversationThread(BaseModel):
+    """Messages the platform sent as context for the case; filed as a CSV when the reviewer attaches them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    org_id: str
+    user_id: str
+    messages: list[ConversationMessage] = Field(min_length=1, max_length=1000)
+
+
 class MediaItem(BaseModel):
     """A content item inside a case, with its preserved evidence once the worker has it."""
 
@@ -144,6 +156,7 @@ class ReviewDecision(BaseModel):
     additional_info: str | None = None
     victims: list[VictimInfo] = Field(default_factory=list)
     intended_recipients: list[IntendedRecipientInfo] = Field(default_factory=list)
+    attach_conversations: list[str] = Field(default_factory=list, description="Thread ids filed as CSV files")
 
 
 class Dismissal(BaseModel):
@@ -180,6 +193,16 @@ class FilingPolicy(BaseModel):
     # Stop working on a report this long before NCMEC would delete it, and file afresh instead.
     deadline_margin: timedelta = timedelta(minutes=10)
     max_refiles: int = Field(default=3, ge=0)
+    # How long to keep asking a platform whose enrichment callback fails before the case needs attention.
+    enrichment_patience: timedelta = timedelta(hours=6)
+    enrichment_retry_every: timedelta = timedelta(minutes=1)
+
+
+class FiledConversation(BaseModel):
+    thread_id: str
+    file_id: str
+    evidence: EvidenceRef
+    details_sent: bool = False
 
 
 class FilingProgress(BaseModel):
@@ -190,6 +213,7 @@ class FilingProgress(BaseModel):
     files: list[FiledFile] = Field(default_factory=list)
     finished_at: datetime | None = None
     abandoned_report_ids: list[int] = Field(default_factory=list)
+    conversations: list[FiledConversation] = Field(default_factory=list)
 
     def file_for(self, media_id: str) -> FiledFile | None:
         return next((f for f in self.files if f.media_id == media_id), None)
@@ -220,6 +244,9 @@ class CaseState(BaseModel):
     opened_at: datetime
     media: list[MediaItem] = Field(default_factory=list)
     user_metadata: UserMetadata | None = Field(default=None, description="All the platform said about the user")
+    conversations: list[ConversationThread] = Field(default_factory=list)
+    enriched: bool = False
+    waiting_reason: str | None = Field(default=None, description="Why filing is waiting, when it is")
     prior_report_ids: list[int] = Field(default_factory=list)
     decision: ReviewDecision | None = None
     dismissal: Dismissal | None = None
@@ -240,6 +267,9 @@ class CaseState(BaseModel):
     def media_item(self, media_id: str) -> MediaItem | None:
         return next((m for m in self.media if m.media_id == media_id), None)
 
+    def conversation(self, thread_id: str) -> ConversationThread | None:
+        return next((c for c in self.conversations if c.thread_id == thread_id), None)
+
 
 class CaseStart(BaseModel):
     """Input of a case run: a fresh case, or the next case for a user whose last one was filed."""
@@ -249,6 +279,7 @@ class CaseStart(BaseModel):
     case_number: int = 1
     prior_report_ids: list[int] = Field(default_factory=list)
     carried_content: list[ContentItem] = Field(default_factory=list)
+    carried_conversations: list[ConversationThread] = Field(default_factory=list)
     policy: FilingPolicy = FilingPolicy()
     review: ReviewPolicy = ReviewPolicy()
 

@@ -12,7 +12,8 @@ from cybertipline.file_details_model import FileDetails
 from cybertipline.report_model import Report
 from cybertipline.report_xml import parse_file_details, parse_report
 from models.case import ContentItem
-from models.filing import FileDetailsInput, OpenReportInput
+from models.conversation_csv import supplemental_file_details_fields
+from models.filing import ConversationDetailsInput, FileDetailsInput, OpenReportInput
 from models.platform_metadata import FileMetadata
 from models.reported_user import file_metadata_fields, intended_recipient_block, reported_user_block, victim_block
 from tipline.settings import InternetDetailKind, OrgSettings
@@ -72,6 +73,22 @@ def compose_file_details(request: FileDetailsInput) -> FileDetails:
         "industry_classification": decision.classification,
         "original_file_hash": hashes,
     }))
+
+
+def conversation_media_id(thread_id: str) -> str:
+    """How a conversation CSV is named among a report's files in Tipline's records."""
+    return f"conversation:{thread_id}"
+
+
+def compose_conversation_details(request: ConversationDetailsInput) -> FileDetails:
+    evidence = request.evidence
+    return parse_file_details({
+        **supplemental_file_details_fields(f"conversation-{request.thread_id}.csv"),
+        "report_id": request.report_id,
+        "file_id": request.file_id,
+        "original_file_hash": [{"hash_type": "MD5", "value": evidence.md5},
+                               {"hash_type": "SHA1", "value": evidence.sha1}],
+    })
 
 
 def effective_file_metadata(content: ContentItem) -> FileMetadata:

@@ -7,7 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.case import CaseStatus, EvidenceRef, MediaDecision, MediaItem, MediaSource, ReviewDecision
+from models.case import (
+    CaseStatus,
+    ConversationThread,
+    EvidenceRef,
+    MediaDecision,
+    MediaItem,
+    MediaSource,
+    ReviewDecision,
+)
 from models.platform_metadata import UserMetadata
 
 
@@ -138,3 +146,41 @@ class EscalationNotice(BaseModel):
     urgency_level: str
     review_deadline: datetime
     escalated_at: datetime
+
+
+class EnrichUserInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    case_ref: str
+    user_id: str
+
+
+class EnrichedUser(BaseModel):
+    """The platform's answer; None when the org has no enrichment callback."""
+
+    user: UserMetadata | None = None
+
+
+class UploadConversationInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    thread: ConversationThread
+
+
+class UploadedConversation(BaseModel):
+    file_id: str
+    evidence: EvidenceRef
+    sent_at: datetime
+
+
+class ConversationDetailsInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    file_id: str
+    thread_id: str
+    evidence: EvidenceRef

@@ -36,6 +36,9 @@ def decision_errors(case: CaseState, decision: ReviewDecision) -> list[str]:
         if item.sent and media.evidence is None:
             reason = media.preservation_error or "it is still being preserved"
             errors.append(f"{field}.media_id: media {item.media_id!r} has no preserved evidence ({reason})")
+    for index, thread_id in enumerate(decision.attach_conversations):
+        if case.conversation(thread_id) is None:
+            errors.append(f"attach_conversations[{index}]: this case has no conversation {thread_id!r}")
     for field, text in (
         ("escalate_to_high_priority", decision.escalate_to_high_priority),
         ("additional_info", decision.additional_info),

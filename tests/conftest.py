@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
@@ -25,11 +25,11 @@ from api.app import create_app
 from api.deps import hash_api_key, new_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
 from models.records import ApiKey, Role
-from tests.helpers import ORG, OTHER_ORG, Sandbox, WebhookReceiver
+from tests.helpers import ORG, OTHER_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
-from tipline.signing import SignatureVerifier
+from tipline.signing import SignatureError, SignatureVerifier, sign
 from worker import case_worker
 from workflows import search_attributes as sa
 
@@ -114,7 +114,37 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
         yield WebhookReceiver(url=f"{url}/escalations", secret=secret, received=received)
 
 
-def make_org(org_id: str, webhook: WebhookReceiver | None = None) -> OrgSettings:
+@pytest.fixture(scope="session")
+async def platform_callbacks(webhook_receiver: WebhookReceiver) -> AsyncIterator[PlatformCallbacks]:
+    """Answers Tipline's signed enrichment calls for the second org, signing its answers with the org's secret."""
+    secret = webhook_receiver.secret
+    verifier = SignatureVerifier(secret)
+    app = FastAPI()
+    state = PlatformCallbacks(url="")
+
+    @app.post("/enrich")
+    async def enrich(request: Request) -> Response:
+        body = await request.body()
+        try:
+            verifier.verify(request.headers, body)
+        except SignatureError:
+            return Response(status_code=401)
+        state.verified_requests += 1
+        if state.mode == "down":
+            return Response(status_code=503)
+        asked = json.loads(body)
+        answer = json.dumps({"screen_name": f"enriched-{asked['user_id']}",
+                             "emails": [{"value": "enriched.user@example.com"}]}).encode()
+        signing_secret = b"not-the-org-secret-0123456789" if state.mode == "forged" else secret
+        return Response(answer, media_type="application/json", headers=sign(signing_secret, answer))
+
+    async with serve_app(app) as url:
+        state.url = f"{url}/enrich"
+        yield state
+
+
+def make_org(org_id: str, webhook: WebhookReceiver | None = None, callbacks: PlatformCallbacks | None = None
+             ) -> OrgSettings:
     return OrgSettings(
         id=org_id, name=f"{org_id.title()} Test Platform", platform_name=f"{org_id.title()} Photos",
         ncmec=NcmecCredentials(username=SANDBOX_USER, password=SANDBOX_PASSWORD),
@@ -122,19 +152,21 @@ def make_org(org_id: str, webhook: WebhookReceiver | None = None) -> OrgSettings
         company_template="Synthetic test platform", legal_url="https://example.com/legal",
         escalation_webhook_url=webhook.url if webhook else None,
         callback_secret=webhook.secret.decode() if webhook else None,
+        enrichment_url=callbacks.url if callbacks else None,
     )
 
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbox: Sandbox, xsd_path: Path,
-             temporal_client: Client, webhook_receiver: WebhookReceiver) -> Settings:
+             temporal_client: Client, webhook_receiver: WebhookReceiver,
+             platform_callbacks: PlatformCallbacks) -> Settings:
     data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
-    orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver)]))
+    orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks)]))
     return Settings(
         data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
-        task_queue=f"tipline-test-{uuid.uuid4().hex[:8]}",
+        task_queue=f"tipline-test-{uuid.uuid4().hex[:8]}", enrichment_retry_seconds=0.5,
         temporal_address=temporal_client.service_client.config.target_host,
     )
 

@@ -44,6 +44,16 @@ class WebhookReceiver:
     received: list[dict]
 
 
+
+@dataclass
+class PlatformCallbacks:
+    """The org's enrichment endpoint. ``mode``: "up" answers, "down" answers 503, "forged" signs wrongly."""
+
+    url: str
+    mode: str = "up"
+    verified_requests: int = 0
+
+
 def headers(api_keys: dict[str, dict[Role, str]], role: Role, org: str = ORG) -> dict[str, str]:
     return {"X-API-Key": api_keys[org][role]}
 

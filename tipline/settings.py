@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     ncmec_call_timeout_seconds: float = 120
     upload_heartbeat_timeout_seconds: float = 60
     upload_concurrency: int = 4
+    enrichment_retry_seconds: float = 60
     # How long a case may wait for a reviewer before Moderator Managers are alerted, by urgency.
     urgent_review_minutes: float = 60
     elevated_review_minutes: float = 8 * 60

@@ -17,6 +17,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
+    from activities.enrichment import EnrichmentActivities
     from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
     from activities.filing import FilingActivities
     from activities.media import MediaActivities
@@ -26,8 +27,10 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         CaseStatus,
         ContentItem,
+        ConversationThread,
         DecisionAccepted,
         Dismissal,
+        FiledConversation,
         FiledFile,
         MediaItem,
         RetryFiling,
@@ -38,11 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from models.filing import (
         AbandonReportInput,
         CaseSummaryUpdate,
+        ConversationDetailsInput,
+        EnrichUserInput,
         EscalationNotice,
         FileDetailsInput,
         FinishReportInput,
         OpenReportInput,
         PreserveMediaInput,
+        UploadConversationInput,
         UploadFileInput,
     )
     from models.platform_metadata import merge_user_metadata
@@ -74,11 +80,15 @@ class CaseWorkflow:
         self.policy = start.policy
         self.review = start.review
         self.next_case: list[ContentItem] = []
+        self.next_conversations: list[ConversationThread] = list(start.carried_conversations)
         self._awaiting_preservation: list[str] = []
         self._changed = True
         self._published_search_attributes: dict[str, object] = {}
         for item in start.carried_content:
             self.add_content(item)
+        carried, self.next_conversations = self.next_conversations, []
+        for thread in carried:
+            self.add_conversation(thread)
 
     # ---- handlers: they only change state; the run loop does the I/O ----
 
@@ -100,6 +110,19 @@ class CaseWorkflow:
         self.state.media.append(media)
         if media.evidence is None:
             self._awaiting_preservation.append(media.media_id)
+        self._changed = True
+
+    @workflow.signal
+    def add_conversation(self, thread: ConversationThread) -> None:
+        if thread.org_id != self.state.org_id or thread.user_id != self.state.user_id:
+            workflow.logger.warning("conversation for another case ignored")
+            return
+        if self.state.status is not CaseStatus.AWAITING_REVIEW:
+            self.next_conversations.append(thread)
+            return
+        # A thread sent again (more messages arrived) replaces the earlier copy.
+        self.state.conversations = [c for c in self.state.conversations if c.thread_id != thread.thread_id]
+        self.state.conversations.append(thread)
         self._changed = True
 
     @workflow.query
@@ -170,7 +193,7 @@ class CaseWorkflow:
                 break
         await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.next_case:
+        if self.next_case or self.next_conversations:
             workflow.continue_as_new(self._next_case_start())
         return self.state
 
@@ -251,16 +274,20 @@ class CaseWorkflow:
     async def _file_cybertip(self) -> bool:
         """Run the filing from its last completed step. True once NCMEC has the finished report."""
         filing = self.state.filing
+        if not self.state.enriched and not await self._enrich_user():
+            return False
         while True:
             try:
                 if filing.report_id is None:
                     await self._open_report()
                 await self._send_files()
+                await self._send_conversations()
                 self._check_time_left()
                 finished = await workflow.execute_activity_method(
                     FilingActivities.finish_report,
                     FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
-                                      expected_file_ids=[f.file_id for f in filing.files]),
+                                      expected_file_ids=[f.file_id for f in filing.files]
+                                      + [c.file_id for c in filing.conversations]),
                     **self._ncmec_call_options(),
                 )
             except (ActivityError, _OutOfTime) as error:
@@ -276,6 +303,67 @@ class CaseWorkflow:
             self.state.status = CaseStatus.FILED
             self._changed = True
             return True
+
+    async def _enrich_user(self) -> bool:
+        """Ask the platform for everything it knows about the user; wait, visibly, while it cannot answer."""
+        give_up_at = workflow.now() + self.policy.enrichment_patience
+        while True:
+            try:
+                enriched = await workflow.execute_activity_method(
+                    EnrichmentActivities.enrich_user,
+                    EnrichUserInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                    user_id=self.state.user_id),
+                    start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError as error:
+                self.state.waiting_reason = f"waiting for the platform to describe the user: " \
+                                            f"{_reviewer_safe_reason(error)}"
+                self._changed = True
+                await self._publish()
+                if workflow.now() >= give_up_at:
+                    self.state.status = CaseStatus.NEEDS_ATTENTION
+                    self.state.attention_reason = self.state.waiting_reason
+                    self.state.waiting_reason = None
+                    return False
+                await workflow.sleep(self.policy.enrichment_retry_every)
+                continue
+            if enriched.user is not None:
+                known = self.state.user_metadata
+                self.state.user_metadata = enriched.user if known is None else merge_user_metadata(known, enriched.user)
+            self.state.enriched = True
+            self.state.waiting_reason = None
+            self._changed = True
+            return True
+
+    async def _send_conversations(self) -> None:
+        decision = self.state.decision
+        filing = self.state.filing
+        assert decision is not None and filing.report_id is not None
+        for thread_id in decision.attach_conversations:
+            filed = next((c for c in filing.conversations if c.thread_id == thread_id), None)
+            if filed is not None and filed.details_sent:
+                continue
+            self._check_time_left()
+            thread = self.state.conversation(thread_id)
+            assert thread is not None
+            if filed is None:
+                uploaded = await workflow.execute_activity_method(
+                    FilingActivities.upload_conversation,
+                    UploadConversationInput(org_id=self.state.org_id, report_id=filing.report_id, thread=thread),
+                    **self._ncmec_call_options(upload=True),
+                )
+                filed = FiledConversation(thread_id=thread_id, file_id=uploaded.file_id, evidence=uploaded.evidence)
+                filing.conversations.append(filed)
+                filing.last_modified_at = uploaded.sent_at
+            sent = await workflow.execute_activity_method(
+                FilingActivities.send_conversation_details,
+                ConversationDetailsInput(org_id=self.state.org_id, report_id=filing.report_id,
+                                         file_id=filed.file_id, thread_id=thread_id, evidence=filed.evidence),
+                **self._ncmec_call_options(),
+            )
+            filed.details_sent = True
+            filing.last_modified_at = sent.sent_at
+            self._changed = True
 
     async def _open_report(self) -> None:
         decision = self.state.decision
@@ -335,6 +423,7 @@ class CaseWorkflow:
         filing.abandoned_report_ids.append(report_id)
         filing.report_id = filing.opened_at = filing.last_modified_at = None
         filing.files = []
+        filing.conversations = []
         self._changed = True
         return gone and len(filing.abandoned_report_ids) <= self.policy.max_refiles
 
@@ -455,7 +544,8 @@ class CaseWorkflow:
             prior.append(self.state.filing.report_id)
         return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
                          case_number=self.state.case_number + 1, prior_report_ids=prior,
-                         carried_content=self.next_case, policy=self.policy,
+                         carried_content=self.next_case, carried_conversations=self.next_conversations,
+                         policy=self.policy,
                          review=self.review)
 
 

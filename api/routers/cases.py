@@ -23,6 +23,7 @@ from models.case import (
     OPEN_STATUSES,
     CaseState,
     CaseStatus,
+    ConversationThread,
     DecisionAccepted,
     Dismissal,
     EnqueueReason,
@@ -74,6 +75,8 @@ class CaseView(BaseModel):
     status: CaseStatus
     user_id: str = Field(description="The platform's id of the reported user")
     user_metadata: UserMetadata | None
+    conversations: list[ConversationThread]
+    waiting_reason: str | None = Field(description="Why filing is waiting, e.g. on the platform's callback")
     opened_at: datetime
     media: list[CaseMedia]
     prior_report_ids: list[int]
@@ -107,6 +110,7 @@ class DecisionIn(BaseModel):
     additional_info: str | None = None
     victims: list[VictimInfo] = []
     intended_recipients: list[IntendedRecipientInfo] = []
+    attach_conversations: list[str] = Field(default=[], description="Thread ids to file as conversation CSVs")
 
 
 class DismissalIn(BaseModel):
@@ -135,7 +139,7 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
     state = await _case_state(temporal, principal, case_ref)
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
-        user_metadata=state.user_metadata,
+        user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
         opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
         dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
         urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
@@ -179,6 +183,7 @@ async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temp
         media=[MediaDecision(**m.model_dump()) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
+        attach_conversations=body.attach_conversations,
     )
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)

@@ -18,12 +18,14 @@ from models.case import (
     CaseStart,
     CaseStatus,
     ContentItem,
+    ConversationThread,
     FilingPolicy,
     MediaSource,
     PlatformIndicators,
     ReviewPolicy,
     case_workflow_id,
 )
+from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
@@ -96,13 +98,29 @@ async def upload_content(
 def filing_policy(settings: Settings) -> FilingPolicy:
     return FilingPolicy(call_timeout=timedelta(seconds=settings.ncmec_call_timeout_seconds),
                         upload_heartbeat_timeout=timedelta(seconds=settings.upload_heartbeat_timeout_seconds),
-                        upload_concurrency=settings.upload_concurrency)
+                        upload_concurrency=settings.upload_concurrency,
+                        enrichment_retry_every=timedelta(seconds=settings.enrichment_retry_seconds))
 
 
 def review_policy(settings: Settings) -> ReviewPolicy:
     return ReviewPolicy(urgent_within=timedelta(minutes=settings.urgent_review_minutes),
                         elevated_within=timedelta(minutes=settings.elevated_review_minutes),
                         normal_within=timedelta(minutes=settings.normal_review_minutes))
+
+
+def _case_start(settings: Settings, org_id: str, user_id: str) -> CaseStart:
+    return CaseStart(org_id=org_id, user_id=user_id, policy=filing_policy(settings), review=review_policy(settings))
+
+
+def _initial_search_attributes(org_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([
+        SearchAttributePair(sa.CASE_STATUS, CaseStatus.AWAITING_REVIEW.value), SearchAttributePair(sa.ORG, org_id),
+        SearchAttributePair(sa.URGENT, False),
+    ])
+
+
+def _summary(org_id: str) -> str:
+    return f"NCMEC case · org {org_id}"
 
 
 async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
@@ -114,19 +132,11 @@ async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: 
         report_text=metadata.report_text, indicators=metadata.indicators, user=metadata.user, file=metadata.file,
     )
     workflow_id = case_workflow_id(org_id, metadata.creator_id)
+    # Signal-with-start: the user's open case absorbs the item, or a new case starts with it.
     await temporal.start_workflow(
-        CaseWorkflow.run,
-        CaseStart(org_id=org_id, user_id=metadata.creator_id, policy=filing_policy(settings),
-                  review=review_policy(settings)),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        start_signal="add_content",
-        start_signal_args=[item],
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(sa.CASE_STATUS, CaseStatus.AWAITING_REVIEW.value), SearchAttributePair(sa.ORG, org_id),
-            SearchAttributePair(sa.URGENT, False),
-        ]),
-        static_summary=f"NCMEC case · org {org_id}",
+        CaseWorkflow.run, _case_start(settings, org_id, metadata.creator_id), id=workflow_id,
+        task_queue=settings.task_queue, start_signal="add_content", start_signal_args=[item],
+        search_attributes=_initial_search_attributes(org_id), static_summary=_summary(org_id),
     )
     log.info("content.enqueued", org_id=org_id, workflow_id=workflow_id, content=fingerprint(metadata.content_id))
     return ContentAccepted(case_ref=workflow_id, content_id=metadata.content_id)
@@ -148,3 +158,31 @@ async def send_content_batch(body: ContentBatch, principal: Platform, temporal: 
         await _enqueue(temporal, settings, principal.org_id, item, MediaSource(url=item.media_url))
         for item in body.items
     ])
+
+
+class ConversationIn(BaseModel):
+    creator_id: str = Field(min_length=1, max_length=200, description="The reported user this conversation is about")
+    thread_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    messages: list[ConversationMessage] = Field(min_length=1, max_length=1000)
+
+
+class ConversationAccepted(BaseModel):
+    case_ref: str
+    thread_id: str
+    message_count: int
+
+
+@router.post("/conversations", status_code=status.HTTP_202_ACCEPTED, response_model=ConversationAccepted,
+             summary="Send a conversation thread; a reviewer may attach it to the CyberTip as a CSV file")
+async def send_conversation(body: ConversationIn, principal: Platform, temporal: Temporal,
+                            settings: AppSettings) -> ConversationAccepted:
+    workflow_id = case_workflow_id(principal.org_id, body.creator_id)
+    thread = ConversationThread(thread_id=body.thread_id, org_id=principal.org_id, user_id=body.creator_id,
+                                messages=body.messages)
+    await temporal.start_workflow(
+        CaseWorkflow.run, _case_start(settings, principal.org_id, body.creator_id), id=workflow_id,
+        task_queue=settings.task_queue, start_signal="add_conversation", start_signal_args=[thread],
+        search_attributes=_initial_search_attributes(principal.org_id), static_summary=_summary(principal.org_id),
+    )
+    log.info("conversation.enqueued", org_id=principal.org_id, workflow_id=workflow_id, messages=len(body.messages))
+    return ConversationAccepted(case_ref=workflow_id, thread_id=body.thread_id, message_count=len(body.messages))
