@@ -27,7 +27,7 @@ from workflows.case import CaseWorkflow
 @asynccontextmanager
 async def case_worker(client: Client, settings: Settings, engine: Engine) -> AsyncIterator[Worker]:
     """A running worker for the case task queue; it drains and stops when the block exits."""
-    store = EvidenceStore(settings.resolved_evidence_dir)
+    store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:

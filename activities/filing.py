@@ -40,7 +40,7 @@ from models.filing import (
     UploadFileInput,
 )
 from models.records import FiledFile, FiledReport, ReportStatus
-from tipline.evidence import EvidenceStore
+from tipline.evidence import EvidenceCorrupted, EvidenceStore
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import OrgSettings, Settings
 
@@ -93,7 +93,12 @@ class FilingActivities:
     async def upload_file(self, request: UploadFileInput) -> UploadedFile:
         org = self.settings.orgs.get(request.org_id)
         activity.heartbeat(0)
-        with self.store.open(request.evidence.sha256) as content, _refusal_of("the file upload"):
+        try:
+            evidence = self.store.open(request.evidence.sha256)
+        except EvidenceCorrupted as error:
+            raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
+                                   type="EvidenceCorrupted", non_retryable=True) from error
+        with evidence as content, _refusal_of("the file upload"):
             async with self._client(org) as client:
                 response = await client.upload(request.report_id, request.file_name, _HeartbeatingReader(content))
         assert response.file_id is not None

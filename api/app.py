@@ -40,7 +40,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.settings = settings
     app.state.temporal = temporal
     app.state.engine = engine or make_engine(settings.resolved_database_url)
-    app.state.evidence_store = EvidenceStore(settings.resolved_evidence_dir)
+    app.state.evidence_store = EvidenceStore.from_settings(settings)
     problems.install(app)
     app.include_router(content.router)
     app.include_router(cases.router)

@@ -121,7 +121,7 @@ async def test_an_attached_conversation_is_filed_as_a_supplemental_csv(
         row = session.exec(select(FiledFile).join(FiledReport, FiledFile.report_pk == FiledReport.id).where(
             FiledReport.workflow_id == case_ref, FiledFile.media_id == "conversation:thread-9")).one()
     assert row.md5 == conversation[0]["md5"]
-    rows = list(csv.reader(io.StringIO(EvidenceStore(settings.resolved_evidence_dir)
+    rows = list(csv.reader(io.StringIO(EvidenceStore.from_settings(settings)
                                        .read_bytes(row.evidence_sha256).decode("utf-8"))))
     assert rows[0] == ["time", "sender", "recipient", "content", "type", "ip"]
     assert [r[3] for r in rows[1:]] == ["'=HYPERLINK(\"http://example.com\")", messages[0]["content"]]

@@ -1,57 +1,524 @@
-"""The evidence store: media bytes, content-addressed by SHA-256, in a local folder.
+"""The evidence store: media bytes, content-addressed by SHA-256, encrypted at rest, in a local folder.
 
-Temporal payloads and database rows carry an ``EvidenceRef`` (digests and size), never bytes.
+Temporal payloads and database rows carry an ``EvidenceRef`` (digests and size), never bytes. The address is
+the SHA-256 of the *plaintext*, so report hashes and deduplication are unaffected by encryption; a stolen disk
+or backup holds only ciphertext (the keys live elsewhere, see ``tipline.evidence_keys``).
+
+Object format, version 1 (all integers big-endian)::
+
+    header  = b"TLEV" | version u8 | chunk_size u32 | key_id_len u8 | key_id | salt[32] | nonce_prefix[7]
+    chunk_i = AES-256-GCM(subkey, nonce_prefix | i u32 | final u8, plaintext_i, aad) -> ciphertext_i | tag[16]
+    subkey  = HKDF-SHA256(ring[key_id], salt, info=b"tipline-evidence/v1" | sha256)
+    aad     = header | sha256 | i u32 | final u8
+
+Every chunk holds ``chunk_size`` plaintext bytes except the last, which holds 0..chunk_size bytes and is the
+only one flagged final (an empty object is a single empty final chunk). This is the "STREAM" construction:
+- reordering chunks breaks the counter in nonce and aad; truncating at a chunk boundary leaves a last chunk
+  that was not sealed as final; appending or cutting bytes breaks the layout or a tag;
+- a chunk or a whole file from another object fails, because the subkey and aad bind the object's sha256;
+- the per-object random salt gives every object its own subkey, so nonces never repeat under one AES key
+  however many objects a master key encrypts;
+- the header is in every chunk's aad, so its key id, chunk size and nonce prefix cannot be altered either.
+
+The plaintext size is not stored: it follows from the file length, and ``open`` authenticates the final chunk
+before returning, so the size it reports is trustworthy and a truncated file fails at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import struct
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from detection.digests import digest_file
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from detection.digests import Digests, digest_bytes, digest_file
 from models.case import EvidenceRef
+from tipline.evidence_keys import (
+    LOCAL_KEY_FILE_NAME,
+    EvidenceKeyError,
+    EvidenceKeyMissing,
+    KeyRing,
+    _Key,
+)
+
+if TYPE_CHECKING:
+    from tipline.settings import Settings
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "EvidenceCorrupted",
+    "EvidenceKeyError",
+    "EvidenceKeyMissing",
+    "EvidenceMissing",
+    "EvidenceReader",
+    "EvidenceStore",
+    "KeyRing",
+]
+
+MAGIC = b"TLEV"
+FORMAT_VERSION = 1
+# 1 MiB: large enough that the 16-byte tag per chunk is noise, small enough to decrypt for a seek cheaply.
+DEFAULT_CHUNK_SIZE = 1 << 20
+# Bounds on a header's chunk size, checked before it is authenticated, so a forged header cannot make a
+# reader allocate gigabytes.
+_MIN_CHUNK_SIZE = 16
+_MAX_CHUNK_SIZE = 64 << 20
+_TAG = 16
+_SALT = 32
+_PREFIX = 7
+_MAX_CHUNKS = 1 << 32  # the counter is a u32 in the nonce
+_FIXED = struct.Struct(">4sBIB")
+_INFO = b"tipline-evidence/v1"
+_SCRATCH_KEY_ID = "scratch"
+# A scratch file untouched this long belongs to a dead process (downloads are capped well below this).
+STALE_SCRATCH_SECONDS = 24 * 3600
 
 
 class EvidenceMissing(FileNotFoundError):
     pass
 
 
+class EvidenceCorrupted(Exception):
+    """An object failed authentication: it was altered, truncated, swapped, or is not in a known format.
+
+    Never retryable: the bytes on disk are wrong, and reading on would return wrong evidence.
+    """
+
+
+def _sha256_bytes(sha256: str) -> bytes:
+    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        raise ValueError("not a sha256 digest")
+    return bytes.fromhex(sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    chunk_size: int
+    key_id: str
+    salt: bytes
+    prefix: bytes
+
+    def encode(self) -> bytes:
+        key_id = self.key_id.encode("ascii")
+        return _FIXED.pack(MAGIC, FORMAT_VERSION, self.chunk_size, len(key_id)) + key_id + self.salt + self.prefix
+
+    @classmethod
+    def read(cls, source: BinaryIO, label: str) -> tuple[_Header, bytes]:
+        fixed = source.read(_FIXED.size)
+        if len(fixed) < _FIXED.size or fixed[:4] != MAGIC:
+            raise EvidenceCorrupted(
+                f"evidence {label} is not an encrypted evidence object (if this store predates encryption at "
+                f"rest, run EvidenceStore.encrypt_plaintext_objects())"
+            )
+        _, version, chunk_size, id_len = _FIXED.unpack(fixed)
+        if version != FORMAT_VERSION:
+            raise EvidenceCorrupted(f"evidence {label} has unknown format version {version}")
+        if not _MIN_CHUNK_SIZE <= chunk_size <= _MAX_CHUNK_SIZE:
+            raise EvidenceCorrupted(f"evidence {label} has an impossible chunk size")
+        rest = source.read(id_len + _SALT + _PREFIX)
+        if len(rest) != id_len + _SALT + _PREFIX:
+            raise EvidenceCorrupted(f"evidence {label} is truncated inside its header")
+        try:
+            key_id = rest[:id_len].decode("ascii")
+        except UnicodeDecodeError:
+            raise EvidenceCorrupted(f"evidence {label} has an unreadable key id") from None
+        header = cls(chunk_size, key_id, rest[id_len:id_len + _SALT], rest[id_len + _SALT:])
+        return header, fixed + rest
+
+
+def _aead(key: _Key, salt: bytes, object_id: bytes) -> AESGCM:
+    # A per-object subkey: nonce uniqueness then only has to hold within one object, where the counter
+    # guarantees it, instead of across every object ever written under a long-lived master key.
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO + object_id)
+    return AESGCM(hkdf.derive(key.reveal()))
+
+
+def _nonce(prefix: bytes, index: int, final: bool) -> bytes:
+    return prefix + struct.pack(">IB", index, final)
+
+
+def _aad(header: bytes, object_id: bytes, index: int, final: bool) -> bytes:
+    return header + object_id + struct.pack(">IB", index, final)
+
+
+class _Sealer:
+    """Encrypts a plaintext stream of unknown length into ``sink``, one chunk at a time.
+
+    It always holds back up to one chunk, because only at ``finish`` is it known which chunk is the last.
+    """
+
+    def __init__(self, sink: BinaryIO, key_id: str, key: _Key, object_id: bytes, chunk_size: int) -> None:
+        salt, prefix = os.urandom(_SALT), os.urandom(_PREFIX)
+        self._header = _Header(chunk_size, key_id, salt, prefix).encode()
+        self._aead = _aead(key, salt, object_id)
+        self._object_id = object_id
+        self._prefix = prefix
+        self._chunk_size = chunk_size
+        self._sink = sink
+        self._pending = bytearray()
+        self._index = 0
+        sink.write(self._header)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending += data
+        size = self._chunk_size
+        if len(self._pending) > size:
+            # Strictly more than a chunk: a chunk-sized remainder may turn out to be the final one.
+            whole = (len(self._pending) - 1) // size * size
+            view = memoryview(self._pending)
+            try:
+                for start in range(0, whole, size):
+                    self._seal(view[start:start + size], final=False)
+            finally:
+                view.release()
+            del self._pending[:whole]
+
+    def finish(self) -> None:
+        self._seal(self._pending, final=True)
+        self._pending = bytearray()
+
+    def _seal(self, plaintext: bytes | bytearray | memoryview, *, final: bool) -> None:
+        if self._index >= _MAX_CHUNKS:
+            raise ValueError("object too large for the evidence format's chunk counter")
+        aad = _aad(self._header, self._object_id, self._index, final)
+        self._sink.write(self._aead.encrypt(_nonce(self._prefix, self._index, final), bytes(plaintext), aad))
+        self._index += 1
+
+
+class EvidenceReader(io.RawIOBase):
+    """A read-only, seekable plaintext view of one encrypted object, decrypting one chunk at a time.
+
+    Works as an httpx multipart file: ``read(n)``, ``seek`` and ``tell`` behave as on a file, so httpx sizes
+    the body by seeking to the end. ``fileno()`` raises ``io.UnsupportedOperation`` (an ``OSError``, which httpx
+    expects): the only descriptor there is would be the ciphertext's, and its size is not the plaintext size.
+    Use ``size`` for a Content-Length. Any chunk that fails authentication raises ``EvidenceCorrupted``; no
+    unauthenticated byte is ever returned.
+    """
+
+    def __init__(self, path: Path, object_id: bytes, keyring: KeyRing, label: str) -> None:
+        super().__init__()
+        self.label = label
+        try:
+            self._file: BinaryIO = path.open("rb")
+        except FileNotFoundError:
+            raise EvidenceMissing(label) from None
+        try:
+            self._setup(object_id, keyring)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _setup(self, object_id: bytes, keyring: KeyRing) -> None:
+        header, raw = _Header.read(self._file, self.label)
+        self.key_id = header.key_id
+        self._aead = _aead(keyring.key(header.key_id), header.salt, object_id)
+        self._header = raw
+        self._object_id = object_id
+        self._prefix = header.prefix
+        self._chunk_size = header.chunk_size
+        body = os.fstat(self._file.fileno()).st_size - len(raw)
+        if body < _TAG:
+            raise EvidenceCorrupted(f"evidence {self.label} is truncated: it has no final chunk")
+        sealed = self._chunk_size + _TAG
+        self._chunks = -(-body // sealed)
+        if body - (self._chunks - 1) * sealed < _TAG:
+            raise EvidenceCorrupted(f"evidence {self.label} is truncated inside a chunk")
+        self.size: int = body - _TAG * self._chunks
+        self._pos = 0
+        self._cached: tuple[int, bytes] | None = None
+        # Authenticate the final chunk now: truncation fails here, before the caller sends a byte anywhere,
+        # and ``size`` is then known to be the size that was sealed.
+        self._chunk(self._chunks - 1)
+
+    def _chunk(self, index: int) -> bytes:
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        final = index == self._chunks - 1
+        sealed = self._chunk_size + _TAG
+        self._file.seek(len(self._header) + index * sealed)
+        want = sealed if not final else self.size - index * self._chunk_size + _TAG
+        data = self._file.read(want)
+        if len(data) != want:
+            raise EvidenceCorrupted(f"evidence {self.label} changed size while being read")
+        try:
+            plaintext = self._aead.decrypt(_nonce(self._prefix, index, final), data,
+                                           _aad(self._header, self._object_id, index, final))
+        except InvalidTag:
+            raise EvidenceCorrupted(
+                f"evidence {self.label} failed authentication at chunk {index} of {self._chunks}: it was altered, "
+                f"truncated, or holds data from another object"
+            ) from None
+        self._cached = (index, plaintext)
+        return plaintext
+
+    # --- io.RawIOBase ----------------------------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("evidence is encrypted on disk; there is no plaintext file descriptor "
+                                      "(use .size for the length)")
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            target = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if target < 0:
+            raise ValueError("negative seek position")
+        self._pos = target
+        return target
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        with memoryview(buffer) as outer, outer.cast("B") as view:
+            written = 0
+            while written < len(view) and self._pos < self.size:
+                index, start = divmod(self._pos, self._chunk_size)
+                piece = self._chunk(index)[start:start + len(view) - written]
+                view[written:written + len(piece)] = piece
+                written += len(piece)
+                self._pos += len(piece)
+            return written
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._checkClosed()
+        remaining = max(self.size - self._pos, 0)
+        # Never allocate more than is left: callers pass generous sizes.
+        wanted = remaining if size is None or size < 0 else min(size, remaining)
+        buffer = bytearray(wanted)
+        del buffer[self.readinto(buffer):]
+        return bytes(buffer)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def close(self) -> None:
+        # getattr: io calls close() again on garbage collection, even when __init__ failed before the open.
+        handle = getattr(self, "_file", None)
+        if handle is not None and not self.closed:
+            handle.close()
+            self._cached = None
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<EvidenceReader {self.label} size={getattr(self, 'size', '?')} key_id={getattr(self, 'key_id', '?')}>"
+
+    # --- streaming -------------------------------------------------------------------------------------------
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """Plaintext from the current position to the end, one decrypted chunk at a time; closes the reader.
+
+        For HTTP responses (Starlette runs a sync iterator in a thread pool), and anywhere else that wants the
+        whole object without holding it in memory.
+        """
+        try:
+            while self._pos < self.size:
+                index, start = divmod(self._pos, self._chunk_size)
+                piece = self._chunk(index)[start:]
+                self._pos += len(piece)
+                yield piece
+        finally:
+            self.close()
+
+
+class _ScratchWriter(io.RawIOBase):
+    """The sink ``incoming_file`` hands out: encrypts under a throwaway key and digests as it goes.
+
+    A download's address is unknown until its last byte, so it cannot be sealed for its final address yet;
+    writing it in plaintext meanwhile would leave media on disk (and in deleted blocks, or forever if the process
+    is killed). The scratch key exists only in this process's memory, so an abandoned scratch file is noise.
+    """
+
+    def __init__(self, path: Path, handle: BinaryIO, chunk_size: int) -> None:
+        super().__init__()
+        self.path = path
+        self.keyring = KeyRing.generate(_SCRATCH_KEY_ID)
+        self.object_id = os.urandom(32)
+        self._file = handle
+        key_id, key = self.keyring.current()
+        self._sealer = _Sealer(handle, key_id, key, self.object_id, chunk_size)
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha1 = hashlib.sha1(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self._size = 0
+        self.digests: Digests | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        self._md5.update(data)
+        self._sha1.update(data)
+        self._sha256.update(data)
+        self._sealer.write(data)
+        written = memoryview(data).nbytes
+        self._size += written
+        return written
+
+    def close(self) -> None:
+        """Seal the last chunk: the file is then complete and ``put_path`` may take it."""
+        if not self.closed:
+            self._sealer.finish()
+            self._file.flush()
+            self._file.close()
+            self.digests = Digests(md5=self._md5.hexdigest(), sha1=self._sha1.hexdigest(),
+                                   sha256=self._sha256.hexdigest(), size=self._size)
+        super().close()
+
+    def abandon(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+    def reader(self) -> EvidenceReader:
+        return EvidenceReader(self.path, self.object_id, self.keyring, "scratch file")
+
+
+def _ref(digests: Digests) -> EvidenceRef:
+    return EvidenceRef(sha256=digests.sha256, md5=digests.md5, sha1=digests.sha1, size=digests.size)
+
+
+def _read_plain(path: Path, chunk_size: int) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(chunk_size):
+            yield chunk
+
+
+def _fsync_dir(path: Path) -> None:
+    # Evidence must survive a power cut once put_* has returned: the rename itself has to reach the disk.
+    with suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class EvidenceStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keyring: KeyRing | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        """``keyring`` defaults to ``TIPLINE_EVIDENCE_KEYS``, else a generated local key file beside ``root``.
+
+        The default keeps the one-argument form working for the local stack; deployments should build stores
+        with ``from_settings``, which refuses to invent a key where production filing is allowed.
+        """
+        if not _MIN_CHUNK_SIZE <= chunk_size <= _MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be between {_MIN_CHUNK_SIZE} and {_MAX_CHUNK_SIZE}")
         self.root = root
+        self.keyring = keyring if keyring is not None else _default_keyring(root.parent)
+        self.chunk_size = chunk_size
         self._incoming = root / "incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
+        self._scratch: dict[Path, _ScratchWriter] = {}
+        self._scratch_lock = threading.Lock()
+        self.sweep_incoming()
+
+    @classmethod
+    def for_local_stack(cls, data_dir: Path, evidence_dir: Path | None = None) -> EvidenceStore:
+        """The configured key ring if any, else ``data_dir/evidence-keys.json``, generated once (mode 0600)."""
+        return cls(evidence_dir or data_dir / "evidence", _default_keyring(data_dir))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EvidenceStore:
+        """The store a process should use: ``EvidenceStore.from_settings(settings)``.
+
+        A generated key file sits on the same disk as the evidence, which is fine for a laptop and wrong for a
+        deployment; with ``allow_production`` set, ``TIPLINE_EVIDENCE_KEYS`` is therefore required.
+        """
+        keyring = KeyRing.from_environment()
+        if keyring is None:
+            if settings.allow_production:
+                raise EvidenceKeyError("TIPLINE_EVIDENCE_KEYS must be set where production filing is allowed; "
+                                       "a generated key file would sit beside the evidence it protects")
+            keyring = KeyRing.load_or_create(settings.data_dir / LOCAL_KEY_FILE_NAME)
+        return cls(settings.resolved_evidence_dir, keyring)
+
+    def __repr__(self) -> str:
+        return f"EvidenceStore(root={str(self.root)!r}, keyring={self.keyring!r})"
 
     def path_for(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            raise ValueError("not a sha256 digest")
+        """Where the *ciphertext* of an object lives. Not servable as is: use ``open`` or ``iter_plaintext``."""
+        _sha256_bytes(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).exists()
+
+    # --- writing ---------------------------------------------------------------------------------------------
 
     @contextmanager
     def incoming_file(self) -> Iterator[tuple[Path, BinaryIO]]:
-        """A scratch file in the store's own filesystem, so ``put_path`` is a rename, not a copy."""
+        """A scratch file to write plaintext into, then hand to ``put_path``.
+
+        The sink encrypts as it goes (under a key that never leaves this process), so no media reaches the disk
+        in the clear; ``put_path(path)`` then re-seals it under the current key at its content address.
+        """
         handle, name = tempfile.mkstemp(dir=self._incoming)
         path = Path(name)
+        sink = _ScratchWriter(path, os.fdopen(handle, "wb"), self.chunk_size)
+        with self._scratch_lock:
+            self._scratch[path] = sink
         try:
-            with os.fdopen(handle, "wb") as stream:
-                yield path, stream
+            # A RawIOBase, not a real file; callers only write() and close() it.
+            yield path, cast(BinaryIO, sink)
         finally:
+            sink.abandon()
+            with self._scratch_lock:
+                self._scratch.pop(path, None)
             path.unlink(missing_ok=True)
 
     def put_path(self, path: Path) -> EvidenceRef:
-        """Move ``path`` into the store (or drop it if those bytes are already kept)."""
-        digests = digest_file(path)
-        target = self.path_for(digests.sha256)
-        if target.exists():
-            path.unlink()
+        """Take ``path`` into the store (or drop it if those bytes are already kept); ``path`` is removed.
+
+        ``path`` is either a scratch file from ``incoming_file`` or a plaintext file anywhere on this machine.
+        """
+        with self._scratch_lock:
+            scratch = self._scratch.get(path)
+        if scratch is not None:
+            scratch.close()  # seals the final chunk if the caller did not close the sink
+            assert scratch.digests is not None
+            digests = scratch.digests
+
+            def plaintext() -> Iterator[bytes]:
+                with scratch.reader() as reader:
+                    yield from reader.iter_chunks()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-        return EvidenceRef(sha256=digests.sha256, md5=digests.md5, sha1=digests.sha1, size=digests.size)
+            digests = digest_file(path)
+
+            def plaintext() -> Iterator[bytes]:
+                return _read_plain(path, self.chunk_size)
+
+        if not self._intact(digests.sha256):
+            self._seal(digests.sha256, plaintext())
+        path.unlink(missing_ok=True)
+        return _ref(digests)
 
     def put_stream(self, source: BinaryIO, *, max_bytes: int | None = None) -> EvidenceRef:
         with self.incoming_file() as (path, sink):
@@ -65,18 +532,127 @@ class EvidenceStore:
             return self.put_path(path)
 
     def put_bytes(self, data: bytes) -> EvidenceRef:
-        with self.incoming_file() as (path, sink):
-            sink.write(data)
-            sink.close()
-            return self.put_path(path)
+        digests = digest_bytes(data)
+        if not self._intact(digests.sha256):
+            view = memoryview(data)
+            self._seal(digests.sha256, (view[i:i + self.chunk_size] for i in range(0, len(data), self.chunk_size)))
+        return _ref(digests)
 
-    def open(self, sha256: str) -> BinaryIO:
+    def _intact(self, sha256: str) -> bool:
+        """Whether an object is already stored and readable: storing the same bytes again repairs it if not."""
         try:
-            return self.path_for(sha256).open("rb")
-        except FileNotFoundError:
-            raise EvidenceMissing(sha256) from None
+            self.open(sha256).close()
+        except EvidenceMissing:
+            return False
+        except (EvidenceCorrupted, EvidenceKeyMissing):
+            # The new copy is the same plaintext (same address), so replacing a damaged one loses nothing.
+            return False
+        return True
+
+    def _seal(self, sha256: str, plaintext: Iterable[bytes | memoryview]) -> None:
+        """Encrypt ``plaintext`` for ``sha256`` under the current key and move it into place atomically."""
+        target = self.path_for(sha256)
+        key_id, key = self.keyring.current()
+        handle, name = tempfile.mkstemp(dir=self._incoming, prefix="seal-")
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                sealer = _Sealer(sink, key_id, key, _sha256_bytes(sha256), self.chunk_size)
+                for piece in plaintext:
+                    sealer.write(piece)
+                sealer.finish()
+                sink.flush()
+                os.fsync(sink.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A concurrent writer of the same bytes may win the race; either ciphertext decrypts to the same.
+            os.replace(name, target)
+            _fsync_dir(target.parent)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def open(self, sha256: str) -> EvidenceReader:
+        """A seekable plaintext stream (see ``EvidenceReader``): ``EvidenceMissing``, ``EvidenceCorrupted`` or
+        ``EvidenceKeyMissing`` are raised here, before any byte is read, for absent, truncated or unreadable
+        objects; a byte altered mid-file raises ``EvidenceCorrupted`` when its chunk is read."""
+        return EvidenceReader(self.path_for(sha256), _sha256_bytes(sha256), self.keyring, sha256)
+
+    def iter_plaintext(self, sha256: str) -> Iterator[bytes]:
+        """The object's plaintext in decrypted chunks; opening errors raise here, not at the first ``next``."""
+        return self.open(sha256).iter_chunks()
+
+    def size(self, sha256: str) -> int:
+        with self.open(sha256) as reader:
+            return reader.size
 
     def read_bytes(self, sha256: str) -> bytes:
         with self.open(sha256) as handle:
             return handle.read()
 
+    def verify(self, sha256: str) -> EvidenceRef:
+        """Decrypt the whole object and recompute its digests (an audit check); raises if anything is off."""
+        md5, sha1, sha = hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False), hashlib.sha256()
+        size = 0
+        for piece in self.iter_plaintext(sha256):
+            md5.update(piece)
+            sha1.update(piece)
+            sha.update(piece)
+            size += len(piece)
+        if sha.hexdigest() != sha256:
+            raise EvidenceCorrupted(f"evidence {sha256} decrypts to bytes with a different sha256")
+        return EvidenceRef(sha256=sha256, md5=md5.hexdigest(), sha1=sha1.hexdigest(), size=size)
+
+    # --- maintenance -----------------------------------------------------------------------------------------
+
+    def sweep_incoming(self, older_than: float = STALE_SCRATCH_SECONDS) -> int:
+        """Delete scratch files left by killed processes. They are ciphertext under a key that died with the
+        process, so this only reclaims space; the age limit spares live downloads in other processes."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self._incoming.iterdir():
+            with suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def _object_paths(self) -> Iterator[tuple[str, Path]]:
+        for path in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*")):
+            name = path.name
+            if path.is_file() and len(name) == 64 and path.parent.name == name[2:4] and \
+                    path.parent.parent.name == name[:2]:
+                yield name, path
+
+    def reencrypt(self, sha256: str) -> bool:
+        """Re-seal one object under the current key if it uses another; True if it was rewritten."""
+        with self.open(sha256) as reader:
+            if reader.key_id == self.keyring.current_id:
+                return False
+        self._seal(sha256, self.iter_plaintext(sha256))
+        return True
+
+    def reencrypt_all(self) -> int:
+        """After a rotation: move every object to the current key, so old keys can then be retired."""
+        return sum(self.reencrypt(sha256) for sha256, _ in self._object_paths())
+
+    def encrypt_plaintext_objects(self) -> int:
+        """One-off migration for stores written before encryption at rest: encrypt each plaintext object in place.
+
+        A file counts as plaintext only if it lacks the format's magic and its bytes hash to its own name, so
+        nothing else is touched. Returns how many objects were encrypted.
+        """
+        count = 0
+        for sha256, path in self._object_paths():
+            with path.open("rb") as source:
+                if source.read(len(MAGIC)) == MAGIC:
+                    continue
+            if digest_file(path).sha256 != sha256:
+                continue
+            self._seal(sha256, _read_plain(path, self.chunk_size))
+            count += 1
+        return count
+
+
+def _default_keyring(data_dir: Path) -> KeyRing:
+    return KeyRing.from_environment() or KeyRing.load_or_create(data_dir / LOCAL_KEY_FILE_NAME)

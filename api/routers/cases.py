@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -36,6 +37,7 @@ from models.case import (
 from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary, MediaView
 from models.urgency import UrgencyAssessment, UrgencyLevel
+from tipline.evidence import EvidenceMissing
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -152,19 +154,24 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
     )
 
 
-@router.get("/{case_ref}/media/{media_id}/content", response_class=FileResponse,
+@router.get("/{case_ref}/media/{media_id}/content", response_class=StreamingResponse,
             summary="A media item's preserved bytes (the view is recorded)",
             responses={200: {"content": {"application/octet-stream": {}}}})
 async def get_media_content(case_ref: str, media_id: str, principal: NcmecReviewer, temporal: Temporal,
-                            store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> FileResponse:
+                            store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
     state = await _case_state(temporal, principal, case_ref)
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
+    try:
+        # Opening authenticates the header and the last chunk: a missing or damaged object fails before headers.
+        reader = await run_in_threadpool(store.open, media.evidence.sha256)
+    except EvidenceMissing:
+        raise ProblemError(404, "The preserved bytes of this media are missing from the evidence store") from None
     await run_in_threadpool(_record_view, engine, principal, case_ref, media_id)
-    return FileResponse(store.path_for(media.evidence.sha256),
-                        media_type=media.content.content_type or "application/octet-stream",
-                        headers={"Cache-Control": "no-store"})
+    return StreamingResponse(reader.iter_chunks(), media_type=media.content.content_type or "application/octet-stream",
+                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size)},
+                             background=BackgroundTask(reader.close))
 
 
 def _record_view(engine: Engine, principal: Principal, case_ref: str, media_id: str) -> None:
