@@ -76,6 +76,26 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     print(key)
 
 
+def cmd_ncmec_fetch_xsd(args: argparse.Namespace) -> None:
+    from cybertipline.client import CyberTiplineClient
+    from cybertipline.xsd import load_schema
+
+    settings = _settings(args)
+    org = settings.orgs.get(args.org)
+    base_url = settings.ncmec_base_url(org.ncmec.environment)
+
+    async def fetch() -> str:
+        async with CyberTiplineClient(base_url, org.ncmec.username, org.ncmec.password.get_secret_value()) as client:
+            return await client.xsd()
+
+    output = Path(args.output or settings.data_dir / "cyber_tipline.xsd")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(asyncio.run(fetch()))
+    load_schema(output.resolve())  # refuse to leave behind something that is not a usable schema
+    print(f"NCMEC's schema ({org.ncmec.environment.value}) is in {output}; "
+          f"set TIPLINE_NCMEC_XSD_PATH={output.resolve()} to validate every report against it")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from tipline import demo
 
@@ -105,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--label", default="")
     create.set_defaults(run=cmd_apikey_create)
+
+    ncmec = commands.add_parser("ncmec", help="NCMEC's CyberTipline").add_subparsers(required=True, metavar="ACTION")
+    fetch_xsd = ncmec.add_parser("fetch-xsd", help="download the report schema from the org's NCMEC environment")
+    fetch_xsd.add_argument("--org", required=True, help="whose credentials and environment to use")
+    fetch_xsd.add_argument("--output", help="where to write it (default: <data>/cyber_tipline.xsd)")
+    fetch_xsd.set_defaults(run=cmd_ncmec_fetch_xsd)
 
     demo = commands.add_parser("demo", help="play a platform and a reviewer against the running stack")
     demo.add_argument("--org", default="demo")
