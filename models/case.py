@@ -282,6 +282,7 @@ class CaseStart(BaseModel):
     carried_conversations: list[ConversationThread] = Field(default_factory=list)
     policy: FilingPolicy = FilingPolicy()
     review: ReviewPolicy = ReviewPolicy()
+    state: CaseState | None = Field(default=None, description="The same case, continued as new")
 
 
 class DecisionAccepted(BaseModel):

@@ -69,7 +69,8 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
         info = workflow.info()
-        self.state = CaseState(
+        # A case that continued as new to keep its history short carries its whole state over.
+        self.state = start.state or CaseState(
             workflow_id=info.workflow_id,
             case_number=start.case_number,
             org_id=start.org_id,
@@ -81,7 +82,8 @@ class CaseWorkflow:
         self.review = start.review
         self.next_case: list[ContentItem] = []
         self.next_conversations: list[ConversationThread] = list(start.carried_conversations)
-        self._awaiting_preservation: list[str] = []
+        self._awaiting_preservation = [m.media_id for m in self.state.media
+                                       if m.evidence is None and m.preservation_error is None]
         self._changed = True
         self._published_search_attributes: dict[str, object] = {}
         for item in start.carried_content:
@@ -173,7 +175,7 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        if start.case_number == 1 and not start.prior_report_ids:
+        if start.state is None and start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
         while True:
             try:
@@ -187,6 +189,9 @@ class CaseWorkflow:
                 await self._preserve_media()
             if self._changed:
                 await self._publish()
+            if self._history_is_long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._same_case_start())
             if self.state.status is CaseStatus.DISMISSED:
                 break
             if self._ready_to_file() and await self._file_cybertip():
@@ -196,6 +201,17 @@ class CaseWorkflow:
         if self.next_case or self.next_conversations:
             workflow.continue_as_new(self._next_case_start())
         return self.state
+
+    def _history_is_long(self) -> bool:
+        """Continue as new while waiting for a reviewer, never mid-filing, once Temporal suggests it."""
+        return (workflow.info().is_continue_as_new_suggested() and self.state.status is CaseStatus.AWAITING_REVIEW
+                and not self._awaiting_preservation and not self._changed)
+
+    def _same_case_start(self) -> CaseStart:
+        return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id, case_number=self.state.case_number,
+                         prior_report_ids=self.state.prior_report_ids, carried_content=self.next_case,
+                         carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
+                         state=self.state)
 
     def _time_to_review_deadline(self) -> timedelta | None:
         deadline = self.state.review_deadline
