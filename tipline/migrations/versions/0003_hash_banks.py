@@ -19,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    
     op.create_table('hash_bank',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('org_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -66,7 +65,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('hash_bank_entry', schema=None) as batch_op:
-        batch_op.create_index('ix_hash_bank_entry_deleted_seq', ['bank_id', 'deleted_seq'], unique=False)
+        batch_op.create_index('ix_hash_bank_entry_deleted_seq', ['bank_id', 'deleted_seq'], unique=False,
+                              postgresql_where=sa.text('deleted_seq IS NOT NULL'),
+                              sqlite_where=sa.text('deleted_seq IS NOT NULL'))
         batch_op.create_index('ix_hash_bank_entry_external', ['bank_id', 'external_id'], unique=False)
         batch_op.create_index('ix_hash_bank_entry_lookup', ['bank_id', 'hash_type', 'value'], unique=False)
 
@@ -87,10 +88,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_hash_sharing_checkpoint_org_id'), ['org_id'], unique=False)
 
 
-
-
 def downgrade() -> None:
-    
     with op.batch_alter_table('hash_sharing_checkpoint', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_hash_sharing_checkpoint_org_id'))
 
@@ -109,4 +107,3 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_hash_bank_org_id'))
 
     op.drop_table('hash_bank')
-

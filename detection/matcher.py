@@ -1,0 +1,374 @@
+"""Match a media item's hashes against every enabled hash bank of its org, kept in memory and refreshed by delta.
+
+Per bank: a ``PdqIndex`` (fuzzy PDQ at the bank's distance), a ``DigestIndex`` per exact digest type and,
+for own-reports banks only, brute-force indexes of 64-bit pHashes and crop-resistant segment hashes
+(HASH_MATCHING.md: a 64-bit hash is too weak for industry-sized lists, fine for a platform's own bank).
+
+``refresh()`` reads only what changed since the last load, using the per-bank change sequence described in
+``models/hash_banks.py``: new rows are those above the largest entry id already seen, removals are the
+tombstones newer than the sequence already seen. A bank that is new (or re-enabled) is built outside the lock
+and swapped in; deltas are applied under a short write lock, so ``match`` calls are never held up for long.
+
+Only hashes and entry ids live in memory. On a candidate match the matcher reads the entry rows (so an
+entry tombstoned since the last refresh no longer matches, and classifications are current), filters the
+allowlist and records the hits: a few indexed queries, and only when something matched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Connection, Engine, select
+
+from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
+from detection.media_hashes import MediaHashes
+from detection.pdq_index import DigestIndex, PdqIndex
+from models.hash_banks import BankHashType, BankSource
+
+# 64-bit pHash: edits and 2-5 % crops land at 0-12 bits, unrelated images rarely below 18 (HASH_MATCHING.md).
+PHASH_DISTANCE = 10
+# A crop-resistant hash matches when one segment's 64-bit dhash is this close to a stored segment's.
+CROP_SEGMENT_DISTANCE = 10
+_DIGEST_TYPES = (BankHashType.MD5, BankHashType.SHA1, BankHashType.SHA256)
+_LOAD_BATCH = 100_000
+_DELTA_BATCH = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class BankMatch:
+    bank_id: int
+    bank_name: str
+    entry_id: int
+    hash_type: str  # the bank entry's type: pdq, md5, sha1, sha256, phash or crop_resistant
+    distance: int  # bits for pdq/phash/crop_resistant (best segment), 0 for exact digests
+    external_id: str | None
+    classification: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStats:
+    banks_loaded: int = 0  # built from scratch (new, re-enabled, or first load)
+    banks_dropped: int = 0  # disabled or deleted
+    entries_added: int = 0
+    entries_removed: int = 0
+    seconds: float = 0.0
+
+
+class _ReadWriteLock:
+    """Many matchers or one mutator. Writers wait for readers to drain and block new readers meanwhile."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class _Hash64Index:
+    """Brute-force Hamming search over 64-bit hashes; small by design (own-reports banks only)."""
+
+    def __init__(self) -> None:
+        self._hashes = np.zeros(0, dtype=np.uint64)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._ids[: self._rows] >= 0))
+
+    def add(self, entry_ids: list[int], hashes: list[int]) -> None:
+        n = len(entry_ids)
+        if self._rows + n > self._ids.size:
+            capacity = max(1024, 2 * (self._rows + n))
+            self._hashes = np.concatenate([self._hashes[: self._rows], np.zeros(capacity - self._rows, np.uint64)])
+            self._ids = np.concatenate([self._ids[: self._rows], np.full(capacity - self._rows, -1, np.int64)])
+        self._hashes[self._rows : self._rows + n] = np.asarray(hashes, dtype=np.uint64)
+        self._ids[self._rows : self._rows + n] = entry_ids
+        self._rows += n
+
+    def remove(self, entry_ids: list[int]) -> None:
+        if entry_ids and self._rows:
+            ids = self._ids[: self._rows]
+            ids[np.isin(ids, entry_ids)] = -1
+
+    def query(self, value: int, max_distance: int) -> list[tuple[int, int]]:
+        if not self._rows:
+            return []
+        dist = np.bitwise_count(self._hashes[: self._rows] ^ np.uint64(value))
+        rows = np.flatnonzero((dist <= max_distance) & (self._ids[: self._rows] >= 0))
+        return list(zip(self._ids[rows].tolist(), dist[rows].astype(int).tolist(), strict=True))
+
+
+@dataclass(slots=True)
+class _LoadedBank:
+    id: int
+    org_id: str
+    name: str
+    source: str
+    pdq_distance: int
+    change_seq: int  # the bank's change_seq this copy reflects
+    max_id: int = 0  # the largest entry id seen (live or not)
+    pdq: PdqIndex = field(default_factory=PdqIndex)
+    digests: dict[str, DigestIndex] = field(default_factory=dict)
+    phash: _Hash64Index | None = None
+    crop: _Hash64Index | None = None
+
+    @property
+    def own_reports(self) -> bool:
+        return self.source == BankSource.OWN_REPORTS
+
+    def entries(self) -> int:
+        n = len(self.pdq) + sum(len(d) for d in self.digests.values())
+        return n + (len(self.phash) if self.phash else 0)
+
+    def add_rows(self, rows: list[tuple[int, str, str]]) -> int:
+        """Index (entry_id, hash_type, value) rows; returns how many were indexed."""
+        by_type: dict[str, tuple[list[int], list[str]]] = {}
+        for entry_id, hash_type, value in rows:
+            ids, values = by_type.setdefault(hash_type, ([], []))
+            ids.append(entry_id)
+            values.append(value)
+        added = 0
+        for hash_type, (ids, values) in by_type.items():
+            if hash_type == BankHashType.PDQ:
+                self.pdq.add(ids, values)
+            elif hash_type in _DIGEST_TYPES:
+                self.digests.setdefault(hash_type, DigestIndex(hash_type)).add(ids, values)  # type: ignore[arg-type]
+            elif hash_type == BankHashType.PHASH and self.own_reports:
+                self.phash = self.phash or _Hash64Index()
+                self.phash.add(ids, [int(v, 16) for v in values])
+            elif hash_type == BankHashType.CROP_RESISTANT and self.own_reports:
+                self.crop = self.crop or _Hash64Index()
+                seg_ids = [i for i, v in zip(ids, values, strict=True) for _ in v.split(",")]
+                self.crop.add(seg_ids, [int(s, 16) for v in values for s in v.split(",")])
+            else:
+                continue  # pHash in a shared bank: not matched, by design
+            added += len(ids)
+        return added
+
+    def remove_rows(self, rows: list[tuple[int, str]]) -> None:
+        by_type: dict[str, list[int]] = {}
+        for entry_id, hash_type in rows:
+            by_type.setdefault(hash_type, []).append(entry_id)
+        for hash_type, ids in by_type.items():
+            if hash_type == BankHashType.PDQ:
+                self.pdq.remove(ids)
+            elif hash_type in self.digests:
+                self.digests[hash_type].remove(ids)
+            elif hash_type == BankHashType.PHASH and self.phash:
+                self.phash.remove(ids)
+            elif hash_type == BankHashType.CROP_RESISTANT and self.crop:
+                self.crop.remove(ids)
+
+
+class BankMatcher:
+    """In-memory matcher over all orgs' enabled banks. Thread-safe: ``match`` from many threads, ``refresh``
+    from one (concurrent refreshes are serialised)."""
+
+    def __init__(self, engine: Engine, *, record_hits: bool = True, phash_distance: int = PHASH_DISTANCE,
+                 crop_segment_distance: int = CROP_SEGMENT_DISTANCE) -> None:
+        self.engine = engine
+        self.repository = BankRepository(engine)
+        self.record_hits = record_hits
+        self.phash_distance = phash_distance
+        self.crop_segment_distance = crop_segment_distance
+        self._banks: dict[int, _LoadedBank] = {}
+        self._by_org: dict[str, tuple[_LoadedBank, ...]] = {}
+        self._lock = _ReadWriteLock()
+        self._refresh_lock = threading.Lock()
+        self._loaded = False
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> RefreshStats:
+        """The first refresh: every enabled bank in full. Later calls behave as ``refresh``."""
+        return self.refresh()
+
+    def refresh(self) -> RefreshStats:
+        started = time.perf_counter()
+        loaded = dropped = added = removed = 0
+        with self._refresh_lock, self.engine.connect() as conn:
+            rows = conn.execute(select(BANK.c.id, BANK.c.org_id, BANK.c.name, BANK.c.source, BANK.c.enabled,
+                                       BANK.c.pdq_distance, BANK.c.change_seq)).all()
+            wanted = {r.id for r in rows if r.enabled}
+            for bank_id in [b for b in self._banks if b not in wanted]:
+                with self._lock.write():
+                    del self._banks[bank_id]
+                dropped += 1
+            for r in rows:
+                if not r.enabled:
+                    continue
+                current = self._banks.get(r.id)
+                if current is None:
+                    fresh = self._build(conn, r.id, r.org_id, r.name, r.source, r.pdq_distance, r.change_seq)
+                    with self._lock.write():
+                        self._banks[r.id] = fresh
+                    loaded += 1
+                    continue
+                if current.change_seq != r.change_seq:
+                    n_added, n_removed = self._apply_delta(conn, current, r.change_seq)
+                    added += n_added
+                    removed += n_removed
+                if (current.name, current.pdq_distance) != (r.name, r.pdq_distance):
+                    with self._lock.write():
+                        current.name, current.pdq_distance = r.name, r.pdq_distance
+            with self._lock.write():
+                by_org: dict[str, list[_LoadedBank]] = {}
+                for bank in self._banks.values():
+                    by_org.setdefault(bank.org_id, []).append(bank)
+                self._by_org = {org: tuple(sorted(banks, key=lambda b: b.id)) for org, banks in by_org.items()}
+            self._loaded = True
+        return RefreshStats(loaded, dropped, added, removed, time.perf_counter() - started)
+
+    def _build(self, conn: Connection, bank_id: int, org_id: str, name: str, source: str, distance: int,
+               change_seq: int) -> _LoadedBank:
+        # change_seq was read before these rows: anything committed in between is re-applied by the next
+        # refresh, harmlessly (additions start above max_id, removals of absent rows are no-ops).
+        bank = _LoadedBank(bank_id, org_id, name, source, distance, change_seq)
+        query = (select(ENTRY.c.id, ENTRY.c.hash_type, ENTRY.c.value)
+                 .where(ENTRY.c.bank_id == bank_id, ENTRY.c.deleted_at.is_(None)))
+        if source != BankSource.OWN_REPORTS:
+            query = query.where(ENTRY.c.hash_type.in_([BankHashType.PDQ.value, *(t.value for t in _DIGEST_TYPES)]))
+        # The largest id before the rows are read, so that tombstoned or skipped rows above the live maximum
+        # are not "new" next time; read after, it could cover a row committed after the scan and lose it.
+        top = conn.execute(select(ENTRY.c.id).where(ENTRY.c.bank_id == bank_id)
+                           .order_by(ENTRY.c.id.desc()).limit(1)).scalar()
+        max_id = int(top or 0)
+        result = conn.execution_options(stream_results=True, yield_per=_LOAD_BATCH).execute(query)
+        for part in result.partitions():
+            batch = [(int(i), t, v) for i, t, v in part]
+            if batch:
+                max_id = max(max_id, max(i for i, _, _ in batch))
+            bank.add_rows(batch)
+        bank.max_id = max_id
+        return bank
+
+    def _apply_delta(self, conn: Connection, bank: _LoadedBank, change_seq: int) -> tuple[int, int]:
+        added = 0
+        new_rows = conn.execution_options(stream_results=True, yield_per=_DELTA_BATCH).execute(
+            select(ENTRY.c.id, ENTRY.c.hash_type, ENTRY.c.value, ENTRY.c.deleted_at)
+            .where(ENTRY.c.bank_id == bank.id, ENTRY.c.id > bank.max_id)
+            .order_by(ENTRY.c.id)
+        )
+        # One short write lock per batch: a big import reaches the index in steps, and matching goes on
+        # between them (every row added is committed, so a partly applied delta is still correct).
+        for part in new_rows.partitions():
+            live = [(int(i), t, v) for i, t, v, deleted in part if deleted is None]
+            with self._lock.write():
+                added += bank.add_rows(live)
+                bank.max_id = max(bank.max_id, int(part[-1][0]))
+        gone = conn.execute(
+            select(ENTRY.c.id, ENTRY.c.hash_type)
+            .where(ENTRY.c.bank_id == bank.id, ENTRY.c.deleted_seq > bank.change_seq)
+        ).all()
+        with self._lock.write():
+            bank.remove_rows([(int(i), t) for i, t in gone])
+            bank.change_seq = change_seq
+        return added, len(gone)
+
+    # ------------------------------------------------------------------ matching
+
+    def entry_count(self, org_id: str | None = None) -> int:
+        with self._lock.read():
+            banks = self._banks.values() if org_id is None else self._by_org.get(org_id, ())
+            return sum(b.entries() for b in banks)
+
+    def match(self, org_id: str, hashes: MediaHashes) -> list[BankMatch]:
+        """Every live, non-allowlisted bank entry this media item matches, best first; hits are recorded."""
+        if not self._loaded:
+            self.load()
+        candidates: dict[int, tuple[_LoadedBank, int]] = {}  # entry id -> (bank, distance)
+
+        def found(bank: _LoadedBank, hits: list[tuple[int, int]]) -> None:
+            for entry_id, distance in hits:
+                previous = candidates.get(entry_id)
+                if previous is None or distance < previous[1]:
+                    candidates[entry_id] = (bank, distance)
+
+        digests = hashes.digests
+        image = hashes.image
+        with self._lock.read():
+            for bank in self._by_org.get(org_id, ()):
+                for hash_type, index in bank.digests.items():
+                    found(bank, index.query(getattr(digests, hash_type)))
+                if image is None:
+                    continue
+                if len(bank.pdq):
+                    # Low-quality PDQ hashes are mostly noise: only an identical hash is trusted.
+                    threshold = bank.pdq_distance if image.pdq_quality >= MIN_PDQ_QUALITY else 0
+                    for pdq in image.pdq_dihedral or (image.pdq,):
+                        found(bank, bank.pdq.query(pdq, threshold))
+                if bank.own_reports and bank.phash is not None:
+                    found(bank, bank.phash.query(int(image.phash, 16), self.phash_distance))
+                if bank.own_reports and bank.crop is not None and image.crop_resistant:
+                    for segment in image.crop_resistant.split(","):
+                        found(bank, bank.crop.query(int(segment, 16), self.crop_segment_distance))
+        if not candidates:
+            return []
+        return self._confirm(org_id, hashes, candidates)
+
+    def _confirm(self, org_id: str, hashes: MediaHashes, candidates: dict[int, tuple[_LoadedBank, int]]
+                 ) -> list[BankMatch]:
+        entries = [e for e in self.repository.get_entries(candidates) if e.deleted_at is None]
+        media_values: dict[str, str] = {
+            BankHashType.MD5: hashes.digests.md5, BankHashType.SHA1: hashes.digests.sha1,
+            BankHashType.SHA256: hashes.digests.sha256,
+        }
+        if hashes.image is not None:
+            media_values[BankHashType.PDQ] = hashes.image.pdq
+            media_values[BankHashType.PHASH] = hashes.image.phash
+            media_values[BankHashType.CROP_RESISTANT] = hashes.image.crop_resistant
+        pairs = {(e.hash_type, e.value) for e in entries} | set(media_values.items())
+        allowed = self.repository.allowlisted(org_id, {e.bank_id for e in entries}, pairs)
+
+        def is_allowed(bank_id: int, hash_type: str, value: str) -> bool:
+            return (None, hash_type, value) in allowed or (bank_id, hash_type, value) in allowed
+
+        matches: list[BankMatch] = []
+        for e in entries:
+            assert e.id is not None
+            bank, distance = candidates[e.id]
+            media_value = media_values.get(e.hash_type)
+            if is_allowed(e.bank_id, e.hash_type, e.value) or (
+                media_value is not None and is_allowed(e.bank_id, e.hash_type, media_value)
+            ):
+                continue
+            matches.append(BankMatch(e.bank_id, bank.name, e.id, e.hash_type, distance, e.external_id,
+                                     e.classification))
+        matches.sort(key=lambda m: (m.distance, m.bank_id, m.entry_id))
+        if matches and self.record_hits:
+            self.repository.record_hits(m.entry_id for m in matches)
+        return matches
