@@ -13,10 +13,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.case_index import CaseIndexActivities
+from activities.detection import DetectionActivities
 from activities.enrichment import EnrichmentActivities
 from activities.filing import FilingActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
+from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
@@ -30,6 +32,9 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
+    matcher = BankMatcher(engine)
+    await asyncio.to_thread(matcher.load)
+    detection = DetectionActivities(settings, store, matcher)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
         notifications = NotificationActivities(settings, http)
@@ -45,6 +50,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
                     filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
                     notifications.notify_escalation, enrichment.enrich_user,
+                    detection.analyze_media, detection.classify_media, detection.bank_reported_media,
                 ],
                 activity_executor=executor,
             )

@@ -70,8 +70,10 @@ class EnqueueReason(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["platform_signal", "hash_match", "classifier", "user_report", "manual_escalation"]
-    detail: str | None = None
+    kind: Literal["platform_signal", "hash_match", "classifier", "user_report", "manual_escalation",
+                  "associated_media"]
+    detail: str | None = Field(default=None, description="Bank and distance, priority, report reason, reviewer")
+    by: str | None = Field(default=None, description="Who: the reporting user's id, or the escalating reviewer")
     at: datetime | None = None
 
 
@@ -83,6 +85,29 @@ class PlatformIndicators(BaseModel):
     live_session_active: bool = Field(default=False, description="The user is in a live stream or call now")
     victim_age: int | None = Field(default=None, ge=0, le=150, description="Apparent or stated age of a victim")
     location_observed_at: datetime | None = Field(default=None, description="When the user's location was seen")
+
+
+class BankMatchSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bank_name: str
+    hash_type: str
+    distance: int
+    external_id: str | None = None
+    classification: str | None = None
+
+
+class MediaAnalysis(BaseModel):
+    """What hashing and matching found for one item; the hashes later go into fileDetails."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    phash: str | None = None
+    unhashable_reason: str | None = None
+    matches: list[BankMatchSummary] = Field(default_factory=list)
+    classifier_priority: str | None = None
 
 
 class ContentItem(BaseModel):
@@ -105,6 +130,7 @@ class ContentItem(BaseModel):
     indicators: PlatformIndicators | None = None
     user: UserMetadata | None = None
     file: FileMetadata | None = None
+    analysis: MediaAnalysis | None = Field(default=None, description="Set when screening already hashed it")
 
 
 class ConversationThread(BaseModel):
@@ -126,6 +152,7 @@ class MediaItem(BaseModel):
     evidence: EvidenceRef | None = None
     preservation_error: str | None = None
     reasons: list[EnqueueReason] = Field(default_factory=list)
+    analysis: MediaAnalysis | None = None
 
 
 class MediaDecision(BaseModel):

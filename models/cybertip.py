@@ -61,6 +61,9 @@ def compose_file_details(request: FileDetailsInput) -> FileDetails:
         {"hash_type": "SHA1", "value": evidence.sha1},
         {"hash_type": "SHA256", "value": evidence.sha256},
     ]
+    analysis = request.media.analysis
+    if analysis is not None and analysis.pdq is not None:
+        hashes.append({"hash_type": "PDQ", "value": analysis.pdq})
     relevance = FileRelevance.REPORTED if decision.reported else FileRelevance.SUPPLEMENTAL_REPORTED
     return parse_file_details(_without_none({
         **file_metadata_fields(effective_file_metadata(request.media.content)),

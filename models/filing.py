@@ -184,3 +184,24 @@ class ConversationDetailsInput(BaseModel):
     file_id: str
     thread_id: str
     evidence: EvidenceRef
+
+
+class AnalyzeMediaInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    evidence: EvidenceRef
+
+
+class ReportedMedia(BaseModel):
+    media_id: str
+    evidence: EvidenceRef
+    classification: str | None = None
+
+
+class BankReportedMediaInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    items: list[ReportedMedia]

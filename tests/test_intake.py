@@ -121,8 +121,12 @@ async def test_a_long_lived_case_continues_as_new_and_keeps_every_item(
     assert sorted(m["media_id"] for m in case["media"]) == sorted(items)
     assert case["case_number"] == 1
 
-    runs = [w async for w in client.list_workflows(f'WorkflowId = "{case_ref}"')]
-    assert len(runs) > 1 and sum(r.status == WorkflowExecutionStatus.RUNNING for r in runs) == 1
+    async def continued() -> list | None:
+        runs = [w async for w in client.list_workflows(f'WorkflowId = "{case_ref}"')]
+        return runs if len(runs) > 1 else None
+
+    runs = await eventually(continued, what="continue-as-new")
+    assert sum(r.status == WorkflowExecutionStatus.RUNNING for r in runs) == 1
     assert all(r.status == WorkflowExecutionStatus.CONTINUED_AS_NEW for r in runs
                if r.status != WorkflowExecutionStatus.RUNNING)
 

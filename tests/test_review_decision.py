@@ -24,8 +24,9 @@ async def waiting_case(api: httpx.AsyncClient, api_keys: dict) -> tuple[str, str
     reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
 
     async def ready() -> bool:
+        # Settled: preserved, hashed and matched, so any later change would come from the decision.
         case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
-        return bool(case.get("media"))
+        return bool(case.get("media")) and case["media"][0]["analysis"] is not None
 
     await eventually(ready, what="the case")
     return case_ref, "m1"

@@ -104,6 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from models.records import Role
+    from tipline.bank_cli import add_bank_commands
 
     parser = argparse.ArgumentParser(prog="tipline", description="From a suspected CSAM upload to a filed CyberTip.")
     parser.add_argument("--data-dir", help="where the local stack keeps its data (default ./data, or TIPLINE_DATA_DIR)")
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch_xsd.add_argument("--org", required=True, help="whose credentials and environment to use")
     fetch_xsd.add_argument("--output", help="where to write it (default: <data>/cyber_tipline.xsd)")
     fetch_xsd.set_defaults(run=cmd_ncmec_fetch_xsd)
+
+    add_bank_commands(commands)
 
     demo = commands.add_parser("demo", help="play a platform and a reviewer against the running stack")
     demo.add_argument("--org", default="demo")

@@ -53,6 +53,17 @@ class ReporterSettings(BaseModel):
     phone: str | None = None
 
 
+class ClassifierSettings(BaseModel):
+    """The org's image classifier: Google's Content Safety API, or the local sandbox when no endpoint is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint: str | None = None
+    api_key: SecretStr | None = None
+    high_precision: str = "VERY_HIGH"
+    high_recall: str = "HIGH"
+
+
 class OrgSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +76,7 @@ class OrgSettings(BaseModel):
     legal_url: str | None = None
     terms_of_service: str | None = None
     internet_detail: InternetDetailKind = InternetDetailKind.WEB_PAGE
+    classifier: ClassifierSettings = ClassifierSettings()
     # Where Tipline asks the platform for everything it knows about a user before filing (signed POST).
     enrichment_url: str | None = None
     # Where Tipline tells the org's Moderator Managers that a case waited past its review deadline.
@@ -187,7 +199,8 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
     """The orgs file for ``orgs``, secrets included: for the first start of a local stack and for tests."""
     lines: list[str] = []
     for org in orgs:
-        values = org.model_dump(mode="json", exclude_none=True, exclude={"id", "ncmec", "reporter", "callback_secret"})
+        values = org.model_dump(mode="json", exclude_none=True,
+                                exclude={"id", "ncmec", "reporter", "callback_secret", "classifier"})
         if org.callback_secret is not None:
             values["callback_secret"] = org.callback_secret.get_secret_value()
         lines.append(f"[orgs.{org.id}]")
@@ -196,6 +209,11 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
         lines.append(f"environment = {_toml_string(org.ncmec.environment.value)}")
         lines.append(f"username = {_toml_string(org.ncmec.username)}")
         lines.append(f"password = {_toml_string(org.ncmec.password.get_secret_value())}")
+        classifier = org.classifier.model_dump(mode="json", exclude_none=True, exclude={"api_key"})
+        if org.classifier.api_key is not None:
+            classifier["api_key"] = org.classifier.api_key.get_secret_value()
+        lines.append(f"\n[orgs.{org.id}.classifier]")
+        lines += [f"{key} = {_toml_string(value)}" for key, value in classifier.items()]
         lines.append(f"\n[orgs.{org.id}.reporter]")
         reporter = org.reporter.model_dump(mode="json", exclude_none=True)
         lines += [f"{key} = {_toml_string(value)}" for key, value in reporter.items()]

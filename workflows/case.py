@@ -17,6 +17,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
+    from activities.detection import DetectionActivities
     from activities.enrichment import EnrichmentActivities
     from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
     from activities.filing import FilingActivities
@@ -30,8 +31,10 @@ with workflow.unsafe.imports_passed_through():
         ConversationThread,
         DecisionAccepted,
         Dismissal,
+        EnqueueReason,
         FiledConversation,
         FiledFile,
+        MediaAnalysis,
         MediaItem,
         RetryFiling,
         ReviewDecision,
@@ -40,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
     from models.deadlines import ncmec_deletion_time
     from models.filing import (
         AbandonReportInput,
+        AnalyzeMediaInput,
+        BankReportedMediaInput,
         CaseSummaryUpdate,
         ConversationDetailsInput,
         EnrichUserInput,
@@ -48,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         FinishReportInput,
         OpenReportInput,
         PreserveMediaInput,
+        ReportedMedia,
         UploadConversationInput,
         UploadFileInput,
     )
@@ -84,6 +90,8 @@ class CaseWorkflow:
         self.next_conversations: list[ConversationThread] = list(start.carried_conversations)
         self._awaiting_preservation = [m.media_id for m in self.state.media
                                        if m.evidence is None and m.preservation_error is None]
+        self._awaiting_analysis = [m.media_id for m in self.state.media
+                                   if m.evidence is not None and m.analysis is None]
         self._changed = True
         self._published_search_attributes: dict[str, object] = {}
         for item in start.carried_content:
@@ -99,19 +107,27 @@ class CaseWorkflow:
         if item.org_id != self.state.org_id or item.user_id != self.state.user_id:
             workflow.logger.warning("content for another case ignored")
             return
-        if self.state.media_item(item.content_id) or any(c.content_id == item.content_id for c in self.next_case):
+        known = self.state.media_item(item.content_id)
+        if known is not None:
+            # The same item again, perhaps for another reason (a user report after a hash match): keep every reason.
+            if self._add_reason(known, item.reason):
+                self._changed = True
+            return
+        if any(c.content_id == item.content_id for c in self.next_case):
             return
         if self.state.status is not CaseStatus.AWAITING_REVIEW:
             self.next_case.append(item)
             return
         media = MediaItem(media_id=item.content_id, content=item, evidence=item.media.evidence,
-                          reasons=[item.reason])
+                          reasons=[item.reason], analysis=item.analysis)
         if item.user is not None:
             known = self.state.user_metadata
             self.state.user_metadata = item.user if known is None else merge_user_metadata(known, item.user)
         self.state.media.append(media)
         if media.evidence is None:
             self._awaiting_preservation.append(media.media_id)
+        elif media.analysis is None:
+            self._awaiting_analysis.append(media.media_id)
         self._changed = True
 
     @workflow.signal
@@ -180,13 +196,16 @@ class CaseWorkflow:
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._awaiting_preservation) or self._changed or self._ready_to_file(),
+                    lambda: bool(self._awaiting_preservation or self._awaiting_analysis) or self._changed
+                    or self._ready_to_file(),
                     timeout=self._time_to_review_deadline(),
                 )
             except TimeoutError:
                 await self._escalate_overdue_review()
             if self._awaiting_preservation:
                 await self._preserve_media()
+            if self._awaiting_analysis:
+                await self._analyze_media()
             if self._changed:
                 await self._publish()
             if self._history_is_long():
@@ -197,6 +216,8 @@ class CaseWorkflow:
             if self._ready_to_file() and await self._file_cybertip():
                 break
         await self._publish()
+        if self.state.status is CaseStatus.FILED:
+            await self._bank_reported_media()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.next_case or self.next_conversations:
             workflow.continue_as_new(self._next_case_start())
@@ -205,7 +226,7 @@ class CaseWorkflow:
     def _history_is_long(self) -> bool:
         """Continue as new while waiting for a reviewer, never mid-filing, once Temporal suggests it."""
         return (workflow.info().is_continue_as_new_suggested() and self.state.status is CaseStatus.AWAITING_REVIEW
-                and not self._awaiting_preservation and not self._changed)
+                and not self._awaiting_preservation and not self._awaiting_analysis and not self._changed)
 
     def _same_case_start(self) -> CaseStart:
         return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id, case_number=self.state.case_number,
@@ -285,7 +306,61 @@ class CaseWorkflow:
             else:
                 item.evidence = result.evidence
                 item.preservation_error = result.error
+                if item.evidence is not None and item.analysis is None:
+                    self._awaiting_analysis.append(item.media_id)
         self._changed = True
+
+    async def _analyze_media(self) -> None:
+        """Hash each preserved item and look it up in the org's banks; a match is one more reason it is here."""
+        batch = self._awaiting_analysis[:PRESERVE_BATCH]
+        self._awaiting_analysis = self._awaiting_analysis[PRESERVE_BATCH:]
+        items = [item for item in map(self.state.media_item, batch) if item is not None and item.evidence is not None]
+        results = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                DetectionActivities.analyze_media,
+                AnalyzeMediaInput(org_id=self.state.org_id, evidence=item.evidence),
+                start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            for item in items if item.evidence is not None
+        ), return_exceptions=True)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, ActivityError):
+                item.analysis = MediaAnalysis(unhashable_reason=_reviewer_safe_reason(result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                item.analysis = result
+                for match in result.matches:
+                    self._add_reason(item, EnqueueReason(
+                        kind="hash_match", at=workflow.now(),
+                        detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
+        self._changed = True
+
+    async def _bank_reported_media(self) -> None:
+        """Reported media joins the org's own bank; matching must not wait on it, so failures only log."""
+        decision, report_id = self.state.decision, self.state.filing.report_id
+        assert decision is not None and report_id is not None
+        items = [ReportedMedia(media_id=d.media_id, evidence=media.evidence,
+                               classification=d.classification.value if d.classification else None)
+                 for d in decision.media
+                 if d.reported and (media := self.state.media_item(d.media_id)) and media.evidence is not None]
+        if not items:
+            return
+        try:
+            await workflow.execute_activity_method(
+                DetectionActivities.bank_reported_media,
+                BankReportedMediaInput(org_id=self.state.org_id, report_id=report_id, items=items),
+                start_to_close_timeout=timedelta(minutes=10), retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError:
+            workflow.logger.warning("reported media could not be added to the org's own bank")
+
+    @staticmethod
+    def _add_reason(item: MediaItem, reason: EnqueueReason) -> bool:
+        if any(r.kind == reason.kind and r.detail == reason.detail and r.by == reason.by for r in item.reasons):
+            return False
+        item.reasons.append(reason)
+        return True
 
     async def _file_cybertip(self) -> bool:
         """Run the filing from its last completed step. True once NCMEC has the finished report."""

@@ -30,6 +30,7 @@ from models.case import (
     EnqueueReason,
     EvidenceRef,
     FilingProgress,
+    MediaAnalysis,
     MediaDecision,
     RetryFiling,
     ReviewDecision,
@@ -68,6 +69,7 @@ class CaseMedia(BaseModel):
     evidence: EvidenceRef | None
     preservation_error: str | None
     reasons: list[EnqueueReason]
+    analysis: MediaAnalysis | None = Field(description="Hashes and bank matches, once computed")
     content_url: str = Field(description="The bytes; every view is recorded")
 
 
@@ -149,6 +151,7 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
         media=[CaseMedia(media_id=m.media_id, file_name=m.content.file_name,
                           content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
                           evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,
+                          analysis=m.analysis,
                           content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content")
                for m in state.media],
     )

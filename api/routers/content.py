@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
@@ -10,27 +10,21 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, Json, ValidationError
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import AppSettings, Platform, Store, Temporal
 from api.problems import PROBLEM_RESPONSES
 from models.case import (
-    CaseStart,
-    CaseStatus,
     ContentItem,
     ConversationThread,
-    FilingPolicy,
+    EnqueueReason,
     MediaSource,
     PlatformIndicators,
-    ReviewPolicy,
-    case_workflow_id,
 )
 from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
-from tipline.logging import fingerprint, get_logger
+from tipline.intake import enqueue_content, signal_case
+from tipline.logging import get_logger
 from tipline.settings import Settings
-from workflows import search_attributes as sa
-from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/v1/content", tags=["platform"], responses=PROBLEM_RESPONSES)
 log = get_logger(__name__)
@@ -95,51 +89,21 @@ async def upload_content(
     return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
 
 
-def filing_policy(settings: Settings) -> FilingPolicy:
-    return FilingPolicy(call_timeout=timedelta(seconds=settings.ncmec_call_timeout_seconds),
-                        upload_heartbeat_timeout=timedelta(seconds=settings.upload_heartbeat_timeout_seconds),
-                        upload_concurrency=settings.upload_concurrency,
-                        enrichment_retry_every=timedelta(seconds=settings.enrichment_retry_seconds))
-
-
-def review_policy(settings: Settings) -> ReviewPolicy:
-    return ReviewPolicy(urgent_within=timedelta(minutes=settings.urgent_review_minutes),
-                        elevated_within=timedelta(minutes=settings.elevated_review_minutes),
-                        normal_within=timedelta(minutes=settings.normal_review_minutes))
-
-
-def _case_start(settings: Settings, org_id: str, user_id: str) -> CaseStart:
-    return CaseStart(org_id=org_id, user_id=user_id, policy=filing_policy(settings), review=review_policy(settings))
-
-
-def _initial_search_attributes(org_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes([
-        SearchAttributePair(sa.CASE_STATUS, CaseStatus.AWAITING_REVIEW.value), SearchAttributePair(sa.ORG, org_id),
-        SearchAttributePair(sa.URGENT, False),
-    ])
-
-
-def _summary(org_id: str) -> str:
-    return f"NCMEC case · org {org_id}"
-
-
-async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
-                   media: MediaSource) -> ContentAccepted:
-    item = ContentItem(
+def content_item(org_id: str, metadata: ContentMetadata, media: MediaSource,
+                 reason: EnqueueReason | None = None) -> ContentItem:
+    return ContentItem(
         content_id=metadata.content_id, org_id=org_id, user_id=metadata.creator_id, media=media,
         file_name=metadata.file_name, content_type=metadata.content_type, uploaded_at=metadata.uploaded_at,
         upload_ip=metadata.upload_ip, location_url=metadata.location_url, received_at=datetime.now(UTC),
         report_text=metadata.report_text, indicators=metadata.indicators, user=metadata.user, file=metadata.file,
+        **({"reason": reason} if reason else {}),
     )
-    workflow_id = case_workflow_id(org_id, metadata.creator_id)
-    # Signal-with-start: the user's open case absorbs the item, or a new case starts with it.
-    await temporal.start_workflow(
-        CaseWorkflow.run, _case_start(settings, org_id, metadata.creator_id), id=workflow_id,
-        task_queue=settings.task_queue, start_signal="add_content", start_signal_args=[item],
-        search_attributes=_initial_search_attributes(org_id), static_summary=_summary(org_id),
-    )
-    log.info("content.enqueued", org_id=org_id, workflow_id=workflow_id, content=fingerprint(metadata.content_id))
-    return ContentAccepted(case_ref=workflow_id, content_id=metadata.content_id)
+
+
+async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
+                   media: MediaSource) -> ContentAccepted:
+    item = content_item(org_id, metadata, media)
+    return ContentAccepted(case_ref=await enqueue_content(temporal, settings, item), content_id=metadata.content_id)
 
 
 class ContentBatch(BaseModel):
@@ -176,13 +140,8 @@ class ConversationAccepted(BaseModel):
              summary="Send a conversation thread; a reviewer may attach it to the CyberTip as a CSV file")
 async def send_conversation(body: ConversationIn, principal: Platform, temporal: Temporal,
                             settings: AppSettings) -> ConversationAccepted:
-    workflow_id = case_workflow_id(principal.org_id, body.creator_id)
     thread = ConversationThread(thread_id=body.thread_id, org_id=principal.org_id, user_id=body.creator_id,
                                 messages=body.messages)
-    await temporal.start_workflow(
-        CaseWorkflow.run, _case_start(settings, principal.org_id, body.creator_id), id=workflow_id,
-        task_queue=settings.task_queue, start_signal="add_conversation", start_signal_args=[thread],
-        search_attributes=_initial_search_attributes(principal.org_id), static_summary=_summary(principal.org_id),
-    )
+    workflow_id = await signal_case(temporal, settings, principal.org_id, body.creator_id, "add_conversation", thread)
     log.info("conversation.enqueued", org_id=principal.org_id, workflow_id=workflow_id, messages=len(body.messages))
     return ConversationAccepted(case_ref=workflow_id, thread_id=body.thread_id, message_count=len(body.messages))
