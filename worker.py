@@ -18,12 +18,14 @@ from activities.enrichment import EnrichmentActivities
 from activities.filing import FilingActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
+from activities.triage import TriageActivities
 from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
+from workflows.screening import ScreeningWorkflow
 
 
 @asynccontextmanager
@@ -35,6 +37,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     matcher = BankMatcher(engine)
     await asyncio.to_thread(matcher.load)
     detection = DetectionActivities(settings, store, matcher)
+    triage = TriageActivities(settings, engine, client)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
         notifications = NotificationActivities(settings, http)
@@ -43,7 +46,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[CaseWorkflow],
+                workflows=[CaseWorkflow, ScreeningWorkflow],
                 activities=[
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,
@@ -51,6 +54,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
                     notifications.notify_escalation, enrichment.enrich_user,
                     detection.analyze_media, detection.classify_media, detection.bank_reported_media,
+                    triage.record_triage, triage.close_triage, triage.enqueue_in_case,
                 ],
                 activity_executor=executor,
             )

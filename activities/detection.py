@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -24,7 +23,6 @@ from tipline.settings import Settings
 
 # Larger files (videos) are kept and filed by their digests; perceptual hashing is for images.
 MAX_ANALYZED_BYTES = 64 * 1024 * 1024
-MATCHER_REFRESH_SECONDS = 5.0
 
 
 class DetectionActivities:
@@ -33,7 +31,6 @@ class DetectionActivities:
         self.store = store
         self.matcher = matcher
         self.banks = BankRepository(matcher.engine)
-        self._refreshed_at = 0.0
         self._refresh_lock = threading.Lock()
 
     @activity.defn
@@ -83,8 +80,7 @@ class DetectionActivities:
         return added
 
     def _refresh_banks(self) -> None:
-        # Bank changes (imports, feed deletions) reach matching within seconds, without a restart.
+        # A refresh that finds nothing new costs a millisecond or two, so bank changes (imports, allowlist,
+        # feed deletions) apply to the very next item, without a restart.
         with self._refresh_lock:
-            if time.monotonic() - self._refreshed_at > MATCHER_REFRESH_SECONDS:
-                self.matcher.refresh()
-                self._refreshed_at = time.monotonic()
+            self.matcher.refresh()

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api import problems
-from api.routers import cases, content, reports
+from api.routers import cases, content, intake, reports, triage
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
@@ -45,6 +45,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(content.router)
     app.include_router(cases.router)
     app.include_router(reports.router)
+    app.include_router(intake.router)
+    app.include_router(triage.router)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def health() -> Health:

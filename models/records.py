@@ -138,3 +138,23 @@ class MediaView(SQLModel, table=True):
     workflow_id: str = Field(max_length=120)
     media_id: str = Field(max_length=200)
     viewed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class TriageItem(SQLModel, table=True):
+    """Items the classifier flagged below the org's high-precision threshold: a reviewer escalates or dismisses."""
+
+    __tablename__ = "triage_item"
+
+    screening_id: str = Field(primary_key=True, max_length=120)
+    org_id: str = Field(index=True, max_length=40)
+    creator_id: str = Field(max_length=200)
+    content_id: str = Field(max_length=200)
+    evidence_sha256: str = Field(max_length=64)
+    content_type: str | None = Field(default=None, max_length=200)
+    classifier_priority: str = Field(max_length=20)
+    status: str = Field(index=True, max_length=20)
+    created_at: datetime = Field(sa_column=_timestamp())
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    case_ref: str | None = Field(default=None, max_length=120)

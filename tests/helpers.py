@@ -83,10 +83,13 @@ class FakePlatform:
         def media(name: str) -> Response:
             if name not in self.media:
                 return Response(status_code=404)
-            return Response(self.media[name], media_type="image/png")
+            return Response(self.media[name], media_type="application/octet-stream")
 
     def add(self, name: str, seed: int) -> str:
-        self.media[name] = synthetic_image(seed)
+        return self.add_bytes(name, synthetic_image(seed))
+
+    def add_bytes(self, name: str, data: bytes) -> str:
+        self.media[name] = data
         return f"{self.url}/media/{name}"
 
 

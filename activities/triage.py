@@ -1,0 +1,48 @@
+"""The triage queue's table, and handing items over to a user's case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.client import Client
+
+from models.case import ContentItem
+from models.records import TriageItem
+from models.screening import TriageClosed, TriageRecord
+from tipline.intake import enqueue_content
+from tipline.settings import Settings
+
+
+class TriageActivities:
+    def __init__(self, settings: Settings, engine: Engine, client: Client) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.client = client
+
+    @activity.defn
+    def record_triage(self, record: TriageRecord) -> None:
+        with Session(self.engine) as session:
+            if session.get(TriageItem, record.screening_id) is None:  # a retried activity adds nothing
+                session.add(TriageItem(
+                    screening_id=record.screening_id, org_id=record.org_id, creator_id=record.creator_id,
+                    content_id=record.content_id, evidence_sha256=record.evidence.sha256,
+                    content_type=record.content_type, classifier_priority=record.classifier_priority,
+                    status="pending", created_at=record.created_at,
+                ))
+                session.commit()
+
+    @activity.defn
+    def close_triage(self, closed: TriageClosed) -> None:
+        with Session(self.engine) as session:
+            row = session.get(TriageItem, closed.screening_id)
+            assert row is not None
+            row.status, row.decided_by, row.reason = closed.status, closed.decided_by, closed.reason
+            row.case_ref, row.decided_at = closed.case_ref, datetime.now(UTC)
+            session.commit()
+
+    @activity.defn
+    async def enqueue_in_case(self, item: ContentItem) -> str:
+        return await enqueue_content(self.client, self.settings, item)

@@ -1,0 +1,111 @@
+"""The triage queue: items the classifier flagged below the org's high-precision threshold."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.problems import PROBLEM_RESPONSES, ProblemError
+from models.records import MediaView, TriageItem
+from models.screening import ScreeningOutcome, TriageDecision
+from workflows.screening import ScreeningWorkflow
+
+router = APIRouter(prefix="/v1/triage", tags=["triage"], responses=PROBLEM_RESPONSES)
+
+
+class TriageEntry(BaseModel):
+    screening_ref: str
+    creator_id: str
+    content_id: str
+    content_type: str | None
+    classifier_priority: str
+    status: str
+    created_at: datetime
+    decided_by: str | None
+    case_ref: str | None
+    content_url: str
+
+
+class TriageDecisionIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=3000)
+
+
+@router.get("", response_model=list[TriageEntry], summary="Items waiting in triage, highest priority and oldest first")
+def list_triage(principal: NcmecReviewer, session: DbSession,
+                status: Annotated[str, Query(pattern="^(pending|escalated|dismissed)$")] = "pending",
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[TriageEntry]:
+    rows = session.exec(select(TriageItem).where(TriageItem.org_id == principal.org_id, TriageItem.status == status)
+                        .order_by(col(TriageItem.classifier_priority).desc(), col(TriageItem.created_at))
+                        .limit(limit)).all()
+    return [TriageEntry(screening_ref=r.screening_id, content_url=f"/v1/triage/{r.screening_id}/content",
+                        **r.model_dump(exclude={"screening_id", "org_id", "evidence_sha256", "decided_at", "reason"}))
+            for r in rows]
+
+
+@router.get("/{screening_ref}/content", response_class=StreamingResponse, summary="The item's bytes (view recorded)",
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def triage_content(screening_ref: str, principal: NcmecReviewer, store: Store,
+                         engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
+    row = await run_in_threadpool(_own_item, engine, principal, screening_ref)
+    reader = await run_in_threadpool(store.open, row.evidence_sha256)
+    await run_in_threadpool(_record_view, engine, principal, screening_ref, row.content_id)
+    return StreamingResponse(reader.iter_chunks(), media_type=row.content_type or "application/octet-stream",
+                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size)},
+                             background=BackgroundTask(reader.close))
+
+
+@router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
+async def escalate(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
+                   engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
+    return await _decide(temporal, engine, principal, screening_ref, "escalate", body.reason)
+
+
+@router.post("/{screening_ref}/dismissal", response_model=ScreeningOutcome, summary="Dismiss it")
+async def dismiss(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
+                  engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
+    return await _decide(temporal, engine, principal, screening_ref, "dismiss", body.reason)
+
+
+async def _decide(temporal: Temporal, engine: Engine, principal: Principal, screening_ref: str, action: str,
+                  reason: str | None) -> ScreeningOutcome:
+    await run_in_threadpool(_own_item, engine, principal, screening_ref)
+    decision = TriageDecision(action=action, reviewer_id=principal.actor, reason=reason)  # type: ignore[arg-type]
+    try:
+        # Per action: a retried request gets its first answer back, the opposite action is refused.
+        return await temporal.get_workflow_handle(screening_ref).execute_update(
+            ScreeningWorkflow.triage, decision, id=f"triage-{screening_ref}-{action}")
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise ProblemError(409, "This item was already decided",
+                           cause.message if isinstance(cause, ApplicationError) else None) from None
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:  # the screening finished with its earlier decision
+            raise ProblemError(409, "This item was already decided") from None
+        raise
+
+
+def _own_item(engine: Engine, principal: Principal, screening_ref: str) -> TriageItem:
+    with Session(engine) as session:
+        row = session.get(TriageItem, screening_ref)
+    if row is None or row.org_id != principal.org_id:
+        raise ProblemError(404, "No such triage item")
+    return row
+
+
+def _record_view(engine: Engine, principal: Principal, screening_ref: str, content_id: str) -> None:
+    with Session(engine) as session:
+        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
+                              workflow_id=screening_ref, media_id=content_id))
+        session.commit()

@@ -1,0 +1,62 @@
+"""Messages of the screening workflow: one content item checked against banks and the classifier."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.case import ContentItem, EvidenceRef, MediaAnalysis
+from models.routing import ClassifierThresholds, Route
+
+
+class ScreeningStart(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item: ContentItem
+    thresholds: ClassifierThresholds = ClassifierThresholds()
+
+
+class TriageDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    action: Literal["escalate", "dismiss"]
+    reviewer_id: str
+    reason: str | None = Field(default=None, max_length=3000)
+
+
+class TriageRecord(BaseModel):
+    """A triage queue row: enough for a reviewer to find and look at the item, ids only."""
+
+    screening_id: str
+    org_id: str
+    creator_id: str
+    content_id: str
+    evidence: EvidenceRef
+    content_type: str | None
+    classifier_priority: str
+    created_at: datetime
+
+
+class TriageClosed(BaseModel):
+    screening_id: str
+    status: Literal["escalated", "dismissed"]
+    decided_by: str
+    reason: str | None
+    case_ref: str | None = None
+
+
+class ScreeningOutcome(BaseModel):
+    route: Route
+    analysis: MediaAnalysis | None = None
+    case_ref: str | None = None
+    triage: Literal["escalated", "dismissed"] | None = None
+    error: str | None = None
+
+
+def screening_workflow_id(org_id: str, content_id: str) -> str:
+    """Stable per item, so a platform's retry screens once; hashed, since ids can carry names."""
+    digest = hashlib.sha256(f"{org_id}\x00{content_id}".encode()).hexdigest()[:32]
+    return f"screen-{org_id}-{digest}"

@@ -1,0 +1,129 @@
+"""One content item screened: preserved, hashed, matched against the org's banks, classified, and routed
+to the NCMEC queue (the user's case), to triage for a reviewer, or nowhere."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.detection import DetectionActivities
+    from activities.media import MediaActivities
+    from activities.triage import TriageActivities
+    from models.case import ContentItem, EnqueueReason, MediaAnalysis, MediaSource
+    from models.filing import AnalyzeMediaInput, PreserveMediaInput
+    from models.routing import Route, route_screened_item
+    from models.screening import ScreeningOutcome, ScreeningStart, TriageClosed, TriageDecision, TriageRecord
+
+SHORT = {"start_to_close_timeout": timedelta(minutes=1), "retry_policy": RetryPolicy(maximum_attempts=10)}
+LONG = {"start_to_close_timeout": timedelta(minutes=10), "retry_policy": RetryPolicy(maximum_attempts=5)}
+
+
+@workflow.defn
+class ScreeningWorkflow:
+    @workflow.init
+    def __init__(self, start: ScreeningStart) -> None:
+        self.outcome: ScreeningOutcome | None = None
+        self.decision: TriageDecision | None = None
+
+    @workflow.query
+    def result(self) -> ScreeningOutcome | None:
+        return self.outcome
+
+    @workflow.update
+    def triage(self, decision: TriageDecision) -> ScreeningOutcome:
+        self.decision = decision
+        assert self.outcome is not None
+        return self.outcome
+
+    @triage.validator
+    def _validate_triage(self, decision: TriageDecision) -> None:
+        if self.outcome is None or self.outcome.route is not Route.TRIAGE or self.decision is not None:
+            raise ApplicationError("item: only an item waiting in triage can be escalated or dismissed",
+                                   type="InvalidDecision", non_retryable=True)
+
+    @workflow.run
+    async def run(self, start: ScreeningStart) -> ScreeningOutcome:
+        item = start.item
+        try:
+            item = await self._preserved(item)
+            analysis = await self._analysis(item)
+        except _Unscreenable as problem:
+            self.outcome = ScreeningOutcome(route=Route.CLEAR, error=str(problem))
+            return self.outcome
+        item = item.model_copy(update={"analysis": analysis})
+        route = route_screened_item(bank_matched=bool(analysis.matches), priority=analysis.classifier_priority,
+                                    thresholds=start.thresholds)
+        if route is Route.NCMEC:
+            # Published only once the item is in its case, so whoever reads it can follow case_ref.
+            case_ref = await self._enqueue(item, _detection_reason(analysis))
+            self.outcome = ScreeningOutcome(route=route, analysis=analysis, case_ref=case_ref)
+        else:
+            self.outcome = ScreeningOutcome(route=route, analysis=analysis)
+            if route is Route.TRIAGE:
+                await self._triage(item, analysis)
+        return self.outcome
+
+    async def _preserved(self, item: ContentItem) -> ContentItem:
+        if item.media.evidence is not None:
+            return item
+        preserved = await workflow.execute_activity_method(
+            MediaActivities.preserve_media,
+            PreserveMediaInput(org_id=item.org_id, workflow_id=workflow.info().workflow_id, media_id=item.content_id,
+                               source=item.media), **LONG)
+        if preserved.evidence is None:
+            raise _Unscreenable(preserved.error or "the media could not be fetched")
+        return item.model_copy(update={"media": MediaSource(evidence=preserved.evidence)})
+
+    async def _analysis(self, item: ContentItem) -> MediaAnalysis:
+        assert item.media.evidence is not None
+        request = AnalyzeMediaInput(org_id=item.org_id, evidence=item.media.evidence)
+        analysis = await workflow.execute_activity_method(DetectionActivities.analyze_media, request, **LONG)
+        if analysis.matches:
+            return analysis  # a bank match decides on its own; no need to ask the classifier
+        try:
+            priority = await workflow.execute_activity_method(DetectionActivities.classify_media, request, **LONG)
+        except ActivityError as error:
+            raise _Unscreenable(f"the classifier could not be reached: {error.cause or error}") from None
+        return analysis.model_copy(update={"classifier_priority": priority})
+
+    async def _triage(self, item: ContentItem, analysis: MediaAnalysis) -> None:
+        assert item.media.evidence is not None and analysis.classifier_priority is not None
+        screening_id = workflow.info().workflow_id
+        await workflow.execute_activity_method(TriageActivities.record_triage, TriageRecord(
+            screening_id=screening_id, org_id=item.org_id, creator_id=item.user_id, content_id=item.content_id,
+            evidence=item.media.evidence, content_type=item.content_type,
+            classifier_priority=analysis.classifier_priority, created_at=workflow.now()), **SHORT)
+        await workflow.wait_condition(lambda: self.decision is not None)
+        decision = self.decision
+        assert decision is not None and self.outcome is not None
+        case_ref = None
+        if decision.action == "escalate":
+            await self._enqueue(item, _detection_reason(analysis))
+            case_ref = await self._enqueue(item, EnqueueReason(kind="manual_escalation", detail=decision.reason,
+                                                               by=decision.reviewer_id, at=workflow.now()))
+            self.outcome.case_ref = case_ref
+        self.outcome.triage = "escalated" if decision.action == "escalate" else "dismissed"
+        await workflow.execute_activity_method(TriageActivities.close_triage, TriageClosed(
+            screening_id=screening_id, status=self.outcome.triage, decided_by=decision.reviewer_id,
+            reason=decision.reason, case_ref=case_ref), **SHORT)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _enqueue(self, item: ContentItem, reason: EnqueueReason) -> str:
+        return await workflow.execute_activity_method(
+            TriageActivities.enqueue_in_case, item.model_copy(update={"reason": reason}), **SHORT)
+
+
+class _Unscreenable(Exception):
+    pass
+
+
+def _detection_reason(analysis: MediaAnalysis) -> EnqueueReason:
+    if analysis.matches:
+        best = min(analysis.matches, key=lambda m: m.distance)
+        detail = f"bank {best.bank_name}: {best.hash_type} distance {best.distance}"
+        return EnqueueReason(kind="hash_match", detail=detail, at=workflow.now())
+    return EnqueueReason(kind="classifier", detail=analysis.classifier_priority, at=workflow.now())
