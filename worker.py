@@ -14,10 +14,10 @@ from temporalio.worker import Worker
 
 from activities.case_index import CaseIndexActivities
 from activities.detection import DetectionActivities
-from activities.enrichment import EnrichmentActivities
 from activities.filing import FilingActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
+from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
 from detection.matcher import BankMatcher
 from tipline.db import make_engine
@@ -41,7 +41,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
         notifications = NotificationActivities(settings, http)
-        enrichment = EnrichmentActivities(settings, http)
+        callbacks = PlatformCallbackActivities(settings, http)
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
             worker = Worker(
                 client,
@@ -52,7 +52,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     media.preserve_media,
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
                     filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
-                    notifications.notify_escalation, enrichment.enrich_user,
+                    notifications.notify_escalation, callbacks.enrich_user, callbacks.list_user_media,
                     detection.analyze_media, detection.classify_media, detection.bank_reported_media,
                     triage.record_triage, triage.close_triage, triage.enqueue_in_case,
                 ],

@@ -273,6 +273,8 @@ class CaseState(BaseModel):
     user_metadata: UserMetadata | None = Field(default=None, description="All the platform said about the user")
     conversations: list[ConversationThread] = Field(default_factory=list)
     enriched: bool = False
+    media_listed: bool = Field(default=False, description="The platform's list of the user's media was fetched")
+    media_list_error: str | None = Field(default=None, description="Why the platform's media list is incomplete")
     waiting_reason: str | None = Field(default=None, description="Why filing is waiting, when it is")
     prior_report_ids: list[int] = Field(default_factory=list)
     decision: ReviewDecision | None = None

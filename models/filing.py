@@ -205,3 +205,27 @@ class BankReportedMediaInput(BaseModel):
     org_id: str
     report_id: int
     items: list[ReportedMedia]
+
+
+class ListUserMediaInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    case_ref: str
+    user_id: str
+    cursor: str | None = None
+
+
+class AssociatedMediaItem(BaseModel):
+    """One item the platform has for the user, as its media-list callback describes it."""
+
+    content_id: str = Field(min_length=1, max_length=200)
+    media_url: str = Field(pattern=r"^https?://\S+$", max_length=2083)
+    file_name: str | None = Field(default=None, max_length=2056)
+    content_type: str | None = Field(default=None, max_length=200)
+    uploaded_at: datetime | None = None
+
+
+class UserMediaPage(BaseModel):
+    items: list[AssociatedMediaItem] = Field(default_factory=list, max_length=1000)
+    next_cursor: str | None = None

@@ -138,8 +138,26 @@ async def platform_callbacks(webhook_receiver: WebhookReceiver) -> AsyncIterator
         signing_secret = b"not-the-org-secret-0123456789" if state.mode == "forged" else secret
         return Response(answer, media_type="application/json", headers=sign(signing_secret, answer))
 
+    @app.post("/media-list")
+    async def media_list(request: Request) -> Response:
+        body = await request.body()
+        try:
+            verifier.verify(request.headers, body)
+        except SignatureError:
+            return Response(status_code=401)
+        asked = json.loads(body)
+        pages = state.user_media.get(asked["user_id"], [[]])
+        index = int(asked.get("cursor") or 0)
+        answer = json.dumps({"items": pages[index],
+                             "next_cursor": str(index + 1) if index + 1 < len(pages) else None}).encode()
+        return Response(answer, media_type="application/json", headers=sign(secret, answer))
+
+    @app.get("/files/{name}")
+    async def files(name: str) -> Response:
+        return Response(state.files[name]) if name in state.files else Response(status_code=404)
+
     async with serve_app(app) as url:
-        state.url = f"{url}/enrich"
+        state.url, state.media_list_url, state.files_url = f"{url}/enrich", f"{url}/media-list", f"{url}/files"
         yield state
 
 
@@ -153,6 +171,7 @@ def make_org(org_id: str, webhook: WebhookReceiver | None = None, callbacks: Pla
         escalation_webhook_url=webhook.url if webhook else None,
         callback_secret=webhook.secret.decode() if webhook else None,
         enrichment_url=callbacks.url if callbacks else None,
+        media_list_url=callbacks.media_list_url if callbacks else None,
     )
 
 

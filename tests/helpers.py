@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import httpx
@@ -52,6 +52,11 @@ class PlatformCallbacks:
     url: str
     mode: str = "up"
     verified_requests: int = 0
+    media_list_url: str = ""
+    files_url: str = ""
+    # user id -> pages of media items the platform lists for that user, and the bytes it serves
+    user_media: dict[str, list[list[dict]]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def headers(api_keys: dict[str, dict[Role, str]], role: Role, org: str = ORG) -> dict[str, str]:

@@ -125,3 +125,34 @@ async def test_an_attached_conversation_is_filed_as_a_supplemental_csv(
                                        .read_bytes(row.evidence_sha256).decode("utf-8"))))
     assert rows[0] == ["time", "sender", "recipient", "content", "type", "ip"]
     assert [r[3] for r in rows[1:]] == ["'=HYPERLINK(\"http://example.com\")", messages[0]["content"]]
+
+
+async def test_a_new_case_gathers_every_media_item_the_platform_has_for_the_user(
+    api: httpx.AsyncClient, api_keys: dict, platform_callbacks: PlatformCallbacks
+) -> None:
+    creator = f"user-{uuid.uuid4().hex[:10]}"
+    for name, seed in (("old-1", 31), ("old-2", 32)):
+        platform_callbacks.files[f"{creator}-{name}"] = synthetic_image(seed)
+
+    def listed(name: str) -> dict:
+        return {"content_id": name, "media_url": f"{platform_callbacks.files_url}/{creator}-{name}",
+                "file_name": f"{name}.png", "content_type": "image/png"}
+
+    # Two pages; the platform has already deleted old-3, and item-1 (the item being sent) is listed too.
+    platform_callbacks.user_media[creator] = [[listed("old-1"), listed("item-1")], [listed("old-2"), listed("old-3")]]
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, org=OTHER_ORG),
+                              data={"content_id": "item-1", "creator_id": creator},
+                              files={"file": ("a.png", synthetic_image(21), "image/png")})
+    case_ref = response.json()["case_ref"]
+
+    async def gathered() -> dict | None:
+        case = await case_state(api, api_keys, case_ref, OTHER_ORG)
+        media = {m["media_id"]: m for m in case.get("media", [])}
+        settled = len(media) == 4 and all(m["evidence"] or m["preservation_error"] for m in media.values())
+        return media if settled and case["media_listed"] else None
+
+    media = await eventually(gathered, what="the user's media from the platform")
+    assert media["old-1"]["evidence"] and media["old-2"]["evidence"]
+    assert media["old-3"]["evidence"] is None and "no longer has this media" in media["old-3"]["preservation_error"]
+    assert [r["kind"] for r in media["item-1"]["reasons"]] == ["platform_signal", "associated_media"]
+    assert [r["kind"] for r in media["old-1"]["reasons"]] == ["associated_media"]

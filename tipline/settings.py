@@ -79,6 +79,8 @@ class OrgSettings(BaseModel):
     classifier: ClassifierSettings = ClassifierSettings()
     # Where Tipline asks the platform for everything it knows about a user before filing (signed POST).
     enrichment_url: str | None = None
+    # Where Tipline asks, when a case opens, for every media item the platform has for the user (signed, paginated).
+    media_list_url: str | None = None
     # Where Tipline tells the org's Moderator Managers that a case waited past its review deadline.
     escalation_webhook_url: str | None = None
     # Shared secret that signs Tipline's calls to the platform (webhooks, callbacks).

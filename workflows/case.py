@@ -18,11 +18,11 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
     from activities.detection import DetectionActivities
-    from activities.enrichment import EnrichmentActivities
     from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
     from activities.filing import FilingActivities
     from activities.media import MediaActivities
     from activities.notifications import NotificationActivities
+    from activities.platform_callbacks import PlatformCallbackActivities
     from models.case import (
         CaseStart,
         CaseState,
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         FiledFile,
         MediaAnalysis,
         MediaItem,
+        MediaSource,
         RetryFiling,
         ReviewDecision,
     )
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationNotice,
         FileDetailsInput,
         FinishReportInput,
+        ListUserMediaInput,
         OpenReportInput,
         PreserveMediaInput,
         ReportedMedia,
@@ -68,6 +70,7 @@ NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coeffic
                           maximum_interval=timedelta(minutes=5))
 LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PRESERVE_BATCH = 8
+MAX_MEDIA_PAGES = 1000
 
 
 @workflow.defn
@@ -191,8 +194,10 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        if start.state is None and start.case_number == 1 and not start.prior_report_ids:
-            await self._continue_user_history()
+        if start.state is None:
+            if start.case_number == 1 and not start.prior_report_ids:
+                await self._continue_user_history()
+            await self._list_user_media()
         while True:
             try:
                 await workflow.wait_condition(
@@ -273,6 +278,36 @@ class CaseWorkflow:
 
     def _ready_to_file(self) -> bool:
         return self.state.status is CaseStatus.FILING and not self._awaiting_preservation
+
+    async def _list_user_media(self) -> None:
+        """Add every media item the platform has ever associated with the user; what it cannot deliver is
+        recorded (a page that fails, an item whose download fails) rather than failing the case."""
+        cursor: str | None = None
+        for _ in range(MAX_MEDIA_PAGES):
+            try:
+                page = await workflow.execute_activity_method(
+                    PlatformCallbackActivities.list_user_media,
+                    ListUserMediaInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                       user_id=self.state.user_id, cursor=cursor),
+                    start_to_close_timeout=self.policy.call_timeout,
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+                )
+            except ActivityError as error:
+                self.state.media_list_error = _reviewer_safe_reason(error)
+                self._changed = True
+                return
+            for entry in page.items:
+                self.add_content(ContentItem(
+                    content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
+                    media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
+                    uploaded_at=entry.uploaded_at, received_at=workflow.now(),
+                    reason=EnqueueReason(kind="associated_media", at=workflow.now()),
+                ))
+            if page.next_cursor is None:
+                self.state.media_listed = True
+                return
+            cursor = page.next_cursor
+        self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
 
     async def _continue_user_history(self) -> None:
         """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
@@ -401,7 +436,7 @@ class CaseWorkflow:
         while True:
             try:
                 enriched = await workflow.execute_activity_method(
-                    EnrichmentActivities.enrich_user,
+                    PlatformCallbackActivities.enrich_user,
                     EnrichUserInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
                                     user_id=self.state.user_id),
                     start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=1),

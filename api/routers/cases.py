@@ -81,6 +81,8 @@ class CaseView(BaseModel):
     user_metadata: UserMetadata | None
     conversations: list[ConversationThread]
     waiting_reason: str | None = Field(description="Why filing is waiting, e.g. on the platform's callback")
+    media_listed: bool = Field(description="Every media item the platform has for the user was requested")
+    media_list_error: str | None
     opened_at: datetime
     media: list[CaseMedia]
     prior_report_ids: list[int]
@@ -144,6 +146,7 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
+        media_listed=state.media_listed, media_list_error=state.media_list_error,
         opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
         dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
         urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
