@@ -30,6 +30,7 @@ from typing import Literal
 import httpx
 from lxml import etree
 from sqlalchemy import Connection, Engine, insert, select, update
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from detection.banks import FeedApplyResult, FeedUpdate, apply_feed_updates, validate_hash
 from models.hash_banks import BankHashType, HashBank, HashSharingCheckpoint
@@ -72,6 +73,11 @@ class HashSharingError(Exception):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    # No status: the network failed. Overload and gateway errors pass; anything else will not get better.
+    return isinstance(error, HashSharingError) and (error.status_code is None or error.status_code in _RETRY_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,21 +219,23 @@ class HashSharingClient:
         self._http.close()
 
     def _get(self, url: str, params: dict[str, str] | None = None) -> bytes:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.get(url, params=params)
-            except httpx.TransportError as exc:
-                if attempt >= self.retries:
-                    raise HashSharingError(f"hash-sharing request failed: {type(exc).__name__}") from None
-            else:
-                if response.status_code == 200:
-                    return response.content
-                if response.status_code not in _RETRY_STATUSES or attempt >= self.retries:
-                    raise HashSharingError(f"hash-sharing answered HTTP {response.status_code}",
-                                           response.status_code)
-            attempt += 1
-            self._sleep(min(30.0, 0.5 * 4**attempt))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=2, exp_base=4, max=30),
+            retry=retry_if_exception(_worth_retrying),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._get_once, url, params)
+
+    def _get_once(self, url: str, params: dict[str, str] | None) -> bytes:
+        try:
+            response = self._http.get(url, params=params)
+        except httpx.TransportError as exc:
+            raise HashSharingError(f"hash-sharing request failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise HashSharingError(f"hash-sharing answered HTTP {response.status_code}", response.status_code)
+        return response.content
 
     def status(self) -> HashSharingStatus:
         return parse_status(self._get(f"{self.base_url}/v2/status"))
