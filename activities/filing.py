@@ -14,8 +14,10 @@ from temporalio.exceptions import ApplicationError
 
 from cybertipline.client import CyberTiplineClient, CyberTiplineError
 from cybertipline.enums import FileRelevance
+from cybertipline.file_details_model import FileDetails
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
 from cybertipline.xsd import load_schema, schema_errors
+from models.case import EvidenceRef
 from models.case_urgency import urgency_outcome
 from models.conversation_csv import conversation_csv
 from models.cybertip import (
@@ -92,71 +94,35 @@ class FilingActivities:
     @activity.defn
     async def upload_file(self, request: UploadFileInput) -> UploadedFile:
         org = self.settings.orgs.get(request.org_id)
-        activity.heartbeat(0)
-        try:
-            evidence = self.store.open(request.evidence.sha256)
-        except EvidenceCorrupted as error:
-            raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
-                                   type="EvidenceCorrupted", non_retryable=True) from error
-        with evidence as content, _refusal_of("the file upload"):
-            async with self._client(org) as client:
-                response = await client.upload(request.report_id, request.file_name, _HeartbeatingReader(content))
-        assert response.file_id is not None
-        if response.hash and response.hash.lower() != request.evidence.md5:
-            raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
-        now = datetime.now(UTC)
-        with Session(self.engine) as session:
-            report = self._report_row(session, org, request.report_id)
-            session.add(FiledFile(report_pk=report.id, media_id=request.media_id,
-                                  evidence_sha256=request.evidence.sha256, ncmec_file_id=response.file_id,
-                                  md5=request.evidence.md5, uploaded_at=now))
-            session.commit()
+        file_id, now = await self._upload(org, request.report_id, request.media_id, request.evidence,
+                                          request.file_name, FileRelevance.REPORTED)
         log.info("ncmec.file_uploaded", org_id=org.id, ncmec_report_id=request.report_id,
-                 media=fingerprint(request.media_id), ncmec_file_id=response.file_id)
-        return UploadedFile(file_id=response.file_id, md5=request.evidence.md5, uploaded_at=now)
+                 media=fingerprint(request.media_id), ncmec_file_id=file_id)
+        return UploadedFile(file_id=file_id, md5=request.evidence.md5, uploaded_at=now)
 
     @activity.defn
     async def send_file_details(self, request: FileDetailsInput) -> FileDetailsSent:
-        org = self.settings.orgs.get(request.org_id)
         with _refusal_of("the file details"):
-            details_xml = file_details_to_xml(compose_file_details(request))
-        self._check_schema(details_xml, "the file details")
-        with _refusal_of("the file details"):
-            async with self._client(org) as client:
-                await client.fileinfo(details_xml)
-        self._record_details(org, request.report_id, request.file_id, details_xml)
-        return FileDetailsSent(sent_at=datetime.now(UTC))
+            details = compose_file_details(request)
+        return await self._send_details(request.org_id, request.report_id, request.file_id, details,
+                                        "the file details")
 
     @activity.defn
     async def upload_conversation(self, request: UploadConversationInput) -> UploadedConversation:
         """The thread as a CSV: preserved in the evidence store, then uploaded as a supplemental file."""
         org = self.settings.orgs.get(request.org_id)
         evidence = self.store.put_bytes(conversation_csv(request.thread.messages))
-        file_name = f"conversation-{request.thread.thread_id}.csv"
-        with self.store.open(evidence.sha256) as content, _refusal_of("the conversation upload"):
-            async with self._client(org) as client:
-                response = await client.upload(request.report_id, file_name, content)
-        assert response.file_id is not None
-        now = datetime.now(UTC)
-        with Session(self.engine) as session:
-            report = self._report_row(session, org, request.report_id)
-            session.add(FiledFile(report_pk=report.id, media_id=conversation_media_id(request.thread.thread_id),
-                                  evidence_sha256=evidence.sha256, ncmec_file_id=response.file_id, md5=evidence.md5,
-                                  file_relevance=FileRelevance.SUPPLEMENTAL_REPORTED.value, uploaded_at=now))
-            session.commit()
-        return UploadedConversation(file_id=response.file_id, evidence=evidence, sent_at=now)
+        file_id, now = await self._upload(org, request.report_id, conversation_media_id(request.thread.thread_id),
+                                          evidence, f"conversation-{request.thread.thread_id}.csv",
+                                          FileRelevance.SUPPLEMENTAL_REPORTED)
+        return UploadedConversation(file_id=file_id, evidence=evidence, sent_at=now)
 
     @activity.defn
     async def send_conversation_details(self, request: ConversationDetailsInput) -> FileDetailsSent:
-        org = self.settings.orgs.get(request.org_id)
         with _refusal_of("the conversation's file details"):
-            details_xml = file_details_to_xml(compose_conversation_details(request))
-        self._check_schema(details_xml, "the conversation's file details")
-        with _refusal_of("the conversation's file details"):
-            async with self._client(org) as client:
-                await client.fileinfo(details_xml)
-        self._record_details(org, request.report_id, request.file_id, details_xml)
-        return FileDetailsSent(sent_at=datetime.now(UTC))
+            details = compose_conversation_details(request)
+        return await self._send_details(request.org_id, request.report_id, request.file_id, details,
+                                        "the conversation's file details")
 
     @activity.defn
     async def finish_report(self, request: FinishReportInput) -> FinishedReport:
@@ -217,13 +183,46 @@ class FilingActivities:
         log.info("ncmec.report_abandoned", org_id=org.id, ncmec_report_id=request.report_id, outcome=outcome)
         return AbandonedReport(outcome=outcome)
 
-    def _record_details(self, org: OrgSettings, report_id: int, file_id: str, details_xml: bytes) -> None:
+    async def _upload(self, org: OrgSettings, report_id: int, media_id: str, evidence: EvidenceRef, file_name: str,
+                      relevance: FileRelevance) -> tuple[str, datetime]:
+        """Upload preserved bytes to the open report and record the file id NCMEC gave them."""
+        activity.heartbeat(0)
+        try:
+            stream = self.store.open(evidence.sha256)
+        except EvidenceCorrupted as error:
+            raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
+                                   type="EvidenceCorrupted", non_retryable=True) from error
+        with stream as content, _refusal_of("the file upload"):
+            async with self._client(org) as client:
+                response = await client.upload(report_id, file_name, _HeartbeatingReader(content))
+        assert response.file_id is not None
+        if response.hash and response.hash.lower() != evidence.md5:
+            raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
+        now = datetime.now(UTC)
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            session.add(FiledFile(report_pk=report.id, media_id=media_id, evidence_sha256=evidence.sha256,
+                                  ncmec_file_id=response.file_id, md5=evidence.md5, file_relevance=relevance.value,
+                                  uploaded_at=now))
+            session.commit()
+        return response.file_id, now
+
+    async def _send_details(self, org_id: str, report_id: int, file_id: str, details: FileDetails,
+                            what: str) -> FileDetailsSent:
+        """Send a file's fileDetails and keep exactly the XML that was sent."""
+        org = self.settings.orgs.get(org_id)
+        details_xml = file_details_to_xml(details)
+        self._check_schema(details_xml, what)
+        with _refusal_of(what):
+            async with self._client(org) as client:
+                await client.fileinfo(details_xml)
         with Session(self.engine) as session:
             report = self._report_row(session, org, report_id)
             row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
                                                        FiledFile.ncmec_file_id == file_id)).one()
             row.file_details_xml = details_xml.decode()
             session.commit()
+        return FileDetailsSent(sent_at=datetime.now(UTC))
 
     def _client(self, org: OrgSettings) -> CyberTiplineClient:
         return CyberTiplineClient(self.settings.ncmec_base_url(org.ncmec.environment), org.ncmec.username,
