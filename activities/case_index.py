@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 
+from models.case import CaseStatus
 from models.filing import CaseSummaryUpdate, UserHistory
 from models.records import CaseSummary, FiledReport, ReportStatus
 
@@ -29,8 +30,13 @@ class CaseIndexActivities:
     @activity.defn
     def user_history(self, workflow_id: str) -> UserHistory:
         with Session(self.engine) as session:
+            # Only closed cases count: this very run may already have published its own row before a crash,
+            # and a replay must get the same answer as the first attempt.
             last_case = session.exec(
-                select(func.max(CaseSummary.case_number)).where(CaseSummary.workflow_id == workflow_id)
+                select(func.max(CaseSummary.case_number)).where(
+                    CaseSummary.workflow_id == workflow_id,
+                    col(CaseSummary.status).in_([CaseStatus.FILED.value, CaseStatus.DISMISSED.value]),
+                )
             ).one()
             reports = session.exec(
                 select(FiledReport.ncmec_report_id)

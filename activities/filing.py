@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from cybertipline.client import CyberTiplineClient, CyberTiplineError
 from cybertipline.enums import FileRelevance
 from cybertipline.file_details_model import FileDetails
@@ -49,7 +49,6 @@ from tipline.settings import OrgSettings, Settings
 REPORT_GONE = 5001
 ALREADY_RETRACTED = 5101
 ALREADY_FINISHED = 5102
-HEARTBEAT_EVERY_BYTES = 4 * 1024 * 1024
 REPORT_GONE_ERROR = "NcmecReportGone"
 log = get_logger(__name__)
 
@@ -186,24 +185,31 @@ class FilingActivities:
     async def _upload(self, org: OrgSettings, report_id: int, media_id: str, evidence: EvidenceRef, file_name: str,
                       relevance: FileRelevance) -> tuple[str, datetime]:
         """Upload preserved bytes to the open report and record the file id NCMEC gave them."""
-        activity.heartbeat(0)
         try:
             stream = self.store.open(evidence.sha256)
         except EvidenceCorrupted as error:
             raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
                                    type="EvidenceCorrupted", non_retryable=True) from error
         with stream as content, _refusal_of("the file upload"):
-            async with self._client(org) as client:
-                response = await client.upload(report_id, file_name, _HeartbeatingReader(content))
+            async with self._client(org) as client, heartbeating():
+                response = await client.upload(report_id, file_name, content)
         assert response.file_id is not None
         if response.hash and response.hash.lower() != evidence.md5:
             raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
         now = datetime.now(UTC)
         with Session(self.engine) as session:
             report = self._report_row(session, org, report_id)
-            session.add(FiledFile(report_pk=report.id, media_id=media_id, evidence_sha256=evidence.sha256,
-                                  ncmec_file_id=response.file_id, md5=evidence.md5, file_relevance=relevance.value,
-                                  uploaded_at=now))
+            # An earlier attempt may have uploaded and recorded the file before its completion was lost; the
+            # workflow goes on with this attempt's file id, so the record follows it.
+            row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
+                                                       FiledFile.media_id == media_id)).first()
+            if row is None:
+                row = FiledFile(report_pk=report.id, media_id=media_id, evidence_sha256=evidence.sha256,
+                                ncmec_file_id=response.file_id, md5=evidence.md5, file_relevance=relevance.value,
+                                uploaded_at=now)
+            else:
+                row.ncmec_file_id, row.uploaded_at, row.file_details_xml = response.file_id, now, None
+            session.add(row)
             session.commit()
         return response.file_id, now
 
@@ -268,32 +274,3 @@ def _refusal_of(what: str) -> Iterator[None]:
                                    non_retryable=True) from error
         raise ApplicationError(f"NCMEC refused {what} (code {error.code}: {error.description or 'no reason given'})",
                                type="NcmecRejected", non_retryable=True) from error
-
-
-class _HeartbeatingReader:
-    """Wraps an evidence file so a long upload tells Temporal it is alive; a dead worker's upload is then
-    retried after the heartbeat timeout instead of the whole upload timeout."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._sent = 0
-        self._last_beat = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._stream.read(size)
-        self._sent += len(chunk)
-        if self._sent - self._last_beat >= HEARTBEAT_EVERY_BYTES:
-            self._last_beat = self._sent
-            activity.heartbeat(self._sent)
-        return chunk
-
-    # httpx sizes the multipart body from the file descriptor and rewinds it before sending.
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._sent = self._last_beat = 0
-        return self._stream.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._stream.tell()

@@ -6,6 +6,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from models.filing import PreservedMedia, PreserveMediaInput
 from tipline.evidence import EvidenceStore
 from tipline.logging import fingerprint, get_logger
@@ -28,7 +29,7 @@ class MediaActivities:
                      media=fingerprint(request.media_id))
         try:
             with self.store.incoming_file() as (path, sink):
-                async with self.http.stream("GET", request.source.url) as response:
+                async with heartbeating(), self.http.stream("GET", request.source.url) as response:
                     if response.status_code in (404, 410):
                         bound.info("media.gone", http_status=response.status_code)
                         return PreservedMedia(error=f"the platform no longer has this media "
@@ -40,7 +41,6 @@ class MediaActivities:
                         if received > MAX_MEDIA_BYTES:
                             return PreservedMedia(error=f"media is larger than {MAX_MEDIA_BYTES} bytes")
                         sink.write(chunk)
-                        activity.heartbeat(received)
                 sink.close()
                 evidence = self.store.put_path(path)
         except httpx.HTTPStatusError as error:

@@ -233,3 +233,36 @@ async def test_a_report_that_expires_mid_filing_is_filed_afresh(
         rows = {r.ncmec_report_id: r.status for r in session.exec(
             select(FiledReport).where(FiledReport.workflow_id == case_ref))}
     assert rows == {expired_id: "expired", case["filing"]["report_id"]: "finished"}
+
+
+async def test_an_upload_retried_after_its_answer_was_recorded_succeeds(
+    settings: Settings, engine: Engine, sandbox: Sandbox
+) -> None:
+    """A worker that dies after recording an upload, before Temporal hears of it, retries the upload: the
+    retry must succeed and the record follow the file id the workflow goes on with."""
+    from datetime import UTC, datetime
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.filing import FilingActivities
+    from models.case import ReviewDecision
+    from models.filing import OpenReportInput, UploadFileInput
+    from models.records import FiledFile
+    from tipline.evidence import EvidenceStore
+
+    store = EvidenceStore.from_settings(settings)
+    filing = FilingActivities(settings, engine, store)
+    env = ActivityEnvironment()
+    opened = await env.run(filing.open_report, OpenReportInput(
+        org_id="acme", workflow_id=f"case-acme-{uuid.uuid4().hex}", case_number=1, user_id="user-retry",
+        decision=ReviewDecision(reviewer_id="admin:1", incident_type=INCIDENT), incident_at=datetime.now(UTC)))
+    upload = UploadFileInput(org_id="acme", report_id=opened.report_id, media_id="item-1",
+                             evidence=store.put_bytes(synthetic_image(500)), file_name="item-1.png")
+    first = await env.run(filing.upload_file, upload)
+    second = await env.run(filing.upload_file, upload)
+
+    assert first.file_id != second.file_id
+    with Session(engine) as session:
+        rows = session.exec(select(FiledFile).where(FiledFile.media_id == "item-1",
+                                                    FiledFile.ncmec_file_id.in_([first.file_id, second.file_id]))).all()
+    assert [row.ncmec_file_id for row in rows] == [second.file_id]

@@ -14,12 +14,12 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from models.records import Role
 from tests.helpers import Sandbox, eventually, headers
+from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 from worker import case_worker
@@ -94,7 +94,7 @@ async def low_history_limit(settings: Settings, engine: Engine) -> AsyncIterator
     """A dev server of its own that suggests continue-as-new after 40 events, with a worker and an API."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=shutil.which("temporal") or str(Path(sys.executable).parent / "temporal"),
-        search_attributes=[key for key, _ in sa.ALL], data_converter=pydantic_data_converter,
+        search_attributes=[key for key, _ in sa.ALL], data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )
@@ -135,3 +135,25 @@ async def test_a_long_lived_case_continues_as_new_and_keeps_every_item(
     assert again == case_ref
     filed = await file_case(api, api_keys, case_ref, items[:2])
     assert len(filed["media"]) == len(items) and len(filed["filing"]["files"]) == 2
+
+
+def test_a_replayed_first_step_numbers_the_case_as_before(engine: Engine) -> None:
+    """The run's own queue row, written before a crash, must not make the replay call the case number 2."""
+    from datetime import UTC, datetime
+
+    from activities.case_index import CaseIndexActivities
+    from models.case import CaseStatus
+    from models.filing import CaseSummaryUpdate
+
+    index = CaseIndexActivities(engine)
+    workflow_id = f"case-acme-{uuid.uuid4().hex}"
+    assert index.user_history(workflow_id).case_number == 1
+    now = datetime.now(UTC)
+    row = CaseSummaryUpdate(workflow_id=workflow_id, case_number=1, org_id="acme", status=CaseStatus.AWAITING_REVIEW,
+                            urgent=False, urgency_level="normal", urgency_score=0, review_deadline=None,
+                            escalated_at=None, media_count=1, ncmec_report_id=None, ncmec_deadline=None,
+                            opened_at=now, updated_at=now)
+    index.publish_case_summary(row)
+    assert index.user_history(workflow_id).case_number == 1
+    index.publish_case_summary(row.model_copy(update={"status": CaseStatus.FILED}))
+    assert index.user_history(workflow_id).case_number == 2

@@ -327,7 +327,7 @@ class CaseWorkflow:
                 MediaActivities.preserve_media,
                 PreserveMediaInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
                                    media_id=item.media_id, source=item.content.media),
-                start_to_close_timeout=timedelta(minutes=10),
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
             )
             for item in items
@@ -354,7 +354,7 @@ class CaseWorkflow:
             workflow.execute_activity_method(
                 DetectionActivities.analyze_media,
                 AnalyzeMediaInput(org_id=self.state.org_id, evidence=item.evidence),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=RetryPolicy(maximum_attempts=5),
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
             )
             for item in items if item.evidence is not None
         ), return_exceptions=True)
@@ -385,7 +385,7 @@ class CaseWorkflow:
             await workflow.execute_activity_method(
                 DetectionActivities.bank_reported_media,
                 BankReportedMediaInput(org_id=self.state.org_id, report_id=report_id, items=items),
-                start_to_close_timeout=timedelta(minutes=10), retry_policy=RetryPolicy(maximum_attempts=5),
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=5),
             )
         except ActivityError:
             workflow.logger.warning("reported media could not be added to the org's own bank")
