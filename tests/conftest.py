@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -26,6 +25,7 @@ from api.deps import hash_api_key, new_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
 from models.records import ApiKey, Role
 from tests.helpers import ORG, OTHER_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
+from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
@@ -77,7 +77,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal,
         search_attributes=[key for key, _ in sa.ALL],
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
     )
     yield env

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=DATA_CONVERTER)
 
 
 def case_ui_url(settings: Settings, workflow_id: str) -> str:
