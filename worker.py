@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import Engine
@@ -27,6 +28,8 @@ from tipline.temporal import connect
 from workflows.case import CaseWorkflow
 from workflows.screening import ScreeningWorkflow
 
+MAX_ACTIVITIES = 8
+
 
 @asynccontextmanager
 async def case_worker(client: Client, settings: Settings, engine: Engine) -> AsyncIterator[Worker]:
@@ -42,7 +45,9 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
         media = MediaActivities(store, http)
         notifications = NotificationActivities(settings, http)
         callbacks = PlatformCallbackActivities(settings, http)
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="activity") as executor:
+        # More threads than activities may run at once: the quick local activities (queue rows, history) must
+        # never wait behind CPU-heavy hashing.
+        with ThreadPoolExecutor(max_workers=MAX_ACTIVITIES + 8, thread_name_prefix="activity") as executor:
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
@@ -57,6 +62,9 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     triage.record_triage, triage.close_triage, triage.enqueue_in_case,
                 ],
                 activity_executor=executor,
+                max_concurrent_activities=MAX_ACTIVITIES,
+                # Let running activities finish their database work instead of being cancelled mid-call.
+                graceful_shutdown_timeout=timedelta(seconds=15),
             )
             async with worker:
                 yield worker
