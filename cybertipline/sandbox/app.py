@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cybertipline import responses as codes
@@ -320,6 +321,11 @@ def create_sandbox_app(config: SandboxConfig, clock: SandboxClock | None = None)
     async def unauthorized(request: Request, exc: _Unauthorized) -> Response:
         # Current NCMEC answers bad credentials with an empty 401 (the 2016 XML body is gone).
         return Response(status_code=401, headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away mid-request (a crashed worker): nothing was committed and nobody reads an answer.
+        return Response(status_code=499)
 
     @app.exception_handler(SandboxError)
     async def application_error(request: Request, exc: SandboxError) -> Response:
