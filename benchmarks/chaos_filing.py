@@ -1,0 +1,683 @@
+"""Chaos benchmark for CyberTip filing. A script, not a test:
+
+    .venv/bin/python benchmarks/chaos_filing.py [--cases 100] [--error-rate 0.2] [--drop-rate 0.1] [--kills 5]
+                                                [--seed N] [--postgres URL] [--deadline 600]
+                                                [--concurrency 20] [--worker-log PATH]
+
+It brings up, on loopback, a Temporal dev server, a database (a temporary SQLite file, or with ``--postgres URL``
+a fresh database created on that server and dropped afterwards), the CyberTipline sandbox (validating against
+``<repo>/../shared/ncmec/cyber_tipline.xsd`` when present) and the API in-process, and runs the worker as a
+subprocess (``python -m worker``) with short timeouts (NCMEC call 3 s, upload heartbeat 2 s), so activities a
+killed worker loses are retried within seconds. The worker runs from a copy of the source tree taken at start, so
+every restart runs the same code even while the checkout is being edited.
+
+It then plays a platform and a reviewer: ``--cases`` made-up users each send 1-3 synthetic images through
+``POST /v1/content/upload`` (some items are sent twice, before and right after the decision, to exercise
+deduplication); once a case shows all its media, the reviewer reports every item (classification B1) with an
+``Idempotency-Key``, retrying on errors. Chaos runs from the very first upload: the sandbox answers
+``--error-rate`` of ``/ispws`` calls with a 503 (nothing committed) and drops ``--drop-rate`` of answers after
+committing; the worker is SIGKILLed every 2-8 s (until every case settles, and at least ``--kills`` times) and
+restarted after 0.3-3 s. Sandbox faults only touch NCMEC calls; kills also hit the reviewer's queries and
+decisions, which the reviewer retries.
+
+Once every case is ``filed`` or ``needs_attention`` (or ``--deadline`` passes) the faults are turned off and
+it prints: cases filed, finished reports at the sandbox, duplicates (cases with more than one finished report,
+matched by ``<espIdentifier>``), reports left open, content items lost (sent but missing from the case, or
+reported but not among the finished report's described files), cases needing attention, kills, wall time;
+then, separately, the open reports orphaned by lost ``/submit`` answers, shown by moving the sandbox clock 25 h
+forward. Details follow: files uploaded twice into a finished report, cases numbered 2 or more, review-queue rows
+left awaiting review, the database's report rows, and every case that did not settle.
+Target: N filed, N finished, 0 duplicates, 0 open, 0 lost. Exits 1 if duplicates or lost items > 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.testing import WorkflowEnvironment
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from api.app import create_app  # noqa: E402
+from api.deps import hash_api_key, new_api_key  # noqa: E402
+from cybertipline.sandbox import SandboxConfig, create_sandbox_app  # noqa: E402
+from models.records import ApiKey, CaseSummary, FiledReport, Role  # noqa: E402
+from tipline.codec import DATA_CONVERTER  # noqa: E402
+from tipline.db import make_engine, upgrade  # noqa: E402
+from tipline.http_server import serve_app  # noqa: E402
+from tipline.logging import configure_logging  # noqa: E402
+from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml  # noqa: E402
+from tipline.synthetic import synthetic_image  # noqa: E402
+from workflows import search_attributes as sa  # noqa: E402
+
+XSD_PATH = (REPO.parent / "shared" / "ncmec" / "cyber_tipline.xsd").resolve()
+ORG = "chaos"
+SANDBOX_USER = "chaos-esp"
+INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
+SETTLED = ("filed", "needs_attention")
+REQUEST_TIMEOUT = 20.0  # per API call; a query or update waits while no worker runs
+ESP_IDENTIFIER = re.compile(r"<espIdentifier>([^<]*)</espIdentifier>")
+START = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - START:7.1f}s] {message}", flush=True)
+
+
+# ---- options --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    cases: int
+    error_rate: float
+    drop_rate: float
+    kills: int
+    seed: int
+    postgres: str | None
+    deadline: float
+    concurrency: int
+    worker_log: Path | None
+
+
+def parse_options() -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100, help="made-up users, one case each (default 100)")
+    parser.add_argument("--error-rate", type=float, default=0.2, help="share of NCMEC calls answered 503")
+    parser.add_argument("--drop-rate", type=float, default=0.1, help="share of answers dropped after commit")
+    parser.add_argument("--kills", type=int, default=5, help="least number of worker SIGKILLs (default 5)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    parser.add_argument("--postgres", metavar="URL", default=None,
+                        help="create a fresh database on this PostgreSQL server instead of using SQLite")
+    parser.add_argument("--deadline", type=float, default=600, help="seconds to wait for every case to settle")
+    parser.add_argument("--concurrency", type=int, default=20, help="users sending and reviewed at once")
+    parser.add_argument("--worker-log", type=Path, default=None,
+                        help="keep the worker's log here (default: a temporary file, deleted)")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    return Options(cases=args.cases, error_rate=args.error_rate, drop_rate=args.drop_rate, kills=args.kills,
+                   seed=seed, postgres=args.postgres, deadline=args.deadline, concurrency=args.concurrency,
+                   worker_log=args.worker_log)
+
+
+# ---- the ledger: what the platform sent --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    content_id: str
+    image: bytes
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.image, usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class User:
+    creator_id: str
+    items: list[Item]
+    case_ref: str | None = None
+    decided: bool = False
+    resent_before: int = 0
+    resent_after: int = 0
+    decision_attempts: int = 0
+    refusal: str | None = None
+
+
+def make_users(count: int, rng: random.Random) -> list[User]:
+    run = uuid.uuid4().hex[:6]
+    users = []
+    for n in range(count):
+        items = [Item(f"post-{n:03d}-{k}", synthetic_image(rng.randrange(1 << 30))) for k in range(rng.randint(1, 3))]
+        users.append(User(creator_id=f"chaos-{run}-user-{n:03d}", items=items))
+    return users
+
+
+# ---- infrastructure -----------------------------------------------------------------------------------------
+
+SNAPSHOT_IGNORE = shutil.ignore_patterns(".git", ".venv", "data", "tests", "benchmarks", "__pycache__", "*.egg-info",
+                                         ".ruff_cache", ".pytest_cache", ".hypothesis", "*.db", "*.log")
+
+
+def snapshot_source(workdir: Path) -> tuple[Path, str]:
+    """Copy the source tree as it is now, so every restarted worker runs the code the first one ran (others
+    edit the checkout while the benchmark runs; a code change mid-run is a deploy, not a crash).
+    Returns the copy and a short hash of its Python files."""
+    target = workdir / "src"
+    shutil.copytree(REPO, target, ignore=SNAPSHOT_IGNORE)
+    digest = hashlib.sha256()
+    for path in sorted(target.rglob("*.py")):
+        digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
+    return target, digest.hexdigest()[:12]
+
+
+
+@contextlib.asynccontextmanager
+async def database(postgres: str | None, workdir: Path) -> AsyncIterator[str]:
+    """A migrated, empty database; with ``postgres`` a fresh one on that server, dropped afterwards."""
+    if postgres is None:
+        url = f"sqlite:///{workdir / 'tipline.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    name = f"tipline_chaos_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = postgres.rsplit("/", 1)[0] + "/" + name
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
+    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal, search_attributes=[key for key, _ in sa.ALL],
+        data_converter=DATA_CONVERTER, dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@dataclass
+class Sandbox:
+    url: str
+    app: Any
+    http: httpx.AsyncClient
+
+    def configure_faults(self, **changes: Any) -> None:
+        self.app.state.sandbox.faults.configure(**changes)
+
+    async def reports(self) -> list[dict[str, Any]]:
+        response = await self.http.get(f"{self.url}/_sandbox/reports")
+        response.raise_for_status()
+        return response.json()
+
+    async def advance_clock(self, seconds: float) -> None:
+        response = await self.http.post(f"{self.url}/_sandbox/clock", json={"advance_seconds": seconds})
+        response.raise_for_status()
+
+
+@contextlib.asynccontextmanager
+async def sandbox_server(password: str) -> AsyncIterator[Sandbox]:
+    xsd = XSD_PATH if XSD_PATH.exists() else None
+    say(f"sandbox schema: {xsd or 'none (XSD not found, reports are not validated)'}")
+    app = create_sandbox_app(SandboxConfig(username=SANDBOX_USER, password=password, xsd_path=xsd))
+    async with serve_app(app) as url, httpx.AsyncClient(auth=(SANDBOX_USER, password), timeout=60) as http:
+        yield Sandbox(url=url, app=app, http=http)
+
+
+def write_orgs_file(path: Path, password: str) -> None:
+    org = OrgSettings(
+        id=ORG, name="Chaos Test Platform", platform_name="Chaos Photos",
+        ncmec=NcmecCredentials(username=SANDBOX_USER, password=password),
+        reporter=ReporterSettings(first_name="Chaos", last_name="Reporter", email="safety@chaos.example.com"),
+        company_template="Synthetic benchmark platform", legal_url="https://example.com/legal",
+    )
+    path.write_text(orgs_toml([org]))
+
+
+def create_api_keys(engine: Engine) -> dict[Role, str]:
+    keys = {role: new_api_key() for role in (Role.PLATFORM, Role.ADMIN)}
+    with Session(engine) as session:
+        for role, key in keys.items():
+            session.add(ApiKey(org_id=ORG, role=role.value, key_hash=hash_api_key(key), label=f"chaos {role}"))
+        session.commit()
+    return keys
+
+
+class WorkerProcess:
+    """``python -m worker`` with the benchmark's settings; killed with SIGKILL like a crashing machine."""
+
+    def __init__(self, settings: Settings, log: Path, source: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.source = source
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def environment(self) -> dict[str, str]:
+        s = self.settings
+        values = {
+            "TIPLINE_DATA_DIR": s.data_dir, "TIPLINE_DATABASE_URL": s.database_url, "TIPLINE_ORGS_FILE": s.orgs_file,
+            "TIPLINE_SANDBOX_URL": s.sandbox_url, "TIPLINE_TASK_QUEUE": s.task_queue,
+            "TIPLINE_TEMPORAL_ADDRESS": s.temporal_address,
+            "TIPLINE_NCMEC_CALL_TIMEOUT_SECONDS": s.ncmec_call_timeout_seconds,
+            "TIPLINE_UPLOAD_HEARTBEAT_TIMEOUT_SECONDS": s.upload_heartbeat_timeout_seconds,
+            "TIPLINE_UPLOAD_CONCURRENCY": s.upload_concurrency,
+        }
+        if s.ncmec_xsd_path is not None:
+            values["TIPLINE_NCMEC_XSD_PATH"] = s.ncmec_xsd_path
+        return {**os.environ, "PYTHONPATH": str(self.source), **{key: str(value) for key, value in values.items()}}
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as log:
+            log.write(f"\n==== worker start {self.starts} ====\n".encode())
+            self.process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=self.source, env=self.environment(),
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+# ---- playing the platform and the reviewer ------------------------------------------------------------------
+
+
+async def call(api: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+    """One API request; None when it raised or took longer than REQUEST_TIMEOUT."""
+    try:
+        return await asyncio.wait_for(api.request(method, url, **kwargs), REQUEST_TIMEOUT)
+    except Exception:  # the API raising (no worker to answer a query) counts as a failed attempt
+        return None
+
+
+async def send_item(api: httpx.AsyncClient, key: str, user: User, item: Item) -> str:
+    """Upload one item until the API accepts it; returns the case ref."""
+    for attempt in range(1, 31):
+        response = await call(api, "POST", "/v1/content/upload", headers={"X-API-Key": key},
+                              data={"content_id": item.content_id, "creator_id": user.creator_id},
+                              files={"file": (f"{item.content_id}.png", item.image, "image/png")})
+        if response is not None and response.status_code == 202:
+            return response.json()["case_ref"]
+        await asyncio.sleep(min(0.2 * attempt, 3))
+    raise RuntimeError(f"the API never accepted {item.content_id} of {user.creator_id}")
+
+
+async def get_case(api: httpx.AsyncClient, key: str, case_ref: str) -> dict[str, Any] | None:
+    response = await call(api, "GET", f"/v1/cases/{case_ref}", headers={"X-API-Key": key})
+    return response.json() if response is not None and response.status_code == 200 else None
+
+
+async def wait_for_case(api: httpx.AsyncClient, key: str, case_ref: str, until: float, media: int = 0
+                        ) -> dict[str, Any] | None:
+    """The case once a query answers and it shows at least ``media`` preserved items; None at ``until``."""
+    while time.monotonic() < until:
+        case = await get_case(api, key, case_ref)
+        if case is not None and sum(1 for m in case["media"] if m["evidence"]) >= media:
+            return case
+        await asyncio.sleep(0.5)
+    return None
+
+
+def decision_body(user: User) -> dict[str, Any]:
+    return {"incident_type": INCIDENT,
+            "media": [{"media_id": i.content_id, "reported": True, "classification": "B1"} for i in user.items]}
+
+
+async def decide(api: httpx.AsyncClient, key: str, user: User, until: float) -> None:
+    """Report every item, retrying with one Idempotency-Key until the API answers 200 or refuses."""
+    assert user.case_ref is not None
+    headers = {"X-API-Key": key, "Idempotency-Key": f"decision-{user.creator_id}"}
+    while time.monotonic() < until:
+        user.decision_attempts += 1
+        response = await call(api, "POST", f"/v1/cases/{user.case_ref}/decision", json=decision_body(user),
+                              headers=headers)
+        if response is not None and response.status_code == 200:
+            user.decided = True
+            return
+        if response is not None and response.status_code == 422:
+            user.refusal = response.text
+            return
+        await asyncio.sleep(min(0.5 * user.decision_attempts, 5))
+    user.refusal = "no answer before the deadline"
+
+
+async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, rng: random.Random,
+                    until: float) -> None:
+    """The platform sends the user's items (some twice), the reviewer decides, a late duplicate follows."""
+    platform, reviewer = keys[Role.PLATFORM], keys[Role.ADMIN]
+    for item in user.items:
+        user.case_ref = await send_item(api, platform, user, item)
+    if rng.random() < 0.2:
+        await send_item(api, platform, user, rng.choice(user.items))
+        user.resent_before += 1
+    assert user.case_ref is not None
+    if await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items)) is None:
+        user.refusal = "the case never showed all its media"
+        return
+    await decide(api, reviewer, user, until)
+    if user.decided and rng.random() < 0.1:
+        # Sent again while the case is filing: it is already in the case and must be ignored.
+        await send_item(api, platform, user, rng.choice(user.items))
+        user.resent_after += 1
+
+
+async def play_all(api: httpx.AsyncClient, keys: dict[Role, str], users: list[User], rng: random.Random,
+                   concurrency: int, until: float) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(user: User, seed: int) -> None:
+        async with gate:
+            await play_user(api, keys, user, random.Random(seed), until)
+
+    await asyncio.gather(*(one(user, rng.randrange(1 << 30)) for user in users))
+
+
+# ---- chaos ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chaos:
+    worker: WorkerProcess
+    rng: random.Random
+    minimum: int
+    kills: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        """Kill the worker every 2-8 s and restart it after 0.3-3 s, until told to stop."""
+        while not self.stop.is_set():
+            if await self._sleep(self.rng.uniform(2, 8)):
+                break
+            await asyncio.to_thread(self.worker.kill)
+            self.kills += 1
+            say(f"worker killed ({self.kills})")
+            await asyncio.sleep(self.rng.uniform(0.3, 3))
+            self.worker.start()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep; True if told to stop meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        return self.stop.is_set()
+
+
+async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
+    """Statuses of our cases in the review queue table (readable while no worker runs); per case, the row
+    with the highest case number."""
+    response = await call(api, "GET", "/v1/cases", headers={"X-API-Key": key},
+                          params={"status": ["awaiting_review", "filing", *SETTLED], "limit": 500})
+    if response is None or response.status_code != 200:
+        return Counter()
+    latest: dict[str, dict[str, Any]] = {}
+    for row in response.json():
+        ref = row["case_ref"]
+        if ref in case_refs and (ref not in latest or row["case_number"] > latest[ref]["case_number"]):
+            latest[ref] = row
+    statuses = Counter(row["status"] for row in latest.values())
+    statuses["not yet in the queue"] = len(case_refs) - len(latest)
+    return +statuses
+
+
+async def wait_until_settled(api: httpx.AsyncClient, key: str, users: list[User], chaos: Chaos,
+                             until: float) -> bool:
+    """Poll until every decided case is filed or needs attention, and at least the asked kills happened."""
+    refs = {u.case_ref for u in users if u.decided and u.case_ref}
+    last = ""
+    while time.monotonic() < until:
+        statuses = await settled_cases(api, key, refs)
+        line = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()))
+        if line != last:
+            say(f"cases: {line}")
+            last = line
+        if sum(statuses[s] for s in SETTLED) >= len(refs) and chaos.kills >= chaos.minimum:
+            return True
+        await asyncio.sleep(1)
+    return False
+
+
+# ---- the figures ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    cases: int = 0
+    filed: int = 0
+    needs_attention: int = 0
+    not_settled: int = 0
+    finished_reports: int = 0
+    duplicates: int = 0
+    open_reports: int = 0
+    lost_items: int = 0
+    lost_detail: list[str] = field(default_factory=list)
+    unfiled_items: int = 0
+    extra_files: int = 0
+    wrong_report_id: int = 0
+    renumbered: int = 0
+    unreadable: int = 0
+    stale_queue_rows: int = 0
+    unsettled_detail: list[str] = field(default_factory=list)
+    attention_reasons: Counter[str] = field(default_factory=Counter)
+    db_finished: int = 0
+    db_statuses: Counter[str] = field(default_factory=Counter)
+
+
+async def final_cases(api: httpx.AsyncClient, key: str, users: list[User]) -> dict[str, dict[str, Any] | None]:
+    """Each user's case as the workflow reports it, with a worker running and NCMEC calm."""
+    until = time.monotonic() + 120
+    cases = await asyncio.gather(*(wait_for_case(api, key, u.case_ref, until) for u in users if u.case_ref))
+    return {u.creator_id: c for u, c in zip([u for u in users if u.case_ref], cases, strict=True)}
+
+
+def owner_of(report: dict[str, Any]) -> str:
+    """The reported user's id: the report's ``<espIdentifier>`` that names one of our made-up users."""
+    ids = [i for i in ESP_IDENTIFIER.findall(report["report_xml"]) if i.startswith("chaos-")]
+    return ids[0] if ids else "?"
+
+
+def reports_by_user(reports: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for report in reports:
+        grouped.setdefault(owner_of(report), []).append(report)
+    return grouped
+
+
+def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[str, Any]], figures: Figures) -> None:
+    """Count items missing from the case, and reported items missing from its finished report."""
+    if case is None:
+        figures.unreadable += 1  # no query answered: a measuring failure, not a loss
+    else:
+        in_case = {m["media_id"] for m in case["media"]}
+        for item in user.items:
+            if item.content_id not in in_case:
+                figures.lost_items += 1
+                figures.lost_detail.append(f"{user.creator_id}/{item.content_id}: not in the case")
+    if not finished:
+        figures.unfiled_items += len(user.items)
+        return
+    described = {f["md5"] for f in finished[0]["files"] if f["file_details_xml"]}
+    figures.extra_files += sum(1 for f in finished[0]["files"] if not f["file_details_xml"])
+    for item in user.items:
+        if item.md5 not in described:
+            figures.lost_items += 1
+            figures.lost_detail.append(f"{user.creator_id}/{item.content_id}: not in report {finished[0]['report_id']}")
+
+
+def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], reports: list[dict[str, Any]],
+                    engine: Engine) -> Figures:
+    figures = Figures(cases=len(users))
+    grouped = reports_by_user(reports)
+    for user in users:
+        case = cases.get(user.creator_id)
+        status = case["status"] if case else "unknown"
+        figures.filed += status == "filed"
+        figures.needs_attention += status == "needs_attention"
+        figures.not_settled += status not in SETTLED
+        if case and case["attention_reason"]:
+            figures.attention_reasons[case["attention_reason"]] += 1
+        if case and case["case_number"] > 1:
+            figures.renumbered += 1
+        if status not in SETTLED:
+            report_id = case["filing"]["report_id"] if case else None
+            figures.unsettled_detail.append(f"{user.case_ref}: {status}, NCMEC report {report_id}")
+        finished = [r for r in grouped.get(user.creator_id, []) if r["status"] == "finished"]
+        figures.duplicates += len(finished) > 1
+        if case and finished and case["filing"]["report_id"] != finished[0]["report_id"]:
+            figures.wrong_report_id += 1
+        lost_items_of(user, case, finished, figures)
+    figures.finished_reports = sum(1 for r in reports if r["status"] == "finished")
+    figures.open_reports = sum(1 for r in reports if r["status"] == "open")
+    with Session(engine) as session:
+        rows = session.exec(select(FiledReport).where(FiledReport.org_id == ORG)).all()
+        queue = session.exec(select(CaseSummary).where(CaseSummary.org_id == ORG)).all()
+    figures.stale_queue_rows = sum(1 for row in queue if row.status == "awaiting_review")
+    figures.db_statuses = Counter(r.status for r in rows)
+    figures.db_finished = figures.db_statuses["finished"]
+    return figures
+
+
+def print_figures(figures: Figures, users: list[User], kills: int, wall: float, options: Options) -> None:
+    n = figures.cases
+    print()
+    print(f"=== chaos filing: {n} cases, error rate {options.error_rate:.0%}, drop rate {options.drop_rate:.0%}, "
+          f"seed {options.seed} ===")
+    print(f"cases filed:                        {figures.filed} / {n}")
+    print(f"finished reports at the sandbox:    {figures.finished_reports}")
+    print(f"duplicates:                         {figures.duplicates}")
+    print(f"reports left open:                  {figures.open_reports}")
+    print(f"content items lost:                 {figures.lost_items}")
+    print(f"cases needing attention:            {figures.needs_attention}")
+    print(f"worker kills performed:             {kills}")
+    print(f"wall time:                          {wall:.1f} s")
+    print("--- details ---")
+    print(f"content items sent (distinct):      {sum(len(u.items) for u in users)}"
+          f" (+{sum(u.resent_before for u in users)} re-sent before the decision,"
+          f" +{sum(u.resent_after for u in users)} while filing)")
+    print(f"decisions accepted:                 {sum(u.decided for u in users)} / {n}"
+          f" ({sum(u.decision_attempts for u in users)} attempts)")
+    print(f"cases not settled:                  {figures.not_settled}")
+    print(f"cases whose state no query could read: {figures.unreadable}")
+    print(f"items in cases without a finished report: {figures.unfiled_items}")
+    print(f"extra files in finished reports (uploaded again, no details): {figures.extra_files}")
+    print(f"cases whose recorded report id is not their finished report: {figures.wrong_report_id}")
+    print(f"cases numbered 2 or more (every user has exactly one case): {figures.renumbered}")
+    print(f"review-queue rows still awaiting review (every case was decided): {figures.stale_queue_rows}")
+    print(f"database filed_report rows by status: {dict(sorted(figures.db_statuses.items()))}")
+    for reason, count in figures.attention_reasons.most_common():
+        print(f"needs attention ({count}): {reason}")
+    for user in users:
+        if user.refusal:
+            print(f"decision for {user.creator_id} not accepted: {user.refusal[:300]}")
+    for line in figures.unsettled_detail:
+        print(f"not settled: {line}")
+    for line in figures.lost_detail[:20]:
+        print(f"lost: {line}")
+
+
+async def print_orphans(sandbox: Sandbox, reports: list[dict[str, Any]]) -> None:
+    """Open reports a lost /submit answer left behind, and what NCMEC's 24 h expiry does to them."""
+    grouped = reports_by_user(reports)
+    orphans = [r for r in reports if r["status"] == "open"
+               and any(o["status"] == "finished" for o in grouped.get(owner_of(r), []))]
+    await sandbox.advance_clock(25 * 3600)
+    after = await sandbox.reports()
+    statuses = Counter(r["status"] for r in after)
+    print("--- open reports orphaned by lost /submit answers ---")
+    print(f"open reports whose case has a finished report: {len(orphans)}")
+    print(f"after moving the sandbox clock 25 h forward: still open {statuses['open']}, "
+          f"expired unfinished {statuses['expired']}, finished {statuses['finished']}")
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+
+async def run(options: Options) -> int:
+    configure_logging("WARNING")
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    rng = random.Random(options.seed)
+    users = make_users(options.cases, rng)
+    password = "sandbox-" + uuid.uuid4().hex
+    say(f"seed {options.seed}; {len(users)} users, {sum(len(u.items) for u in users)} items")
+    with tempfile.TemporaryDirectory(prefix="tipline-chaos-") as tmp:
+        workdir = Path(tmp)
+        source, source_hash = snapshot_source(workdir)
+        say(f"worker code: snapshot of {REPO} (Python files hash {source_hash})")
+        async with database(options.postgres, workdir) as url, temporal_server() as env, \
+                sandbox_server(password) as sandbox:
+            write_orgs_file(workdir / "orgs.toml", password)
+            settings = Settings(
+                data_dir=workdir, database_url=url, orgs_file=workdir / "orgs.toml",
+                sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=XSD_PATH if XSD_PATH.exists() else None,
+                task_queue=f"tipline-chaos-{uuid.uuid4().hex[:8]}",
+                temporal_address=env.client.service_client.config.target_host,
+                ncmec_call_timeout_seconds=3, upload_heartbeat_timeout_seconds=2, upload_concurrency=2,
+            )
+            engine = make_engine(url)
+            worker = WorkerProcess(settings, options.worker_log or workdir / "worker.log", source)
+            try:
+                return await exercise(options, settings, engine, env, sandbox, worker, users, rng)
+            finally:
+                worker.kill()
+                engine.dispose()
+
+
+async def exercise(options: Options, settings: Settings, engine: Engine, env: WorkflowEnvironment, sandbox: Sandbox,
+                   worker: WorkerProcess, users: list[User], rng: random.Random) -> int:
+    keys = create_api_keys(engine)
+    app = create_app(settings, temporal=env.client, engine=engine)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tipline.chaos") as api:
+        started = time.monotonic()
+        worker.start()
+        sandbox.configure_faults(error_rate=options.error_rate, drop_rate=options.drop_rate, seed=options.seed)
+        chaos = Chaos(worker, random.Random(rng.randrange(1 << 30)), minimum=options.kills)
+        say(f"faults on (error {options.error_rate:.0%}, drop {options.drop_rate:.0%}); killing the worker "
+            f"at random from now on")
+        chaos_task = asyncio.create_task(chaos.run())
+        until = started + options.deadline
+        await play_all(api, keys, users, rng, options.concurrency, until)
+        say(f"decisions accepted: {sum(u.decided for u in users)} / {len(users)}")
+        settled = await wait_until_settled(api, keys[Role.ADMIN], users, chaos, until)
+        chaos.stop.set()
+        await chaos_task
+        sandbox.configure_faults(error_rate=0.0, drop_rate=0.0)
+        if not worker.running:
+            worker.start()
+        say("every case settled; faults off" if settled else "deadline passed; faults off")
+        cases = await final_cases(api, keys[Role.ADMIN], users)
+        wall = time.monotonic() - started
+        reports = await sandbox.reports()
+        figures = compute_figures(users, cases, reports, engine)
+        worker.kill()
+        print_figures(figures, users, chaos.kills, wall, options)
+        await print_orphans(sandbox, reports)
+    return 1 if figures.duplicates or figures.lost_items else 0
+
+
+def main() -> None:
+    options = parse_options()
+    sys.exit(asyncio.run(run(options)))
+
+
+if __name__ == "__main__":
+    main()
