@@ -113,8 +113,7 @@ async def running_sandbox(config: SandboxConfig, clock: SandboxClock | None = No
 
 @pytest.fixture
 def xsd_path() -> Path:
-    if not XSD_PATH.is_file():
-        pytest.skip(f"NCMEC schema not found at {XSD_PATH}")
+    assert XSD_PATH.is_file(), f"NCMEC's schema is expected at {XSD_PATH}"
     return XSD_PATH
 
 
@@ -127,8 +126,7 @@ def sandbox_config(xsd_path: Path) -> SandboxConfig:
 @pytest.fixture(scope="session")
 async def _shared_sandbox() -> AsyncIterator[RunningSandbox]:
     # One server for the whole session: uvicorn's shutdown alone costs 0.1 s, and the state resets cheaply.
-    if not XSD_PATH.is_file():
-        pytest.skip(f"NCMEC schema not found at {XSD_PATH}")
+    assert XSD_PATH.is_file(), f"NCMEC's schema is expected at {XSD_PATH}"
     config = SandboxConfig(username=USERNAME, password=PASSWORD, xsd_path=XSD_PATH)
     async with running_sandbox(config) as running:
         yield running
