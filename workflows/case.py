@@ -6,23 +6,15 @@ run continues as a new case for the same user once this one is filed or dismisse
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
-    from activities.detection import DetectionActivities
-    from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
-    from activities.filing import FilingActivities
-    from activities.media import MediaActivities
     from activities.notifications import NotificationActivities
-    from activities.platform_callbacks import PlatformCallbackActivities
     from models.case import (
         CaseStart,
         CaseState,
@@ -31,50 +23,22 @@ with workflow.unsafe.imports_passed_through():
         ConversationThread,
         DecisionAccepted,
         Dismissal,
-        EnqueueReason,
-        FiledConversation,
-        FiledFile,
-        MediaAnalysis,
         MediaItem,
-        MediaSource,
         RetryFiling,
         ReviewDecision,
     )
     from models.case_urgency import case_urgency_signals
-    from models.deadlines import ncmec_deletion_time
-    from models.filing import (
-        AbandonReportInput,
-        AnalyzeMediaInput,
-        BankReportedMediaInput,
-        CaseSummaryUpdate,
-        ConversationDetailsInput,
-        EnrichUserInput,
-        EscalationNotice,
-        FileDetailsInput,
-        FinishReportInput,
-        ListUserMediaInput,
-        OpenReportInput,
-        PreserveMediaInput,
-        ReportedMedia,
-        UploadConversationInput,
-        UploadFileInput,
-    )
+    from models.filing import CaseSummaryUpdate, EscalationNotice
     from models.platform_metadata import merge_user_metadata
     from models.review_rules import decision_errors
     from models.urgency import assess_urgency
     from workflows import search_attributes as sa
-
-# Transient NCMEC failures (network, 5xx, 1xxx codes) are retried with backoff; permanent ones are
-# raised by the activities as non-retryable and put the case in "needs attention".
-NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                          maximum_interval=timedelta(minutes=5))
-LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-PRESERVE_BATCH = 8
-MAX_MEDIA_PAGES = 1000
+    from workflows.case_filing import CaseFilingSteps
+    from workflows.case_media import LOCAL_RETRY, CaseMediaSteps
 
 
 @workflow.defn
-class CaseWorkflow:
+class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
         info = workflow.info()
@@ -279,351 +243,6 @@ class CaseWorkflow:
     def _ready_to_file(self) -> bool:
         return self.state.status is CaseStatus.FILING and not self._awaiting_preservation
 
-    async def _list_user_media(self) -> None:
-        """Add every media item the platform has ever associated with the user; what it cannot deliver is
-        recorded (a page that fails, an item whose download fails) rather than failing the case."""
-        cursor: str | None = None
-        for _ in range(MAX_MEDIA_PAGES):
-            try:
-                page = await workflow.execute_activity_method(
-                    PlatformCallbackActivities.list_user_media,
-                    ListUserMediaInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
-                                       user_id=self.state.user_id, cursor=cursor),
-                    start_to_close_timeout=self.policy.call_timeout,
-                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
-                )
-            except ActivityError as error:
-                self.state.media_list_error = _reviewer_safe_reason(error)
-                self._changed = True
-                return
-            for entry in page.items:
-                self.add_content(ContentItem(
-                    content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
-                    media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
-                    uploaded_at=entry.uploaded_at, received_at=workflow.now(),
-                    reason=EnqueueReason(kind="associated_media", at=workflow.now()),
-                ))
-            if page.next_cursor is None:
-                self.state.media_listed = True
-                return
-            cursor = page.next_cursor
-        self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
-
-    async def _continue_user_history(self) -> None:
-        """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
-        history = await workflow.execute_local_activity_method(
-            CaseIndexActivities.user_history, self.state.workflow_id,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
-        )
-        self.state.case_number = history.case_number
-        self.state.prior_report_ids = history.prior_report_ids
-
-    async def _preserve_media(self) -> None:
-        batch, self._awaiting_preservation = (self._awaiting_preservation[:PRESERVE_BATCH],
-                                              self._awaiting_preservation[PRESERVE_BATCH:])
-        items = [item for item in map(self.state.media_item, batch) if item is not None]
-        results = await asyncio.gather(*(
-            workflow.execute_activity_method(
-                MediaActivities.preserve_media,
-                PreserveMediaInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
-                                   media_id=item.media_id, source=item.content.media),
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
-            )
-            for item in items
-        ), return_exceptions=True)
-        for item, result in zip(items, results, strict=True):
-            if isinstance(result, ActivityError):
-                # The case keeps the item, with the reason, rather than failing on one bad link.
-                item.preservation_error = _reviewer_safe_reason(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                item.evidence = result.evidence
-                item.preservation_error = result.error
-                if item.evidence is not None and item.analysis is None:
-                    self._awaiting_analysis.append(item.media_id)
-        self._changed = True
-
-    async def _analyze_media(self) -> None:
-        """Hash each preserved item and look it up in the org's banks; a match is one more reason it is here."""
-        batch = self._awaiting_analysis[:PRESERVE_BATCH]
-        self._awaiting_analysis = self._awaiting_analysis[PRESERVE_BATCH:]
-        items = [item for item in map(self.state.media_item, batch) if item is not None and item.evidence is not None]
-        results = await asyncio.gather(*(
-            workflow.execute_activity_method(
-                DetectionActivities.analyze_media,
-                AnalyzeMediaInput(org_id=self.state.org_id, evidence=item.evidence),
-                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-            for item in items if item.evidence is not None
-        ), return_exceptions=True)
-        for item, result in zip(items, results, strict=True):
-            if isinstance(result, ActivityError):
-                item.analysis = MediaAnalysis(unhashable_reason=_reviewer_safe_reason(result))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                item.analysis = result
-                for match in result.matches:
-                    self._add_reason(item, EnqueueReason(
-                        kind="hash_match", at=workflow.now(),
-                        detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
-        self._changed = True
-
-    async def _bank_reported_media(self) -> None:
-        """Reported media joins the org's own bank; matching must not wait on it, so failures only log."""
-        decision, report_id = self.state.decision, self.state.filing.report_id
-        assert decision is not None and report_id is not None
-        items = [ReportedMedia(media_id=d.media_id, evidence=media.evidence,
-                               classification=d.classification.value if d.classification else None)
-                 for d in decision.media
-                 if d.reported and (media := self.state.media_item(d.media_id)) and media.evidence is not None]
-        if not items:
-            return
-        try:
-            await workflow.execute_activity_method(
-                DetectionActivities.bank_reported_media,
-                BankReportedMediaInput(org_id=self.state.org_id, report_id=report_id, items=items),
-                start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-        except ActivityError:
-            workflow.logger.warning("reported media could not be added to the org's own bank")
-
-    @staticmethod
-    def _add_reason(item: MediaItem, reason: EnqueueReason) -> bool:
-        if any(r.kind == reason.kind and r.detail == reason.detail and r.by == reason.by for r in item.reasons):
-            return False
-        item.reasons.append(reason)
-        return True
-
-    async def _file_cybertip(self) -> bool:
-        """Run the filing from its last completed step. True once NCMEC has the finished report."""
-        filing = self.state.filing
-        if not self.state.enriched and not await self._enrich_user():
-            return False
-        while True:
-            try:
-                if filing.report_id is None:
-                    await self._open_report()
-                await self._send_files()
-                await self._send_conversations()
-                self._check_time_left()
-                finished = await workflow.execute_activity_method(
-                    FilingActivities.finish_report,
-                    FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
-                                      expected_file_ids=[f.file_id for f in filing.files]
-                                      + [c.file_id for c in filing.conversations]),
-                    **self._ncmec_call_options(),
-                )
-            except (ActivityError, _OutOfTime) as error:
-                if await self._refile_after(error):
-                    continue
-                if filing.finished_at is None:
-                    self.state.status = CaseStatus.NEEDS_ATTENTION
-                    self.state.attention_reason = _reviewer_safe_reason(error)
-                    self._changed = True
-                    return False
-            else:
-                filing.finished_at = finished.finished_at
-            self.state.status = CaseStatus.FILED
-            self._changed = True
-            return True
-
-    async def _enrich_user(self) -> bool:
-        """Ask the platform for everything it knows about the user; wait, visibly, while it cannot answer."""
-        give_up_at = workflow.now() + self.policy.enrichment_patience
-        while True:
-            try:
-                enriched = await workflow.execute_activity_method(
-                    PlatformCallbackActivities.enrich_user,
-                    EnrichUserInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
-                                    user_id=self.state.user_id),
-                    start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=1),
-                )
-            except ActivityError as error:
-                self.state.waiting_reason = f"waiting for the platform to describe the user: " \
-                                            f"{_reviewer_safe_reason(error)}"
-                self._changed = True
-                await self._publish()
-                if workflow.now() >= give_up_at:
-                    self.state.status = CaseStatus.NEEDS_ATTENTION
-                    self.state.attention_reason = self.state.waiting_reason
-                    self.state.waiting_reason = None
-                    return False
-                await workflow.sleep(self.policy.enrichment_retry_every)
-                continue
-            if enriched.user is not None:
-                known = self.state.user_metadata
-                self.state.user_metadata = enriched.user if known is None else merge_user_metadata(known, enriched.user)
-            self.state.enriched = True
-            self.state.waiting_reason = None
-            self._changed = True
-            return True
-
-    async def _send_conversations(self) -> None:
-        decision = self.state.decision
-        filing = self.state.filing
-        assert decision is not None and filing.report_id is not None
-        for thread_id in decision.attach_conversations:
-            filed = next((c for c in filing.conversations if c.thread_id == thread_id), None)
-            if filed is not None and filed.details_sent:
-                continue
-            self._check_time_left()
-            thread = self.state.conversation(thread_id)
-            assert thread is not None
-            if filed is None:
-                uploaded = await workflow.execute_activity_method(
-                    FilingActivities.upload_conversation,
-                    UploadConversationInput(org_id=self.state.org_id, report_id=filing.report_id, thread=thread),
-                    **self._ncmec_call_options(upload=True),
-                )
-                filed = FiledConversation(thread_id=thread_id, file_id=uploaded.file_id, evidence=uploaded.evidence)
-                filing.conversations.append(filed)
-                filing.last_modified_at = uploaded.sent_at
-            sent = await workflow.execute_activity_method(
-                FilingActivities.send_conversation_details,
-                ConversationDetailsInput(org_id=self.state.org_id, report_id=filing.report_id,
-                                         file_id=filed.file_id, thread_id=thread_id, evidence=filed.evidence),
-                **self._ncmec_call_options(),
-            )
-            filed.details_sent = True
-            filing.last_modified_at = sent.sent_at
-            self._changed = True
-
-    async def _open_report(self) -> None:
-        decision = self.state.decision
-        assert decision is not None
-        opened = await workflow.execute_activity_method(
-            FilingActivities.open_report,
-            OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
-                            case_number=self.state.case_number, user_id=self.state.user_id,
-                            decision=decision, incident_at=self._incident_at(),
-                            urgency_suggestion=self.state.urgency.suggested_reason if self.state.urgency else None,
-                            user_metadata=self.state.user_metadata, location_urls=self._location_urls(),
-                            prior_report_ids=self.state.prior_report_ids),
-            start_to_close_timeout=self.policy.call_timeout,
-            schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=NCMEC_RETRY,
-        )
-        filing = self.state.filing
-        filing.environment = opened.environment
-        filing.report_id = opened.report_id
-        filing.opened_at = opened.opened_at
-        await self._publish()
-
-    def _location_urls(self) -> list[str]:
-        assert self.state.decision is not None
-        reported = {d.media_id for d in self.state.decision.media if d.reported}
-        return [m.content.location_url for m in self.state.media if m.media_id in reported and m.content.location_url]
-
-    def _incident_at(self) -> datetime:
-        """When the earliest reported item was uploaded (or reached Tipline, if the platform did not say)."""
-        assert self.state.decision is not None
-        reported = {d.media_id for d in self.state.decision.media if d.reported}
-        times = [m.content.uploaded_at or m.content.received_at for m in self.state.media if m.media_id in reported]
-        return min(times, default=self.state.opened_at)
-
-    async def _refile_after(self, error: BaseException) -> bool:
-        """Abandon a report NCMEC lost or that cannot be finished in time. True to file afresh now."""
-        filing = self.state.filing
-        gone = isinstance(error, ActivityError) and _error_type(error) == REPORT_GONE
-        out_of_time = isinstance(error, _OutOfTime) or (isinstance(error, ActivityError) and _timed_out(error))
-        if filing.report_id is None or not (gone or out_of_time):
-            return False
-        report_id = filing.report_id
-        reason = "NCMEC deleted the unfinished report" if gone else "the report could not be finished in time"
-        try:
-            abandoned = await workflow.execute_activity_method(
-                FilingActivities.abandon_report,
-                AbandonReportInput(org_id=self.state.org_id, report_id=report_id, reason=reason),
-                start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-            outcome = abandoned.outcome
-        except ActivityError:
-            outcome = "gone"  # NCMEC is unreachable; an unfinished report expires on its own
-        if outcome == "finished":
-            # The answer to an earlier /finish was lost: the report was filed after all.
-            filing.finished_at = workflow.now()
-            return False
-        filing.abandoned_report_ids.append(report_id)
-        filing.report_id = filing.opened_at = filing.last_modified_at = None
-        filing.files = []
-        filing.conversations = []
-        self._changed = True
-        return gone and len(filing.abandoned_report_ids) <= self.policy.max_refiles
-
-    async def _send_files(self) -> None:
-        decision = self.state.decision
-        assert decision is not None
-        pending = [d.media_id for d in decision.media if d.sent and not self._file_described(d.media_id)]
-        size = self.policy.upload_concurrency
-        for start in range(0, len(pending), size):
-            self._check_time_left()
-            results = await asyncio.gather(*(self._send_file(media_id) for media_id in pending[start:start + size]),
-                                           return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise failures[0]
-
-    def _file_described(self, media_id: str) -> bool:
-        filed = self.state.filing.file_for(media_id)
-        return filed is not None and filed.details_sent
-
-    async def _send_file(self, media_id: str) -> None:
-        filing = self.state.filing
-        media = self.state.media_item(media_id)
-        decision = self.state.decision
-        assert media is not None and media.evidence is not None and decision is not None
-        assert filing.report_id is not None
-        filed = filing.file_for(media_id)
-        if filed is None:
-            uploaded = await workflow.execute_activity_method(
-                FilingActivities.upload_file,
-                UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
-                                evidence=media.evidence, file_name=media.content.file_name or media_id),
-                **self._ncmec_call_options(upload=True),
-            )
-            filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
-            filing.files.append(filed)
-            filing.last_modified_at = uploaded.uploaded_at
-            await self._publish()
-        media_decision = next(d for d in decision.media if d.media_id == media_id)
-        sent = await workflow.execute_activity_method(
-            FilingActivities.send_file_details,
-            FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
-                             media=media, decision=media_decision),
-            **self._ncmec_call_options(),
-        )
-        filed.details_sent = True
-        filing.last_modified_at = sent.sent_at
-        self._changed = True
-
-    def _check_time_left(self) -> None:
-        deadline = self._ncmec_deadline()
-        if deadline is not None and workflow.now() > deadline - self.policy.deadline_margin:
-            raise _OutOfTime()
-
-    def _ncmec_call_options(self, *, upload: bool = False) -> dict[str, Any]:
-        """Retry a step only until shortly before NCMEC would delete the unfinished report."""
-        deadline = self._ncmec_deadline()
-        assert deadline is not None
-        remaining = deadline - workflow.now() - self.policy.deadline_margin
-        options: dict[str, Any] = {
-            "start_to_close_timeout": self.policy.upload_timeout if upload else self.policy.call_timeout,
-            "schedule_to_close_timeout": max(remaining, timedelta(minutes=1)),
-            "retry_policy": NCMEC_RETRY,
-        }
-        if upload:
-            options["heartbeat_timeout"] = self.policy.upload_heartbeat_timeout
-        return options
-
-    def _ncmec_deadline(self) -> datetime | None:
-        filing = self.state.filing
-        if filing.opened_at is None or filing.finished_at is not None:
-            return None
-        return ncmec_deletion_time(filing.opened_at, filing.last_modified_at)
-
     async def _publish(self) -> None:
         """Bring the queue row, the search attributes and the UI details up to date."""
         self._changed = False
@@ -673,24 +292,6 @@ class CaseWorkflow:
                          carried_content=self.next_case, carried_conversations=self.next_conversations,
                          policy=self.policy,
                          review=self.review)
-
-
-class _OutOfTime(Exception):
-    """Too close to NCMEC's deletion time to go on with this report."""
-
-
-def _error_type(error: ActivityError) -> str | None:
-    return error.cause.type if isinstance(error.cause, ApplicationError) else None
-
-
-def _timed_out(error: ActivityError) -> bool:
-    return isinstance(error.cause, ActivityTimeout)
-
-
-def _reviewer_safe_reason(error: BaseException) -> str:
-    if isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError):
-        return error.cause.message
-    return "NCMEC could not be reached in time; retry once the connection is restored, a new report will be filed"
 
 
 def _details_markdown(state: CaseState) -> str:

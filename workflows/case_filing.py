@@ -1,0 +1,302 @@
+"""Filing a decided case's CyberTip, step by step from the last completed checkpoint, within NCMEC's deadline.
+
+A mixin of ``CaseWorkflow``: it reads and changes the case's state; the workflow decides when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
+
+with workflow.unsafe.imports_passed_through():
+    from activities.detection import DetectionActivities
+    from activities.filing import REPORT_GONE_ERROR as REPORT_GONE
+    from activities.filing import FilingActivities
+    from activities.platform_callbacks import PlatformCallbackActivities
+    from models.case import CaseState, CaseStatus, FiledConversation, FiledFile, FilingPolicy
+    from models.deadlines import ncmec_deletion_time
+    from models.filing import (
+        AbandonReportInput,
+        BankReportedMediaInput,
+        ConversationDetailsInput,
+        EnrichUserInput,
+        FileDetailsInput,
+        FinishReportInput,
+        OpenReportInput,
+        ReportedMedia,
+        UploadConversationInput,
+        UploadFileInput,
+    )
+    from models.platform_metadata import merge_user_metadata
+    from workflows.errors import error_type, reviewer_safe_reason
+
+# Transient NCMEC failures (network, 5xx, 1xxx codes) are retried with backoff; permanent ones are
+# raised by the activities as non-retryable and put the case in "needs attention".
+NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                          maximum_interval=timedelta(minutes=5))
+
+
+class OutOfTime(Exception):
+    """Too close to NCMEC's deletion time to go on with this report."""
+
+
+class CaseFilingSteps:
+    state: CaseState
+    policy: FilingPolicy
+    _changed: bool
+
+    async def _publish(self) -> None:
+        raise NotImplementedError
+
+    async def _bank_reported_media(self) -> None:
+        """Reported media joins the org's own bank; matching must not wait on it, so failures only log."""
+        decision, report_id = self.state.decision, self.state.filing.report_id
+        assert decision is not None and report_id is not None
+        items = [ReportedMedia(media_id=d.media_id, evidence=media.evidence,
+                               classification=d.classification.value if d.classification else None)
+                 for d in decision.media
+                 if d.reported and (media := self.state.media_item(d.media_id)) and media.evidence is not None]
+        if not items:
+            return
+        try:
+            await workflow.execute_activity_method(
+                DetectionActivities.bank_reported_media,
+                BankReportedMediaInput(org_id=self.state.org_id, report_id=report_id, items=items),
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError:
+            workflow.logger.warning("reported media could not be added to the org's own bank")
+
+    async def _file_cybertip(self) -> bool:
+        """Run the filing from its last completed step. True once NCMEC has the finished report."""
+        filing = self.state.filing
+        if not self.state.enriched and not await self._enrich_user():
+            return False
+        while True:
+            try:
+                if filing.report_id is None:
+                    await self._open_report()
+                await self._send_files()
+                await self._send_conversations()
+                self._check_time_left()
+                finished = await workflow.execute_activity_method(
+                    FilingActivities.finish_report,
+                    FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
+                                      expected_file_ids=[f.file_id for f in filing.files]
+                                      + [c.file_id for c in filing.conversations]),
+                    **self._ncmec_call_options(),
+                )
+            except (ActivityError, OutOfTime) as error:
+                if await self._refile_after(error):
+                    continue
+                if filing.finished_at is None:
+                    self.state.status = CaseStatus.NEEDS_ATTENTION
+                    self.state.attention_reason = reviewer_safe_reason(error)
+                    self._changed = True
+                    return False
+            else:
+                filing.finished_at = finished.finished_at
+            self.state.status = CaseStatus.FILED
+            self._changed = True
+            return True
+
+    async def _enrich_user(self) -> bool:
+        """Ask the platform for everything it knows about the user; wait, visibly, while it cannot answer."""
+        give_up_at = workflow.now() + self.policy.enrichment_patience
+        while True:
+            try:
+                enriched = await workflow.execute_activity_method(
+                    PlatformCallbackActivities.enrich_user,
+                    EnrichUserInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                    user_id=self.state.user_id),
+                    start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError as error:
+                self.state.waiting_reason = f"waiting for the platform to describe the user: " \
+                                            f"{reviewer_safe_reason(error)}"
+                self._changed = True
+                await self._publish()
+                if workflow.now() >= give_up_at:
+                    self.state.status = CaseStatus.NEEDS_ATTENTION
+                    self.state.attention_reason = self.state.waiting_reason
+                    self.state.waiting_reason = None
+                    return False
+                await workflow.sleep(self.policy.enrichment_retry_every)
+                continue
+            if enriched.user is not None:
+                known = self.state.user_metadata
+                self.state.user_metadata = enriched.user if known is None else merge_user_metadata(known, enriched.user)
+            self.state.enriched = True
+            self.state.waiting_reason = None
+            self._changed = True
+            return True
+
+    async def _send_conversations(self) -> None:
+        decision = self.state.decision
+        filing = self.state.filing
+        assert decision is not None and filing.report_id is not None
+        for thread_id in decision.attach_conversations:
+            filed = next((c for c in filing.conversations if c.thread_id == thread_id), None)
+            if filed is not None and filed.details_sent:
+                continue
+            self._check_time_left()
+            thread = self.state.conversation(thread_id)
+            assert thread is not None
+            if filed is None:
+                uploaded = await workflow.execute_activity_method(
+                    FilingActivities.upload_conversation,
+                    UploadConversationInput(org_id=self.state.org_id, report_id=filing.report_id, thread=thread),
+                    **self._ncmec_call_options(upload=True),
+                )
+                filed = FiledConversation(thread_id=thread_id, file_id=uploaded.file_id, evidence=uploaded.evidence)
+                filing.conversations.append(filed)
+                filing.last_modified_at = uploaded.sent_at
+            sent = await workflow.execute_activity_method(
+                FilingActivities.send_conversation_details,
+                ConversationDetailsInput(org_id=self.state.org_id, report_id=filing.report_id,
+                                         file_id=filed.file_id, thread_id=thread_id, evidence=filed.evidence),
+                **self._ncmec_call_options(),
+            )
+            filed.details_sent = True
+            filing.last_modified_at = sent.sent_at
+            self._changed = True
+
+    async def _open_report(self) -> None:
+        decision = self.state.decision
+        assert decision is not None
+        opened = await workflow.execute_activity_method(
+            FilingActivities.open_report,
+            OpenReportInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
+                            case_number=self.state.case_number, user_id=self.state.user_id,
+                            decision=decision, incident_at=self._incident_at(),
+                            urgency_suggestion=self.state.urgency.suggested_reason if self.state.urgency else None,
+                            user_metadata=self.state.user_metadata, location_urls=self._location_urls(),
+                            prior_report_ids=self.state.prior_report_ids),
+            start_to_close_timeout=self.policy.call_timeout,
+            schedule_to_close_timeout=timedelta(hours=6),
+            retry_policy=NCMEC_RETRY,
+        )
+        filing = self.state.filing
+        filing.environment = opened.environment
+        filing.report_id = opened.report_id
+        filing.opened_at = opened.opened_at
+        await self._publish()
+
+    def _location_urls(self) -> list[str]:
+        assert self.state.decision is not None
+        reported = {d.media_id for d in self.state.decision.media if d.reported}
+        return [m.content.location_url for m in self.state.media if m.media_id in reported and m.content.location_url]
+
+    def _incident_at(self) -> datetime:
+        """When the earliest reported item was uploaded (or reached Tipline, if the platform did not say)."""
+        assert self.state.decision is not None
+        reported = {d.media_id for d in self.state.decision.media if d.reported}
+        times = [m.content.uploaded_at or m.content.received_at for m in self.state.media if m.media_id in reported]
+        return min(times, default=self.state.opened_at)
+
+    async def _refile_after(self, error: BaseException) -> bool:
+        """Abandon a report NCMEC lost or that cannot be finished in time. True to file afresh now."""
+        filing = self.state.filing
+        gone = isinstance(error, ActivityError) and error_type(error) == REPORT_GONE
+        timed_out = isinstance(error, ActivityError) and isinstance(error.cause, ActivityTimeout)
+        out_of_time = isinstance(error, OutOfTime) or timed_out
+        if filing.report_id is None or not (gone or out_of_time):
+            return False
+        report_id = filing.report_id
+        reason = "NCMEC deleted the unfinished report" if gone else "the report could not be finished in time"
+        try:
+            abandoned = await workflow.execute_activity_method(
+                FilingActivities.abandon_report,
+                AbandonReportInput(org_id=self.state.org_id, report_id=report_id, reason=reason),
+                start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            outcome = abandoned.outcome
+        except ActivityError:
+            outcome = "gone"  # NCMEC is unreachable; an unfinished report expires on its own
+        if outcome == "finished":
+            # The answer to an earlier /finish was lost: the report was filed after all.
+            filing.finished_at = workflow.now()
+            return False
+        filing.abandoned_report_ids.append(report_id)
+        filing.report_id = filing.opened_at = filing.last_modified_at = None
+        filing.files = []
+        filing.conversations = []
+        self._changed = True
+        return gone and len(filing.abandoned_report_ids) <= self.policy.max_refiles
+
+    async def _send_files(self) -> None:
+        decision = self.state.decision
+        assert decision is not None
+        pending = [d.media_id for d in decision.media if d.sent and not self._file_described(d.media_id)]
+        size = self.policy.upload_concurrency
+        for start in range(0, len(pending), size):
+            self._check_time_left()
+            results = await asyncio.gather(*(self._send_file(media_id) for media_id in pending[start:start + size]),
+                                           return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+
+    def _file_described(self, media_id: str) -> bool:
+        filed = self.state.filing.file_for(media_id)
+        return filed is not None and filed.details_sent
+
+    async def _send_file(self, media_id: str) -> None:
+        filing = self.state.filing
+        media = self.state.media_item(media_id)
+        decision = self.state.decision
+        assert media is not None and media.evidence is not None and decision is not None
+        assert filing.report_id is not None
+        filed = filing.file_for(media_id)
+        if filed is None:
+            uploaded = await workflow.execute_activity_method(
+                FilingActivities.upload_file,
+                UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
+                                evidence=media.evidence, file_name=media.content.file_name or media_id),
+                **self._ncmec_call_options(upload=True),
+            )
+            filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
+            filing.files.append(filed)
+            filing.last_modified_at = uploaded.uploaded_at
+            await self._publish()
+        media_decision = next(d for d in decision.media if d.media_id == media_id)
+        sent = await workflow.execute_activity_method(
+            FilingActivities.send_file_details,
+            FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
+                             media=media, decision=media_decision),
+            **self._ncmec_call_options(),
+        )
+        filed.details_sent = True
+        filing.last_modified_at = sent.sent_at
+        self._changed = True
+
+    def _check_time_left(self) -> None:
+        deadline = self._ncmec_deadline()
+        if deadline is not None and workflow.now() > deadline - self.policy.deadline_margin:
+            raise OutOfTime()
+
+    def _ncmec_call_options(self, *, upload: bool = False) -> dict[str, Any]:
+        """Retry a step only until shortly before NCMEC would delete the unfinished report."""
+        deadline = self._ncmec_deadline()
+        assert deadline is not None
+        remaining = deadline - workflow.now() - self.policy.deadline_margin
+        options: dict[str, Any] = {
+            "start_to_close_timeout": self.policy.upload_timeout if upload else self.policy.call_timeout,
+            "schedule_to_close_timeout": max(remaining, timedelta(minutes=1)),
+            "retry_policy": NCMEC_RETRY,
+        }
+        if upload:
+            options["heartbeat_timeout"] = self.policy.upload_heartbeat_timeout
+        return options
+
+    def _ncmec_deadline(self) -> datetime | None:
+        filing = self.state.filing
+        if filing.opened_at is None or filing.finished_at is not None:
+            return None
+        return ncmec_deletion_time(filing.opened_at, filing.last_modified_at)

@@ -1,0 +1,136 @@
+"""Gathering a case's media: the user's history and media at the platform, preservation, hashing and matching.
+
+A mixin of ``CaseWorkflow``: it reads and changes the case's state; the workflow decides when each runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.case_index import CaseIndexActivities
+    from activities.detection import DetectionActivities
+    from activities.media import MediaActivities
+    from activities.platform_callbacks import PlatformCallbackActivities
+    from models.case import CaseState, ContentItem, EnqueueReason, FilingPolicy, MediaAnalysis, MediaItem, MediaSource
+    from models.filing import AnalyzeMediaInput, ListUserMediaInput, PreserveMediaInput
+    from workflows.errors import reviewer_safe_reason
+
+LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+PRESERVE_BATCH = 8
+MAX_MEDIA_PAGES = 1000
+
+
+class CaseMediaSteps:
+    state: CaseState
+    policy: FilingPolicy
+    _changed: bool
+    _awaiting_preservation: list[str]
+    _awaiting_analysis: list[str]
+
+    def add_content(self, item: ContentItem) -> None:
+        raise NotImplementedError
+
+    async def _list_user_media(self) -> None:
+        """Add every media item the platform has ever associated with the user; what it cannot deliver is
+        recorded (a page that fails, an item whose download fails) rather than failing the case."""
+        cursor: str | None = None
+        for _ in range(MAX_MEDIA_PAGES):
+            try:
+                page = await workflow.execute_activity_method(
+                    PlatformCallbackActivities.list_user_media,
+                    ListUserMediaInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                       user_id=self.state.user_id, cursor=cursor),
+                    start_to_close_timeout=self.policy.call_timeout,
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+                )
+            except ActivityError as error:
+                self.state.media_list_error = reviewer_safe_reason(error)
+                self._changed = True
+                return
+            for entry in page.items:
+                self.add_content(ContentItem(
+                    content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
+                    media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
+                    uploaded_at=entry.uploaded_at, received_at=workflow.now(),
+                    reason=EnqueueReason(kind="associated_media", at=workflow.now()),
+                ))
+            if page.next_cursor is None:
+                self.state.media_listed = True
+                return
+            cursor = page.next_cursor
+        self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
+
+    async def _continue_user_history(self) -> None:
+        """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
+        history = await workflow.execute_local_activity_method(
+            CaseIndexActivities.user_history, self.state.workflow_id,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
+        )
+        self.state.case_number = history.case_number
+        self.state.prior_report_ids = history.prior_report_ids
+
+    async def _preserve_media(self) -> None:
+        batch, self._awaiting_preservation = (self._awaiting_preservation[:PRESERVE_BATCH],
+                                              self._awaiting_preservation[PRESERVE_BATCH:])
+        items = [item for item in map(self.state.media_item, batch) if item is not None]
+        results = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                MediaActivities.preserve_media,
+                PreserveMediaInput(org_id=self.state.org_id, workflow_id=self.state.workflow_id,
+                                   media_id=item.media_id, source=item.content.media),
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+            )
+            for item in items
+        ), return_exceptions=True)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, ActivityError):
+                # The case keeps the item, with the reason, rather than failing on one bad link.
+                item.preservation_error = reviewer_safe_reason(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                item.evidence = result.evidence
+                item.preservation_error = result.error
+                if item.evidence is not None and item.analysis is None:
+                    self._awaiting_analysis.append(item.media_id)
+        self._changed = True
+
+    async def _analyze_media(self) -> None:
+        """Hash each preserved item and look it up in the org's banks; a match is one more reason it is here."""
+        batch = self._awaiting_analysis[:PRESERVE_BATCH]
+        self._awaiting_analysis = self._awaiting_analysis[PRESERVE_BATCH:]
+        items = [item for item in map(self.state.media_item, batch) if item is not None and item.evidence is not None]
+        results = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                DetectionActivities.analyze_media,
+                AnalyzeMediaInput(org_id=self.state.org_id, evidence=item.evidence),
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            for item in items if item.evidence is not None
+        ), return_exceptions=True)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, ActivityError):
+                item.analysis = MediaAnalysis(unhashable_reason=reviewer_safe_reason(result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                item.analysis = result
+                for match in result.matches:
+                    self._add_reason(item, EnqueueReason(
+                        kind="hash_match", at=workflow.now(),
+                        detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
+        self._changed = True
+
+    @staticmethod
+    def _add_reason(item: MediaItem, reason: EnqueueReason) -> bool:
+        if any(r.kind == reason.kind and r.detail == reason.detail and r.by == reason.by for r in item.reasons):
+            return False
+        item.reasons.append(reason)
+        return True
