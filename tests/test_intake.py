@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import sys
 import uuid
@@ -18,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from models.records import Role
-from tests.helpers import Sandbox, eventually, headers
+from tests.helpers import Sandbox, eventually, fake_platform, headers
 from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -157,3 +158,28 @@ def test_a_replayed_first_step_numbers_the_case_as_before(engine: Engine) -> Non
     assert index.user_history(workflow_id).case_number == 1
     index.publish_case_summary(row.model_copy(update={"status": CaseStatus.FILED}))
     assert index.user_history(workflow_id).case_number == 2
+
+
+async def test_evidence_survives_the_platform_deleting_the_original(
+    api: httpx.AsyncClient, api_keys: dict, sandbox: Sandbox
+) -> None:
+    creator = f"user-{uuid.uuid4().hex[:10]}"
+    async with fake_platform() as platform:
+        url = platform.add("original", 4242)
+        original = platform.media["original"]
+        response = await api.post("/v1/content", headers=headers(api_keys, Role.PLATFORM),
+                                  json={"content_id": "doomed", "creator_id": creator, "media_url": url})
+        case_ref = response.json()["case_ref"]
+
+        async def preserved() -> dict | None:
+            case = await media_count(api, api_keys, case_ref, 1)
+            return case if case and case["media"][0]["evidence"] else None
+
+        await eventually(preserved, what="the item preserved")
+        del platform.media["original"]  # the platform deletes it, as platforms do with reported content
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url)).status_code == 404
+
+    case = await file_case(api, api_keys, case_ref, ["doomed"])
+    [report] = [r for r in await sandbox.reports() if r["report_id"] == case["filing"]["report_id"]]
+    assert [f["md5"] for f in report["files"]] == [hashlib.md5(original).hexdigest()]
