@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
-from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.evidence_views import evidence_response
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
 from models.case import (
@@ -36,9 +35,8 @@ from models.case import (
     ReviewDecision,
 )
 from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
-from models.records import CaseSummary, MediaView
+from models.records import CaseSummary
 from models.urgency import UrgencyAssessment, UrgencyLevel
-from tipline.evidence import EvidenceMissing
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -169,22 +167,8 @@ async def get_media_content(case_ref: str, media_id: str, principal: NcmecReview
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
-    try:
-        # Opening authenticates the header and the last chunk: a missing or damaged object fails before headers.
-        reader = await run_in_threadpool(store.open, media.evidence.sha256)
-    except EvidenceMissing:
-        raise ProblemError(404, "The preserved bytes of this media are missing from the evidence store") from None
-    await run_in_threadpool(_record_view, engine, principal, case_ref, media_id)
-    return StreamingResponse(reader.iter_chunks(), media_type=media.content.content_type or "application/octet-stream",
-                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size)},
-                             background=BackgroundTask(reader.close))
-
-
-def _record_view(engine: Engine, principal: Principal, case_ref: str, media_id: str) -> None:
-    with Session(engine) as session:
-        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
-                              workflow_id=case_ref, media_id=media_id))
-        session.commit()
+    return await evidence_response(store, engine, principal, sha256=media.evidence.sha256,
+                                   content_type=media.content.content_type, ref=case_ref, media_id=media_id)
 
 
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,

@@ -10,15 +10,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.evidence_views import evidence_response
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from models.records import MediaView, TriageItem
+from models.records import TriageItem
 from models.screening import ScreeningOutcome, TriageDecision
 from workflows.screening import ScreeningWorkflow
 
@@ -59,11 +59,8 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
 async def triage_content(screening_ref: str, principal: NcmecReviewer, store: Store,
                          engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
     row = await run_in_threadpool(_own_item, engine, principal, screening_ref)
-    reader = await run_in_threadpool(store.open, row.evidence_sha256)
-    await run_in_threadpool(_record_view, engine, principal, screening_ref, row.content_id)
-    return StreamingResponse(reader.iter_chunks(), media_type=row.content_type or "application/octet-stream",
-                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size)},
-                             background=BackgroundTask(reader.close))
+    return await evidence_response(store, engine, principal, sha256=row.evidence_sha256,
+                                   content_type=row.content_type, ref=screening_ref, media_id=row.content_id)
 
 
 @router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
@@ -102,10 +99,3 @@ def _own_item(engine: Engine, principal: Principal, screening_ref: str) -> Triag
     if row is None or row.org_id != principal.org_id:
         raise ProblemError(404, "No such triage item")
     return row
-
-
-def _record_view(engine: Engine, principal: Principal, screening_ref: str, content_id: str) -> None:
-    with Session(engine) as session:
-        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
-                              workflow_id=screening_ref, media_id=content_id))
-        session.commit()
