@@ -32,6 +32,15 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def create_api_key(engine: Engine, org_id: str, role: Role, label: str = "") -> str:
+    """Store a new key for ``org_id`` with ``role`` (as a hash only) and return it: it is shown just once."""
+    key = new_api_key()
+    with Session(engine) as session:
+        session.add(ApiKey(org_id=org_id, role=Role(role).value, key_hash=hash_api_key(key), label=label))
+        session.commit()
+    return key
+
+
 @dataclass(frozen=True)
 class Principal:
     api_key_id: int

@@ -56,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
     from sqlalchemy import Engine
-    from sqlmodel import Session
     from temporalio.client import Client
     from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
     from temporalio.testing import WorkflowEnvironment
@@ -68,8 +67,8 @@ with workflow.unsafe.imports_passed_through():
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     from api.app import create_app
-    from api.deps import hash_api_key, new_api_key
-    from models.records import ApiKey, Role
+    from api.deps import create_api_key
+    from models.records import Role
     from tipline.db import make_engine, upgrade
     from tipline.http_server import serve_app
     from tipline.logging import configure_logging
@@ -259,12 +258,8 @@ def bench_settings(workdir: Path, database_url: str, client: Client) -> Settings
 
 
 def create_api_keys(engine: Engine) -> dict[Role, str]:
-    keys = {role: new_api_key() for role in (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR)}
-    with Session(engine) as session:
-        for role, key in keys.items():
-            session.add(ApiKey(org_id=ORG, role=role.value, key_hash=hash_api_key(key), label=f"bench {role}"))
-        session.commit()
-    return keys
+    roles = (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR)
+    return {role: create_api_key(engine, ORG, role, f"bench {role}") for role in roles}
 
 
 def api_sender(http: httpx.AsyncClient, platform_key: str) -> Callable[[Item], Awaitable[str]]:

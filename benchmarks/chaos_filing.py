@@ -63,9 +63,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from api.app import create_app  # noqa: E402
-from api.deps import hash_api_key, new_api_key  # noqa: E402
+from api.deps import create_api_key  # noqa: E402
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app  # noqa: E402
-from models.records import ApiKey, CaseSummary, FiledReport, Role  # noqa: E402
+from models.records import CaseSummary, FiledReport, Role  # noqa: E402
 from tipline.codec import DATA_CONVERTER  # noqa: E402
 from tipline.db import make_engine, upgrade  # noqa: E402
 from tipline.http_server import serve_app  # noqa: E402
@@ -249,12 +249,7 @@ def write_orgs_file(path: Path, password: str) -> None:
 
 
 def create_api_keys(engine: Engine) -> dict[Role, str]:
-    keys = {role: new_api_key() for role in (Role.PLATFORM, Role.ADMIN)}
-    with Session(engine) as session:
-        for role, key in keys.items():
-            session.add(ApiKey(org_id=ORG, role=role.value, key_hash=hash_api_key(key), label=f"chaos {role}"))
-        session.commit()
-    return keys
+    return {role: create_api_key(engine, ORG, role, f"chaos {role}") for role in (Role.PLATFORM, Role.ADMIN)}
 
 
 class WorkerProcess:

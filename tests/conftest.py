@@ -16,14 +16,13 @@ import psycopg
 import pytest
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
-from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.deps import hash_api_key, new_api_key
+from api.deps import create_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
-from models.records import ApiKey, Role
+from models.records import Role
 from tests.helpers import ORG, OTHER_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
 from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
@@ -207,13 +206,4 @@ async def api(settings: Settings, temporal_client: Client, engine: Engine, worke
 @pytest.fixture(scope="session")
 def api_keys(engine: Engine) -> dict[str, dict[Role, str]]:
     """One key per role for each org: ``api_keys[org][role]``."""
-    keys: dict[str, dict[Role, str]] = {}
-    with Session(engine) as session:
-        for org in (ORG, OTHER_ORG):
-            keys[org] = {}
-            for role in Role:
-                key = new_api_key()
-                session.add(ApiKey(org_id=org, role=role.value, key_hash=hash_api_key(key), label=f"test {role}"))
-                keys[org][role] = key
-        session.commit()
-    return keys
+    return {org: {role: create_api_key(engine, org, role, f"test {role}") for role in Role} for org in (ORG, OTHER_ORG)}

@@ -60,20 +60,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> None:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> None:
-    from sqlmodel import Session
-
-    from api.deps import hash_api_key, new_api_key
-    from models.records import ApiKey, Role
+    from api.deps import create_api_key
+    from models.records import Role
     from tipline.db import make_engine, upgrade
 
     settings = _settings(args)
     settings.orgs.get(args.org)  # refuse keys for orgs this deployment does not serve
     upgrade(settings.resolved_database_url)
-    key = new_api_key()
-    with Session(make_engine(settings.resolved_database_url)) as session:
-        session.add(ApiKey(org_id=args.org, role=Role(args.role).value, key_hash=hash_api_key(key), label=args.label))
-        session.commit()
-    print(key)
+    print(create_api_key(make_engine(settings.resolved_database_url), args.org, Role(args.role), args.label))
 
 
 def cmd_ncmec_fetch_xsd(args: argparse.Namespace) -> None:

@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlmodel import Session
 
-from api.deps import hash_api_key, new_api_key
-from models.records import ApiKey, Role
+from api.deps import create_api_key
+from models.records import Role
 from tipline.db import make_engine
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -22,11 +21,7 @@ MADE_UP_USERS = ("demo-user-aurora", "demo-user-basalt")
 
 
 def mint_key(settings: Settings, org_id: str, role: Role) -> str:
-    key = new_api_key()
-    with Session(make_engine(settings.resolved_database_url)) as session:
-        session.add(ApiKey(org_id=org_id, role=role.value, key_hash=hash_api_key(key), label=f"demo {role.value}"))
-        session.commit()
-    return key
+    return create_api_key(make_engine(settings.resolved_database_url), org_id, role, f"demo {role.value}")
 
 
 async def wait_for(api: httpx.AsyncClient, case_ref: str, reviewer: dict[str, str], done: Any,
