@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -74,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from tipline.logging import configure_logging
     from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
     from tipline.synthetic import synthetic_image
+    from tipline.temporal import temporal_binary
     from worker import case_worker
     from workflows import search_attributes as sa
 
@@ -394,7 +394,7 @@ def core_runtime(slow_tasks: SlowTaskCounter) -> Runtime:
 
 @contextlib.asynccontextmanager
 async def temporal_server(runtime: Runtime) -> AsyncIterator[WorkflowEnvironment]:
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    temporal = temporal_binary()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal, search_attributes=[key for key, _ in sa.ALL],
         data_converter=DATA_CONVERTER, dev_server_log_level="error", runtime=runtime,

@@ -72,6 +72,7 @@ from tipline.http_server import serve_app  # noqa: E402
 from tipline.logging import configure_logging  # noqa: E402
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml  # noqa: E402
 from tipline.synthetic import synthetic_image  # noqa: E402
+from tipline.temporal import temporal_binary  # noqa: E402
 from workflows import search_attributes as sa  # noqa: E402
 
 XSD_PATH = (REPO.parent / "shared" / "ncmec" / "cyber_tipline.xsd").resolve()
@@ -199,7 +200,7 @@ async def database(postgres: str | None, workdir: Path) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    temporal = temporal_binary()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal, search_attributes=[key for key, _ in sa.ALL],
         data_converter=DATA_CONVERTER, dev_server_log_level="error",

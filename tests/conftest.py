@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.signing import SignatureError, SignatureVerifier, sign
+from tipline.temporal import temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
 
@@ -72,7 +71,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    temporal = temporal_binary()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal,
         search_attributes=[key for key, _ in sa.ALL],

