@@ -26,8 +26,9 @@ import numpy as np
 from sqlalchemy import Connection, Engine, select
 
 from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
+from detection.digest_index import DigestIndex
 from detection.media_hashes import MediaHashes
-from detection.pdq_index import DigestIndex, PdqIndex
+from detection.pdq_index import PdqIndex
 from models.hash_banks import BankHashType, BankSource
 
 # 64-bit pHash: edits and 2-5 % crops land at 0-12 bits, unrelated images rarely below 18 (HASH_MATCHING.md).

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import detection.pdq_index as pdq_index_module
+from detection.digest_index import DigestIndex
 from detection.image_hashes import hash_image
-from detection.pdq_index import DigestIndex, PdqIndex, pdq_hex_to_words, words_to_pdq_hex
+from detection.pdq_index import PdqIndex, pdq_hex_to_words, words_to_pdq_hex
 
 
 def brute_force(ids: np.ndarray, words: np.ndarray, query: str, t: int) -> list[tuple[int, int]]:
