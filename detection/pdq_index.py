@@ -3,18 +3,19 @@
 ``PdqIndex`` is a brute-force scan made fast, not an approximate index: every query returns exactly the
 entries a full pairwise comparison would. Layout and tricks (see HASH_MATCHING.md):
 
-* 256-bit hashes are stored as four uint64 columns, in chunks of ``CHUNK_ROWS`` rows, plus an int64
-  entry-id column: 40 bytes an entry, nothing else per entry.
-* Each chunk is first scanned on its first 128 bits only, with a lower bound of their distance (see
-  ``_query_words``) that never exceeds the full distance: rows above the threshold cannot match, so the
-  prefilter is exact; it halves the memory read, and all 256 bits are checked for the few survivors.
+* Rows live in chunks of ``CHUNK_ROWS``. A chunk stores each 256-bit hash as three columns: bits 0-63
+  (uint64), bits 64-95 (uint32) and bits 96-255 (five uint32), plus an int64 entry-id column: 40 bytes
+  an entry, nothing else per entry.
+* A query scans only the first two columns, an exact lower bound of the distance, and reads the rest
+  for the few rows that pass it; the compiled loop is in ``detection.pdq_scan``.
 * Removal writes -1 into the id column (a tombstone): no rebuild, matching continues, and
   ``compact()`` (run automatically once a quarter of rows are dead) reclaims the space.
 * ``save`` writes plain ``.npy`` files; ``load`` memory-maps them, so a restart costs milliseconds and
   the OS page cache is shared between worker processes on one machine.
 
-Concurrency: queries may run in several threads at once (scratch buffers are per thread), but not while
-``add``/``remove``/``compact`` runs; callers serialise mutations with a lock, or mutate a copy and swap.
+Concurrency: queries may run in several threads at once (scratch buffers are per thread and the scan
+releases the GIL), but not while ``add``/``remove``/``compact`` runs; callers serialise mutations with a
+lock, or mutate a copy and swap.
 """
 
 from __future__ import annotations
@@ -22,19 +23,24 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-# 64K rows: at 1M entries the Python loop runs only 16 times. 8K-32K chunks (temporaries inside L2) measured
-# no faster on the 2-core dev machine, 128K+ no faster either; the scan is bound by reading the hashes.
+from detection.pdq_scan import scan_chunk
+
+# 64K rows: at 1M entries the Python loop runs only 16 times, and a chunk's first two columns (768 KiB)
+# stay small next to the caches. Appends fill the last chunk; no append copies more than one chunk.
 CHUNK_ROWS = 1 << 16
 _TOMBSTONE = -1
 # Compact when this share of rows is dead: scans stay within 1.33x of the live size.
 _COMPACT_DEAD_FRACTION = 0.25
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _PDQ_HEX_LEN = 64
+_LOW32 = np.uint64(0xFFFFFFFF)
+_COLUMN_FILES = ("pdq_first64.npy", "pdq_next32.npy", "pdq_last160.npy", "entry_ids.npy")
 
 
 def pdq_hex_to_words(hashes: Sequence[str]) -> np.ndarray:
@@ -77,13 +83,67 @@ def words_to_pdq_hex(words: np.ndarray) -> list[str]:
     return [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
 
 
+def _split_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4, n) uint64 words -> the scan's columns: bits 0-63, bits 64-95, bits 96-255 (five uint32 rows)."""
+    rest = words[1:]
+    halves = np.empty((6, words.shape[1]), dtype=np.uint32)
+    halves[0::2] = rest >> np.uint64(32)
+    halves[1::2] = rest & _LOW32
+    return np.ascontiguousarray(words[0]), np.ascontiguousarray(halves[0]), np.ascontiguousarray(halves[1:])
+
+
+def _join_words(first64: np.ndarray, next32: np.ndarray, last160: np.ndarray) -> np.ndarray:
+    """Inverse of ``_split_words``."""
+    halves = np.concatenate([next32[None, :], last160]).astype(np.uint64)
+    words = np.empty((4, first64.size), dtype=np.uint64)
+    words[0] = first64
+    words[1:] = (halves[0::2] << np.uint64(32)) | halves[1::2]
+    return words
+
+
+@dataclass
+class _Chunk:
+    """Up to CHUNK_ROWS rows in the scan's column layout, plus their entry ids."""
+
+    first64: np.ndarray  # (capacity,) uint64, bits 0-63
+    next32: np.ndarray  # (capacity,) uint32, bits 64-95
+    last160: np.ndarray  # (5, capacity) uint32, bits 96-255
+    ids: np.ndarray  # (capacity,) int64; _TOMBSTONE marks a removed row
+
+    @classmethod
+    def allocate(cls, capacity: int) -> _Chunk:
+        return cls(
+            np.zeros(capacity, dtype=np.uint64),
+            np.zeros(capacity, dtype=np.uint32),
+            np.zeros((5, capacity), dtype=np.uint32),
+            np.full(capacity, _TOMBSTONE, dtype=np.int64),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return int(self.ids.size)
+
+    def write(self, at: int, ids: np.ndarray, columns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        end = at + ids.size
+        self.first64[at:end], self.next32[at:end], self.last160[:, at:end] = columns
+        self.ids[at:end] = ids
+
+    def rows(self, used: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return self.ids[:used], (self.first64[:used], self.next32[:used], self.last160[:, :used])
+
+
 class _Scratch(threading.local):
-    """Per-thread reusable buffers, so a query allocates nothing proportional to the index size."""
+    """Per-thread output buffers for the scan, so a query allocates nothing proportional to the index."""
 
     def __init__(self) -> None:
-        self.xor = np.empty((2, CHUNK_ROWS), dtype=np.uint64)
-        self.merged = np.empty(CHUNK_ROWS, dtype=np.uint64)
-        self.bound = np.empty(CHUNK_ROWS, dtype=np.uint8)
+        self.rows = np.empty(0, dtype=np.int64)
+        self.distances = np.empty(0, dtype=np.int64)
+
+    def buffers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.rows.size < size:
+            self.rows = np.empty(size, dtype=np.int64)
+            self.distances = np.empty(size, dtype=np.int64)
+        return self.rows, self.distances
 
 
 class PdqIndex:
@@ -91,8 +151,7 @@ class PdqIndex:
 
     def __init__(self) -> None:
         # All chunks but the last hold exactly CHUNK_ROWS rows; the last grows up to that.
-        self._hash_chunks: list[np.ndarray] = []  # each (4, CHUNK_ROWS) uint64, possibly a memmap view
-        self._id_chunks: list[np.ndarray] = []  # each (CHUNK_ROWS,) int64
+        self._chunks: list[_Chunk] = []
         self._tail_rows = 0  # rows used in the last chunk
         self._rows = 0  # rows used in total, tombstones included
         self._dead = 0
@@ -112,7 +171,7 @@ class PdqIndex:
     @property
     def nbytes(self) -> int:
         """Bytes of hash and id storage (resident or memory-mapped)."""
-        return sum(c.nbytes for c in self._hash_chunks) + sum(c.nbytes for c in self._id_chunks)
+        return sum(c.first64.nbytes + c.next32.nbytes + c.last160.nbytes + c.ids.nbytes for c in self._chunks)
 
     # ------------------------------------------------------------------ mutation
 
@@ -121,8 +180,7 @@ class PdqIndex:
         if len(entry_ids) != len(hashes):
             raise ValueError(f"{len(entry_ids)} entry ids for {len(hashes)} hashes")
         words = pdq_hex_to_words(hashes)
-        ids = np.asarray(entry_ids, dtype=np.int64).reshape(-1)
-        self._append(ids, words)
+        self.add_words(np.asarray(entry_ids, dtype=np.int64), words)
 
     def add_words(self, entry_ids: np.ndarray, words: np.ndarray) -> None:
         """Bulk form of ``add`` for already-parsed (4, n) uint64 hashes."""
@@ -130,23 +188,22 @@ class PdqIndex:
         words = np.asarray(words, dtype=np.uint64)
         if words.ndim != 2 or words.shape[0] != 4 or words.shape[1] != ids.size:
             raise ValueError(f"expected (4, {ids.size}) uint64 words, got {words.shape}")
-        self._append(ids, words)
+        self._append(ids, _split_words(words))
 
-    def _append(self, ids: np.ndarray, words: np.ndarray) -> None:
+    def _append(self, ids: np.ndarray, columns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         if ids.size and int(ids.min()) < 0:
             raise ValueError("entry ids must be non-negative")
         done = 0
         while done < ids.size:
-            if not self._hash_chunks or self._tail_rows == CHUNK_ROWS:
-                self._hash_chunks.append(np.zeros((4, 0), dtype=np.uint64))
-                self._id_chunks.append(np.zeros(0, dtype=np.int64))
+            if not self._chunks or self._tail_rows == CHUNK_ROWS:
+                self._chunks.append(_Chunk.allocate(0))
                 self._tail_rows = 0
             start = self._tail_rows
             take = min(CHUNK_ROWS - start, ids.size - done)
-            if start + take > self._hash_chunks[-1].shape[1]:
+            if start + take > self._chunks[-1].capacity:
                 self._grow_tail(start + take)
-            self._hash_chunks[-1][:, start : start + take] = words[:, done : done + take]
-            self._id_chunks[-1][start : start + take] = ids[done : done + take]
+            part = slice(done, done + take)
+            self._chunks[-1].write(start, ids[part], (columns[0][part], columns[1][part], columns[2][:, part]))
             self._tail_rows += take
             self._rows += take
             done += take
@@ -154,13 +211,11 @@ class PdqIndex:
     def _grow_tail(self, needed: int) -> None:
         # The last chunk grows geometrically up to CHUNK_ROWS, so a small index does not pay for a full
         # chunk and a large one wastes at most one partly filled chunk.
-        capacity = min(CHUNK_ROWS, max(needed, 2 * self._hash_chunks[-1].shape[1], 1024))
-        hashes = np.zeros((4, capacity), dtype=np.uint64)
-        ids = np.full(capacity, _TOMBSTONE, dtype=np.int64)
-        hashes[:, : self._tail_rows] = self._hash_chunks[-1][:, : self._tail_rows]
-        ids[: self._tail_rows] = self._id_chunks[-1][: self._tail_rows]
-        self._hash_chunks[-1] = hashes
-        self._id_chunks[-1] = ids
+        old = self._chunks[-1]
+        grown = _Chunk.allocate(min(CHUNK_ROWS, max(needed, 2 * old.capacity, 1024)))
+        ids, columns = old.rows(self._tail_rows)
+        grown.write(0, ids, columns)
+        self._chunks[-1] = grown
 
     def remove(self, entry_ids: Iterable[int]) -> int:
         """Tombstone every row of these entries; returns the rows removed. Unknown ids are ignored."""
@@ -169,12 +224,12 @@ class PdqIndex:
         if targets.size == 0 or self._rows == 0:
             return 0
         removed = 0
-        for i, ids in enumerate(self._id_chunks):
-            used = self._used(i)
-            hit = np.isin(ids[:used], targets, assume_unique=False)
+        for chunk, used in self._chunks_in_use():
+            ids = chunk.ids[:used]
+            hit = np.isin(ids, targets)
             n = int(np.count_nonzero(hit))
             if n:
-                ids[:used][hit] = _TOMBSTONE
+                ids[hit] = _TOMBSTONE
                 removed += n
         self._dead += removed
         if self._rows and self._dead > _COMPACT_DEAD_FRACTION * self._rows:
@@ -183,11 +238,10 @@ class PdqIndex:
 
     def compact(self) -> None:
         """Drop tombstoned rows (copies live rows into fresh in-memory chunks)."""
-        ids, words = self._live_rows()
+        ids, columns = self._live_rows()
         fresh = PdqIndex()
-        fresh._append(ids, words)
-        self._hash_chunks, self._id_chunks = fresh._hash_chunks, fresh._id_chunks
-        self._tail_rows, self._rows, self._dead = fresh._tail_rows, fresh._rows, 0
+        fresh._append(ids, columns)
+        self._chunks, self._tail_rows, self._rows, self._dead = fresh._chunks, fresh._tail_rows, fresh._rows, 0
 
     # ------------------------------------------------------------------ query
 
@@ -198,33 +252,22 @@ class PdqIndex:
         """
         if not 0 <= max_distance <= 256:
             raise ValueError("max_distance must be between 0 and 256")
-        q = pdq_hex_to_words([pdq_hex])[:, 0]
-        return self._query_words(q, max_distance)
+        q = pdq_hex_to_words([pdq_hex])
+        return self._query_words(q[:, 0], max_distance)
 
     def _query_words(self, q: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
-        s = self._scratch
-        q_prefix = q[:2, None]
-        hash_chunks, id_chunks, tail_rows = self._hash_chunks, self._id_chunks, self._tail_rows
-        last = len(hash_chunks) - 1
+        first64, next32, last160 = _split_words(q.reshape(4, 1))
+        query = np.concatenate([first64, next32, last160[:, 0]]).astype(np.uint64)
+        found_rows, found_distances = self._scratch.buffers(max((c.capacity for c in self._chunks), default=0))
         found: dict[int, int] = {}
-        for i, chunk in enumerate(hash_chunks):
-            n = tail_rows if i == last else CHUNK_ROWS
+        for chunk, used in self._chunks_in_use():
+            n = scan_chunk(
+                chunk.first64, chunk.next32, chunk.last160, used, query, max_distance, found_rows, found_distances
+            )
             if n == 0:
                 continue
-            # Exact prefilter in one popcount pass: with x0, x1 the XORs of the first two words,
-            # popcount(x0 | x1) <= popcount(x0) + popcount(x1) <= full distance. Random hashes give
-            # popcount(x0 | x1) around 48 +- 3.5, so at T = 31 about one row in a million survives.
-            xor = np.bitwise_xor(chunk[:2, :n], q_prefix, out=s.xor[:, :n])
-            merged = np.bitwise_or(xor[0], xor[1], out=s.merged[:n])
-            bound = np.bitwise_count(merged, out=s.bound[:n])
-            if int(bound.min()) > max_distance:  # a cheap reduction instead of a mask + nonzero pass
-                continue
-            rows = np.flatnonzero(bound <= max_distance)
-            block = chunk[:, rows] ^ q[:, None]
-            full = np.bitwise_count(block).sum(axis=0, dtype=np.int64)
-            keep = full <= max_distance
-            ids = id_chunks[i][rows[keep]]
-            for entry_id, dist in zip(ids.tolist(), full[keep].tolist(), strict=True):
+            ids = chunk.ids[found_rows[:n]]
+            for entry_id, dist in zip(ids.tolist(), found_distances[:n].tolist(), strict=True):
                 if entry_id != _TOMBSTONE and dist < found.get(entry_id, 257):
                     found[entry_id] = dist
         return sorted(found.items(), key=lambda item: (item[1], item[0]))
@@ -232,21 +275,13 @@ class PdqIndex:
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write live rows to ``directory`` (created if needed); files are replaced, meta.json last.
-
-        Hashes are stored chunk by chunk, (chunks, 4, CHUNK_ROWS), so that after ``load`` every chunk
-        is one contiguous block: numpy runs several times slower on strided 2-D views.
-        """
+        """Write live rows to ``directory`` (created if needed), one ``.npy`` file a column; meta.json last."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        ids, words = self._live_rows()
-        rows = int(ids.size)
-        full = rows // CHUNK_ROWS
-        blocks = words[:, : full * CHUNK_ROWS].reshape(4, full, CHUNK_ROWS).transpose(1, 0, 2)
-        _write_npy(path / "pdq_chunks.npy", np.ascontiguousarray(blocks))
-        _write_npy(path / "pdq_tail.npy", np.ascontiguousarray(words[:, full * CHUNK_ROWS :]))
-        _write_npy(path / "entry_ids.npy", ids)
-        meta = {"format": "tipline-pdq-index", "version": _FORMAT_VERSION, "rows": rows, "chunk_rows": CHUNK_ROWS}
+        ids, (first64, next32, last160) = self._live_rows()
+        for name, column in zip(_COLUMN_FILES, (first64, next32, last160, ids), strict=True):
+            _write_npy(path / name, np.ascontiguousarray(column))
+        meta = {"format": "tipline-pdq-index", "version": _FORMAT_VERSION, "rows": int(ids.size)}
         tmp = path / "meta.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, path / "meta.json")
@@ -258,56 +293,51 @@ class PdqIndex:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != "tipline-pdq-index" or meta.get("version") != _FORMAT_VERSION:
             raise ValueError(f"{path} is not a version-{_FORMAT_VERSION} PDQ index")
-        rows, chunk_rows = int(meta["rows"]), int(meta["chunk_rows"])
-        blocks = np.load(path / "pdq_chunks.npy", mmap_mode="r")
-        tail = np.load(path / "pdq_tail.npy")
+        rows = int(meta["rows"])
+        first64, next32, last160 = (np.load(path / name, mmap_mode="r") for name in _COLUMN_FILES[:3])
         # Copy-on-write: tombstones written after loading stay in this process's memory.
-        ids = np.load(path / "entry_ids.npy", mmap_mode="c")
-        full = rows // chunk_rows
-        if (
-            blocks.shape != (full, 4, chunk_rows)
-            or tail.shape != (4, rows - full * chunk_rows)
-            or ids.shape != (rows,)
-            or blocks.dtype != np.uint64
-            or tail.dtype != np.uint64
-        ):
+        ids = np.load(path / _COLUMN_FILES[3], mmap_mode="c")
+        expected = [(first64, np.uint64, (rows,)), (next32, np.uint32, (rows,)), (last160, np.uint32, (5, rows))]
+        if ids.shape != (rows,) or any(a.dtype != dtype or a.shape != shape for a, dtype, shape in expected):
             raise ValueError(f"{path}: files do not match meta.json (interrupted save?)")
         index = cls()
-        if chunk_rows != CHUNK_ROWS:  # saved by a build with another chunk size: rebuild in memory
-            words = np.concatenate([blocks.transpose(1, 0, 2).reshape(4, -1), tail], axis=1)
-            index._append(np.asarray(ids), words)
-            return index
-        for c in range(full):
-            index._hash_chunks.append(blocks[c])
-            index._id_chunks.append(ids[c * chunk_rows : (c + 1) * chunk_rows])
-        index._rows = full * chunk_rows
-        index._tail_rows = chunk_rows if full else 0
-        if tail.shape[1]:
+        full = rows // CHUNK_ROWS * CHUNK_ROWS
+        for start in range(0, full, CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            index._chunks.append(_Chunk(first64[part], next32[part], last160[:, part], ids[part]))
+        index._rows = full
+        index._tail_rows = CHUNK_ROWS if full else 0
+        if rows > full:
             # The partial last chunk becomes an ordinary in-memory chunk so appends continue in place.
-            index._append(np.asarray(ids[full * chunk_rows :]), tail)
+            rest = slice(full, rows)
+            index._append(np.asarray(ids[rest]), (first64[rest], next32[rest], last160[:, rest]))
         index._dead = int(np.count_nonzero(ids == _TOMBSTONE))
         return index
 
     # ------------------------------------------------------------------ helpers
 
-    def _used(self, chunk: int) -> int:
-        return self._tail_rows if chunk == len(self._hash_chunks) - 1 else CHUNK_ROWS
+    def _chunks_in_use(self) -> Iterator[tuple[_Chunk, int]]:
+        last = len(self._chunks) - 1
+        for i, chunk in enumerate(self._chunks):
+            used = self._tail_rows if i == last else CHUNK_ROWS
+            if used:
+                yield chunk, used
 
-    def _live_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        ids_parts, word_parts = [], []
-        for i, (hashes, ids) in enumerate(zip(self._hash_chunks, self._id_chunks, strict=True)):
-            used = self._used(i)
-            live = ids[:used] != _TOMBSTONE
-            ids_parts.append(ids[:used][live])
-            word_parts.append(hashes[:, :used][:, live])
-        if not ids_parts:
-            return np.zeros(0, np.int64), np.zeros((4, 0), np.uint64)
-        return np.concatenate(ids_parts), np.concatenate(word_parts, axis=1)
+    def _live_rows(self) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        parts = []
+        for chunk, used in self._chunks_in_use():
+            ids, (first64, next32, last160) = chunk.rows(used)
+            live = ids != _TOMBSTONE
+            parts.append((ids[live], first64[live], next32[live], last160[:, live]))
+        if not parts:
+            return np.zeros(0, np.int64), _split_words(np.zeros((4, 0), np.uint64))
+        ids, first64, next32, last160 = (np.concatenate(column, axis=-1) for column in zip(*parts, strict=True))
+        return ids, (first64, next32, last160)
 
     def iter_entries(self) -> Iterable[tuple[int, str]]:
         """Live (entry_id, pdq_hex) rows, for audits and re-exports."""
-        ids, words = self._live_rows()
-        return zip(ids.tolist(), words_to_pdq_hex(words), strict=True)
+        ids, columns = self._live_rows()
+        return zip(ids.tolist(), words_to_pdq_hex(_join_words(*columns)), strict=True)
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:

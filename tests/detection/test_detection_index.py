@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def test_matches_brute_force_seeded_with_tombstones(monkeypatch: pytest.MonkeyPa
     live = ~np.isin(ids, list(removed))
     for k in range(60):
         q = near(words[:, int(rng.integers(n))], rng, int(rng.integers(0, 40)))
-        t = int(rng.choice([0, 8, 16, 31, 40, 70]))
+        t = int(rng.choice([0, 8, 16, 31, 40, 70, 256]))  # 256: every row matches
         assert index.query(q, t) == brute_force(ids[live], words[:, live], q, t), (k, t)
 
 
@@ -113,7 +114,7 @@ def test_save_load_round_trip_memmap(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     loaded = PdqIndex.load(tmp_path / "idx")
     assert len(loaded) == n - 2
-    assert isinstance(loaded._hash_chunks[0], np.memmap)
+    assert isinstance(loaded._chunks[0].first64, np.memmap)
     assert sorted(loaded.iter_entries()) == sorted(index.iter_entries())
     for i in (0, 5, 500, 999):
         assert loaded.query(hexes[i], 31) == index.query(hexes[i], 31)
@@ -124,6 +125,19 @@ def test_save_load_round_trip_memmap(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert PdqIndex.load(tmp_path / "idx").query(hexes[0], 0) == [(0, 0)]
     loaded.compact()
     assert len(loaded) == n - 2 and loaded.rows == n - 2
+
+
+def test_queries_from_threads_match_single_threaded() -> None:
+    # The scan releases the GIL and each thread has its own output buffers.
+    rng = np.random.default_rng(9)
+    words = rng.integers(0, 2**64, size=(4, 3_000), dtype=np.uint64)
+    index = PdqIndex()
+    index.add_words(np.arange(3_000), words)
+    queries = [near(words[:, i], rng, int(rng.integers(0, 40))) for i in range(0, 3_000, 30)]
+    expected = [index.query(q, 40) for q in queries]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda q: index.query(q, 40), queries)) == expected
 
 
 def test_compaction_triggers_and_preserves_results() -> None:
