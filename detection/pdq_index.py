@@ -4,8 +4,8 @@
 entries a full pairwise comparison would. Layout and tricks (see HASH_MATCHING.md):
 
 * Rows live in chunks of ``CHUNK_ROWS``. A chunk stores each 256-bit hash as three columns: bits 0-63
-  (uint64), bits 64-95 (uint32) and bits 96-255 (five uint32), plus an int64 entry-id column: 40 bytes
-  an entry, nothing else per entry.
+  (uint64), bits 64-95 (uint32) and bits 96-255 (five uint32 side by side), plus an int64 entry-id
+  column: 40 bytes an entry, nothing else per entry.
 * A query scans only the first two columns, an exact lower bound of the distance, and reads the rest
   for the few rows that pass it; the compiled loop is in ``detection.pdq_scan``.
 * Removal writes -1 into the id column (a tombstone): no rebuild, matching continues, and
@@ -84,20 +84,20 @@ def words_to_pdq_hex(words: np.ndarray) -> list[str]:
 
 
 def _split_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(4, n) uint64 words -> the scan's columns: bits 0-63, bits 64-95, bits 96-255 (five uint32 rows)."""
-    rest = words[1:]
-    halves = np.empty((6, words.shape[1]), dtype=np.uint32)
-    halves[0::2] = rest >> np.uint64(32)
-    halves[1::2] = rest & _LOW32
-    return np.ascontiguousarray(words[0]), np.ascontiguousarray(halves[0]), np.ascontiguousarray(halves[1:])
+    """(4, n) uint64 words -> the scan's columns: bits 0-63 (n,), bits 64-95 (n,), bits 96-255 (n, 5)."""
+    rest = words[1:].T
+    halves = np.empty((words.shape[1], 6), dtype=np.uint32)
+    halves[:, 0::2] = rest >> np.uint64(32)
+    halves[:, 1::2] = rest & _LOW32
+    return np.ascontiguousarray(words[0]), np.ascontiguousarray(halves[:, 0]), np.ascontiguousarray(halves[:, 1:])
 
 
 def _join_words(first64: np.ndarray, next32: np.ndarray, last160: np.ndarray) -> np.ndarray:
     """Inverse of ``_split_words``."""
-    halves = np.concatenate([next32[None, :], last160]).astype(np.uint64)
+    halves = np.column_stack([next32, last160]).astype(np.uint64)
     words = np.empty((4, first64.size), dtype=np.uint64)
     words[0] = first64
-    words[1:] = (halves[0::2] << np.uint64(32)) | halves[1::2]
+    words[1:] = ((halves[:, 0::2] << np.uint64(32)) | halves[:, 1::2]).T
     return words
 
 
@@ -107,7 +107,7 @@ class _Chunk:
 
     first64: np.ndarray  # (capacity,) uint64, bits 0-63
     next32: np.ndarray  # (capacity,) uint32, bits 64-95
-    last160: np.ndarray  # (5, capacity) uint32, bits 96-255
+    last160: np.ndarray  # (capacity, 5) uint32, bits 96-255: a row's 20 bytes together, read only on a match
     ids: np.ndarray  # (capacity,) int64; _TOMBSTONE marks a removed row
 
     @classmethod
@@ -115,7 +115,7 @@ class _Chunk:
         return cls(
             np.zeros(capacity, dtype=np.uint64),
             np.zeros(capacity, dtype=np.uint32),
-            np.zeros((5, capacity), dtype=np.uint32),
+            np.zeros((capacity, 5), dtype=np.uint32),
             np.full(capacity, _TOMBSTONE, dtype=np.int64),
         )
 
@@ -125,11 +125,11 @@ class _Chunk:
 
     def write(self, at: int, ids: np.ndarray, columns: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         end = at + ids.size
-        self.first64[at:end], self.next32[at:end], self.last160[:, at:end] = columns
+        self.first64[at:end], self.next32[at:end], self.last160[at:end] = columns
         self.ids[at:end] = ids
 
     def rows(self, used: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return self.ids[:used], (self.first64[:used], self.next32[:used], self.last160[:, :used])
+        return self.ids[:used], (self.first64[:used], self.next32[:used], self.last160[:used])
 
 
 class _Scratch(threading.local):
@@ -203,7 +203,7 @@ class PdqIndex:
             if start + take > self._chunks[-1].capacity:
                 self._grow_tail(start + take)
             part = slice(done, done + take)
-            self._chunks[-1].write(start, ids[part], (columns[0][part], columns[1][part], columns[2][:, part]))
+            self._chunks[-1].write(start, ids[part], (columns[0][part], columns[1][part], columns[2][part]))
             self._tail_rows += take
             self._rows += take
             done += take
@@ -257,7 +257,7 @@ class PdqIndex:
 
     def _query_words(self, q: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
         first64, next32, last160 = _split_words(q.reshape(4, 1))
-        query = np.concatenate([first64, next32, last160[:, 0]]).astype(np.uint64)
+        query = np.concatenate([first64, next32, last160[0]]).astype(np.uint64)
         found_rows, found_distances = self._scratch.buffers(max((c.capacity for c in self._chunks), default=0))
         found: dict[int, int] = {}
         for chunk, used in self._chunks_in_use():
@@ -297,20 +297,20 @@ class PdqIndex:
         first64, next32, last160 = (np.load(path / name, mmap_mode="r") for name in _COLUMN_FILES[:3])
         # Copy-on-write: tombstones written after loading stay in this process's memory.
         ids = np.load(path / _COLUMN_FILES[3], mmap_mode="c")
-        expected = [(first64, np.uint64, (rows,)), (next32, np.uint32, (rows,)), (last160, np.uint32, (5, rows))]
+        expected = [(first64, np.uint64, (rows,)), (next32, np.uint32, (rows,)), (last160, np.uint32, (rows, 5))]
         if ids.shape != (rows,) or any(a.dtype != dtype or a.shape != shape for a, dtype, shape in expected):
             raise ValueError(f"{path}: files do not match meta.json (interrupted save?)")
         index = cls()
         full = rows // CHUNK_ROWS * CHUNK_ROWS
         for start in range(0, full, CHUNK_ROWS):
             part = slice(start, start + CHUNK_ROWS)
-            index._chunks.append(_Chunk(first64[part], next32[part], last160[:, part], ids[part]))
+            index._chunks.append(_Chunk(first64[part], next32[part], last160[part], ids[part]))
         index._rows = full
         index._tail_rows = CHUNK_ROWS if full else 0
         if rows > full:
             # The partial last chunk becomes an ordinary in-memory chunk so appends continue in place.
             rest = slice(full, rows)
-            index._append(np.asarray(ids[rest]), (first64[rest], next32[rest], last160[:, rest]))
+            index._append(np.asarray(ids[rest]), (first64[rest], next32[rest], last160[rest]))
         index._dead = int(np.count_nonzero(ids == _TOMBSTONE))
         return index
 
@@ -328,10 +328,10 @@ class PdqIndex:
         for chunk, used in self._chunks_in_use():
             ids, (first64, next32, last160) = chunk.rows(used)
             live = ids != _TOMBSTONE
-            parts.append((ids[live], first64[live], next32[live], last160[:, live]))
+            parts.append((ids[live], first64[live], next32[live], last160[live]))
         if not parts:
             return np.zeros(0, np.int64), _split_words(np.zeros((4, 0), np.uint64))
-        ids, first64, next32, last160 = (np.concatenate(column, axis=-1) for column in zip(*parts, strict=True))
+        ids, first64, next32, last160 = (np.concatenate(column) for column in zip(*parts, strict=True))
         return ids, (first64, next32, last160)
 
     def iter_entries(self) -> Iterable[tuple[int, str]]:
