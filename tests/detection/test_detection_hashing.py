@@ -6,11 +6,22 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
+import pdqhash
 import pytest
 from PIL import Image
 
 from detection.digests import Digests, digest_bytes, digest_file
-from detection.image_hashes import ImageHashes, UnhashableMedia, hash_image, pdq_distance
+from detection.image_hashes import (
+    PDQ_SIDE,
+    ImageHashes,
+    UnhashableMedia,
+    hash_image,
+    open_image_safely,
+    pdq_bits_to_hex,
+    pdq_distance,
+    pdq_of_luma,
+)
 from detection.media_hashes import MediaHashes, hash_media
 
 
@@ -43,6 +54,17 @@ def test_hash_image_fields(image_bytes: bytes) -> None:
 def test_fast_path_drift_is_small(make_image, encode_image) -> None:
     big = encode_image(make_image(7, (2048, 1536)), quality=90)
     assert pdq_distance(hash_image(big).pdq, hash_image(big, fast=False).pdq) <= 16
+
+
+def test_luma_decode_gives_the_pdq_of_the_rgb_pixels(make_image, encode_image) -> None:
+    # hash_image decodes JPEGs straight to luma; pdqhash on the RGB decode is the reference it replaces.
+    data = encode_image(make_image(5, (1024, 768)), quality=90)
+    with Image.open(io.BytesIO(data)) as im:
+        rgb = np.asarray(im.convert("RGB").resize((PDQ_SIDE, PDQ_SIDE), Image.Resampling.BOX))
+    reference = pdq_bits_to_hex(pdqhash.compute(rgb)[0])
+    luma, _, _ = open_image_safely(data, target_side=None, mode="L")
+    pdq, _, _ = pdq_of_luma(luma)
+    assert pdq_distance(pdq, reference) <= 4
 
 
 def test_near_duplicates_are_close_and_unrelated_far(make_image, encode_image) -> None:
