@@ -150,7 +150,7 @@ def pdq_of_luma(
     the luma unchanged, the same value (up to rounding) an RGB decode would have produced.
     """
     grey = np.asarray(luma if side is None else _reduce(luma, side), dtype=np.uint8)
-    pixels = np.repeat(grey[:, :, None], 3, axis=2)
+    pixels = np.broadcast_to(grey[:, :, None], (*grey.shape, 3))  # a view: the channels are not copied
     if dihedral:
         vectors, quality = pdqhash.compute_dihedral(pixels)
         hashes = tuple(pdq_bits_to_hex(v) for v in vectors)
