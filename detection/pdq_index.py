@@ -92,6 +92,12 @@ def _split_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.ascontiguousarray(words[0]), np.ascontiguousarray(halves[:, 0]), np.ascontiguousarray(halves[:, 1:])
 
 
+def _query_columns(digest: bytes) -> np.ndarray:
+    """A 32-byte PDQ hash split like the stored columns (bits 0-63, 64-95, five words of 96-255), as uint64."""
+    words32 = np.frombuffer(digest, dtype=">u4").astype(np.uint64)
+    return np.concatenate([[(words32[0] << np.uint64(32)) | words32[1]], words32[2:]])
+
+
 def _join_words(first64: np.ndarray, next32: np.ndarray, last160: np.ndarray) -> np.ndarray:
     """Inverse of ``_split_words``."""
     halves = np.column_stack([next32, last160]).astype(np.uint64)
@@ -252,12 +258,11 @@ class PdqIndex:
         """
         if not 0 <= max_distance <= 256:
             raise ValueError("max_distance must be between 0 and 256")
-        q = pdq_hex_to_words([pdq_hex])
-        return self._query_words(q[:, 0], max_distance)
+        if not _is_pdq_hex(pdq_hex):
+            raise ValueError(f"not a 64-hex-digit PDQ hash: {str(pdq_hex)[:80]!r}")
+        return self._scan(_query_columns(bytes.fromhex(pdq_hex)), max_distance)
 
-    def _query_words(self, q: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
-        first64, next32, last160 = _split_words(q.reshape(4, 1))
-        query = np.concatenate([first64, next32, last160[0]]).astype(np.uint64)
+    def _scan(self, query: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
         found_rows, found_distances = self._scratch.buffers(max((c.capacity for c in self._chunks), default=0))
         found: dict[int, int] = {}
         for chunk, used in self._chunks_in_use():
