@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
+from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
 from workflows.screening import ScreeningWorkflow
@@ -71,6 +73,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
 
 
 async def run(settings: Settings) -> None:
+    cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
     client = await connect(settings)
     engine = make_engine(settings.resolved_database_url)
     async with case_worker(client, settings, engine):
@@ -81,4 +84,5 @@ if __name__ == "__main__":
     from tipline.logging import configure_logging
 
     configure_logging()
-    asyncio.run(run(Settings()))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(run(Settings()))

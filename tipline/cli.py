@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from pathlib import Path
 
 from tipline.logging import configure_logging
@@ -26,7 +27,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     import worker
 
     configure_logging()
-    asyncio.run(worker.run(_settings(args)))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(worker.run(_settings(args)))
 
 
 def cmd_api(args: argparse.Namespace) -> None:

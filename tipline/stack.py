@@ -20,6 +20,7 @@ from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
+from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
@@ -86,6 +87,7 @@ async def wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes]
 
 
 async def run_stack(settings: Settings) -> None:
+    cancel_on_sigterm()
     first_start = ensure_local_config(settings)
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
@@ -123,7 +125,7 @@ def print_banner(settings: Settings, api_url: str, first_start: bool) -> None:
         "",
         f"An API key:  {os.path.relpath(tipline)} apikey create --org {DEMO_ORG} --role child_safety_moderator",
         f"A demo:      {os.path.relpath(tipline)} demo   (in another terminal)",
-        "Ctrl-C stops every part.",
+        "Ctrl-C (or SIGTERM) stops every part.",
     ]
     if settings.ncmec_xsd_path is None:
         lines.insert(-1, "Reports are not checked against NCMEC's XSD: set TIPLINE_NCMEC_XSD_PATH to validate them.")
@@ -131,6 +133,6 @@ def print_banner(settings: Settings, api_url: str, first_start: bool) -> None:
 
 
 def main(settings: Settings) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run_stack(settings))
     print("Tipline stopped.", flush=True)
