@@ -21,6 +21,7 @@ from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
+from detection import pdq_index
 from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
@@ -41,6 +42,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     filing = FilingActivities(settings, engine, store)
     matcher = BankMatcher(engine)
     await asyncio.to_thread(matcher.load)
+    await asyncio.to_thread(pdq_index.warm_up)
     detection = DetectionActivities(settings, store, matcher)
     triage = TriageActivities(settings, engine, client)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:

@@ -345,6 +345,13 @@ class PdqIndex:
         return zip(ids.tolist(), words_to_pdq_hex(_join_words(*columns)), strict=True)
 
 
+def warm_up() -> None:
+    """Compile the scan (or load it from numba's on-disk cache) now, not during the first match."""
+    index = PdqIndex()
+    index.add([0], ["0" * _PDQ_HEX_LEN])
+    index.query("0" * _PDQ_HEX_LEN, 0)
+
+
 def _write_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_suffix(".npy.tmp")
     with open(tmp, "wb") as f:

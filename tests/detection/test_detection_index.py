@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -193,3 +195,14 @@ def test_load_rejects_mismatched_files(tmp_path: Path) -> None:
     np.save(tmp_path / "entry_ids.npy", np.arange(5, dtype=np.int64))
     with pytest.raises(ValueError, match="do not match"):
         PdqIndex.load(tmp_path)
+
+
+def test_warm_up_compiles_the_scan_before_any_query() -> None:
+    # In a fresh interpreter, as a worker starts: nothing compiled until warm_up, then the scan is ready.
+    code = (
+        "from detection import pdq_index, pdq_scan\n"
+        "assert not pdq_scan.scan_chunk.signatures\n"
+        "pdq_index.warm_up()\n"
+        "assert pdq_scan.scan_chunk.signatures\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
