@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeVar
 
+import numpy as np
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -59,6 +61,27 @@ class DigestIndex:
                 _multi_discard(self._by_digest, key, int(entry_id))
                 removed += 1
         return removed
+
+    def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (entry id, digest) pair as (n,) int64 ids and (n, width) uint8 keys, for a snapshot."""
+        pairs = [(i, k) for i, keys in self._by_id.items() for k in (keys if isinstance(keys, list) else (keys,))]
+        ids = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs))
+        keys = np.frombuffer(b"".join(k for _, k in pairs), dtype=np.uint8).reshape(len(pairs), self._width)
+        return ids, keys
+
+    @classmethod
+    def from_arrays(cls, hash_type: DigestType, ids: np.ndarray, keys: np.ndarray) -> DigestIndex:
+        """Inverse of ``to_arrays``."""
+        index = cls(hash_type)
+        if keys.shape != (ids.size, index._width):
+            raise ValueError(f"{hash_type} keys of shape {keys.shape} for {ids.size} ids")
+        raw = np.ascontiguousarray(keys).tobytes()
+        width = index._width
+        for row, entry_id in enumerate(ids.tolist()):
+            key = raw[row * width : (row + 1) * width]
+            _multi_add(index._by_digest, key, entry_id)
+            _multi_add(index._by_id, entry_id, key)
+        return index
 
     def query(self, digest_hex: str) -> list[tuple[int, int]]:
         try:

@@ -20,22 +20,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Connection, Engine, select
 
 from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
-from detection.digest_index import DigestIndex
+from detection.loaded_bank import DIGEST_TYPES, LoadedBank
 from detection.media_hashes import MediaHashes
-from detection.pdq_index import PdqIndex
 from models.hash_banks import BankHashType, BankSource
 
 # 64-bit pHash: edits and 2-5 % crops land at 0-12 bits, unrelated images rarely below 18 (HASH_MATCHING.md).
 PHASH_DISTANCE = 10
 # A crop-resistant hash matches when one segment's 64-bit dhash is this close to a stored segment's.
 CROP_SEGMENT_DISTANCE = 10
-_DIGEST_TYPES = (BankHashType.MD5, BankHashType.SHA1, BankHashType.SHA256)
 _LOAD_BATCH = 100_000
 _DELTA_BATCH = 20_000
 
@@ -99,102 +96,6 @@ class _ReadWriteLock:
                 self._cond.notify_all()
 
 
-class _Hash64Index:
-    """Brute-force Hamming search over 64-bit hashes; small by design (own-reports banks only)."""
-
-    def __init__(self) -> None:
-        self._hashes = np.zeros(0, dtype=np.uint64)
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._rows = 0
-
-    def __len__(self) -> int:
-        return int(np.count_nonzero(self._ids[: self._rows] >= 0))
-
-    def add(self, entry_ids: list[int], hashes: list[int]) -> None:
-        n = len(entry_ids)
-        if self._rows + n > self._ids.size:
-            capacity = max(1024, 2 * (self._rows + n))
-            self._hashes = np.concatenate([self._hashes[: self._rows], np.zeros(capacity - self._rows, np.uint64)])
-            self._ids = np.concatenate([self._ids[: self._rows], np.full(capacity - self._rows, -1, np.int64)])
-        self._hashes[self._rows : self._rows + n] = np.asarray(hashes, dtype=np.uint64)
-        self._ids[self._rows : self._rows + n] = entry_ids
-        self._rows += n
-
-    def remove(self, entry_ids: list[int]) -> None:
-        if entry_ids and self._rows:
-            ids = self._ids[: self._rows]
-            ids[np.isin(ids, entry_ids)] = -1
-
-    def query(self, value: int, max_distance: int) -> list[tuple[int, int]]:
-        if not self._rows:
-            return []
-        dist = np.bitwise_count(self._hashes[: self._rows] ^ np.uint64(value))
-        rows = np.flatnonzero((dist <= max_distance) & (self._ids[: self._rows] >= 0))
-        return list(zip(self._ids[rows].tolist(), dist[rows].astype(int).tolist(), strict=True))
-
-
-@dataclass(slots=True)
-class _LoadedBank:
-    id: int
-    org_id: str
-    name: str
-    source: str
-    pdq_distance: int
-    change_seq: int  # the bank's change_seq this copy reflects
-    max_id: int = 0  # the largest entry id seen (live or not)
-    pdq: PdqIndex = field(default_factory=PdqIndex)
-    digests: dict[str, DigestIndex] = field(default_factory=dict)
-    phash: _Hash64Index | None = None
-    crop: _Hash64Index | None = None
-
-    @property
-    def own_reports(self) -> bool:
-        return self.source == BankSource.OWN_REPORTS
-
-    def entries(self) -> int:
-        n = len(self.pdq) + sum(len(d) for d in self.digests.values())
-        return n + (len(self.phash) if self.phash else 0)
-
-    def add_rows(self, rows: list[tuple[int, str, str]]) -> int:
-        """Index (entry_id, hash_type, value) rows; returns how many were indexed."""
-        by_type: dict[str, tuple[list[int], list[str]]] = {}
-        for entry_id, hash_type, value in rows:
-            ids, values = by_type.setdefault(hash_type, ([], []))
-            ids.append(entry_id)
-            values.append(value)
-        added = 0
-        for hash_type, (ids, values) in by_type.items():
-            if hash_type == BankHashType.PDQ:
-                self.pdq.add(ids, values)
-            elif hash_type in _DIGEST_TYPES:
-                self.digests.setdefault(hash_type, DigestIndex(hash_type)).add(ids, values)  # type: ignore[arg-type]
-            elif hash_type == BankHashType.PHASH and self.own_reports:
-                self.phash = self.phash or _Hash64Index()
-                self.phash.add(ids, [int(v, 16) for v in values])
-            elif hash_type == BankHashType.CROP_RESISTANT and self.own_reports:
-                self.crop = self.crop or _Hash64Index()
-                seg_ids = [i for i, v in zip(ids, values, strict=True) for _ in v.split(",")]
-                self.crop.add(seg_ids, [int(s, 16) for v in values for s in v.split(",")])
-            else:
-                continue  # pHash in a shared bank: not matched, by design
-            added += len(ids)
-        return added
-
-    def remove_rows(self, rows: list[tuple[int, str]]) -> None:
-        by_type: dict[str, list[int]] = {}
-        for entry_id, hash_type in rows:
-            by_type.setdefault(hash_type, []).append(entry_id)
-        for hash_type, ids in by_type.items():
-            if hash_type == BankHashType.PDQ:
-                self.pdq.remove(ids)
-            elif hash_type in self.digests:
-                self.digests[hash_type].remove(ids)
-            elif hash_type == BankHashType.PHASH and self.phash:
-                self.phash.remove(ids)
-            elif hash_type == BankHashType.CROP_RESISTANT and self.crop:
-                self.crop.remove(ids)
-
-
 class BankMatcher:
     """In-memory matcher over all orgs' enabled banks. Thread-safe: ``match`` from many threads, ``refresh``
     from one (concurrent refreshes are serialised)."""
@@ -206,8 +107,8 @@ class BankMatcher:
         self.record_hits = record_hits
         self.phash_distance = phash_distance
         self.crop_segment_distance = crop_segment_distance
-        self._banks: dict[int, _LoadedBank] = {}
-        self._by_org: dict[str, tuple[_LoadedBank, ...]] = {}
+        self._banks: dict[int, LoadedBank] = {}
+        self._by_org: dict[str, tuple[LoadedBank, ...]] = {}
         self._lock = _ReadWriteLock()
         self._refresh_lock = threading.Lock()
         self._loaded = False
@@ -247,7 +148,7 @@ class BankMatcher:
                     with self._lock.write():
                         current.name, current.pdq_distance = r.name, r.pdq_distance
             with self._lock.write():
-                by_org: dict[str, list[_LoadedBank]] = {}
+                by_org: dict[str, list[LoadedBank]] = {}
                 for bank in self._banks.values():
                     by_org.setdefault(bank.org_id, []).append(bank)
                 self._by_org = {org: tuple(sorted(banks, key=lambda b: b.id)) for org, banks in by_org.items()}
@@ -255,14 +156,14 @@ class BankMatcher:
         return RefreshStats(loaded, dropped, added, removed, time.perf_counter() - started)
 
     def _build(self, conn: Connection, bank_id: int, org_id: str, name: str, source: str, distance: int,
-               change_seq: int) -> _LoadedBank:
+               change_seq: int) -> LoadedBank:
         # change_seq was read before these rows: anything committed in between is re-applied by the next
         # refresh, harmlessly (additions start above max_id, removals of absent rows are no-ops).
-        bank = _LoadedBank(bank_id, org_id, name, source, distance, change_seq)
+        bank = LoadedBank(bank_id, org_id, name, source, distance, change_seq)
         query = (select(ENTRY.c.id, ENTRY.c.hash_type, ENTRY.c.value)
                  .where(ENTRY.c.bank_id == bank_id, ENTRY.c.deleted_at.is_(None)))
         if source != BankSource.OWN_REPORTS:
-            query = query.where(ENTRY.c.hash_type.in_([BankHashType.PDQ.value, *(t.value for t in _DIGEST_TYPES)]))
+            query = query.where(ENTRY.c.hash_type.in_([BankHashType.PDQ.value, *(t.value for t in DIGEST_TYPES)]))
         # The largest id before the rows are read, so that tombstoned or skipped rows above the live maximum
         # are not "new" next time; read after, it could cover a row committed after the scan and lose it.
         top = conn.execute(select(ENTRY.c.id).where(ENTRY.c.bank_id == bank_id)
@@ -277,7 +178,7 @@ class BankMatcher:
         bank.max_id = max_id
         return bank
 
-    def _apply_delta(self, conn: Connection, bank: _LoadedBank, change_seq: int) -> tuple[int, int]:
+    def _apply_delta(self, conn: Connection, bank: LoadedBank, change_seq: int) -> tuple[int, int]:
         added = 0
         new_rows = conn.execution_options(stream_results=True, yield_per=_DELTA_BATCH).execute(
             select(ENTRY.c.id, ENTRY.c.hash_type, ENTRY.c.value, ENTRY.c.deleted_at)
@@ -311,9 +212,9 @@ class BankMatcher:
         """Every live, non-allowlisted bank entry this media item matches, best first; hits are recorded."""
         if not self._loaded:
             self.load()
-        candidates: dict[int, tuple[_LoadedBank, int]] = {}  # entry id -> (bank, distance)
+        candidates: dict[int, tuple[LoadedBank, int]] = {}  # entry id -> (bank, distance)
 
-        def found(bank: _LoadedBank, hits: list[tuple[int, int]]) -> None:
+        def found(bank: LoadedBank, hits: list[tuple[int, int]]) -> None:
             for entry_id, distance in hits:
                 previous = candidates.get(entry_id)
                 if previous is None or distance < previous[1]:
@@ -341,7 +242,7 @@ class BankMatcher:
             return []
         return self._confirm(org_id, hashes, candidates)
 
-    def _confirm(self, org_id: str, hashes: MediaHashes, candidates: dict[int, tuple[_LoadedBank, int]]
+    def _confirm(self, org_id: str, hashes: MediaHashes, candidates: dict[int, tuple[LoadedBank, int]]
                  ) -> list[BankMatch]:
         entries = [e for e in self.repository.get_entries(candidates) if e.deleted_at is None]
         media_values: dict[str, str] = {
