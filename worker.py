@@ -40,7 +40,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
-    matcher = BankMatcher(engine)
+    matcher = BankMatcher(engine, snapshot_dir=settings.data_dir / "bank-snapshots")
     await asyncio.to_thread(matcher.load)
     await asyncio.to_thread(pdq_index.warm_up)
     detection = DetectionActivities(settings, store, matcher)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -93,10 +94,12 @@ def run(label: str, url: str, big: Path, small: Path, samples: list[str]) -> Non
     print(f"[{label}] re-import of the same file (all duplicates: {again.duplicates:,}): "
           f"{time.perf_counter() - t:.1f} s")
 
-    matcher = BankMatcher(engine, record_hits=False)
+    snapshots = Path(tempfile.mkdtemp(prefix="bank-snapshots-"))
+    matcher = BankMatcher(engine, record_hits=False, snapshot_dir=snapshots)
     t = time.perf_counter()
     matcher.load()
-    print(f"[{label}] matcher full load: {time.perf_counter() - t:.1f} s, {matcher.entry_count():,} entries indexed")
+    print(f"[{label}] matcher full load (and first snapshot): {time.perf_counter() - t:.1f} s, "
+          f"{matcher.entry_count():,} entries indexed")
 
     t = time.perf_counter()
     stats = matcher.refresh()
@@ -113,6 +116,14 @@ def run(label: str, url: str, big: Path, small: Path, samples: list[str]) -> Non
     stats = matcher.refresh()
     print(f"[{label}] refresh after {removed:,} tombstones: {1000 * (time.perf_counter() - t):.0f} ms "
           f"(-{stats.entries_removed:,})")
+
+    t = time.perf_counter()
+    restarted = BankMatcher(engine, record_hits=False, snapshot_dir=snapshots)
+    stats = restarted.load()
+    print(f"[{label}] matcher restart from its snapshot, catching up on the changes above: "
+          f"{time.perf_counter() - t:.2f} s ({stats.banks_restored} banks restored, +{stats.entries_added:,} "
+          f"-{stats.entries_removed:,}; {restarted.entry_count():,} entries)")
+    shutil.rmtree(snapshots, ignore_errors=True)
 
     latencies = []
     hits = 0

@@ -68,6 +68,7 @@ class LoadedBank:
     pdq_distance: int
     change_seq: int  # the bank's change_seq this copy reflects
     max_id: int = 0  # the largest entry id seen (live or not)
+    unsaved_changes: int = 0  # rows added or removed since the bank's last snapshot
     pdq: PdqIndex = field(default_factory=PdqIndex)
     digests: dict[str, DigestIndex] = field(default_factory=dict)
     phash: Hash64Index | None = None

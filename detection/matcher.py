@@ -8,6 +8,8 @@ for own-reports banks only, brute-force indexes of 64-bit pHashes and crop-resis
 ``models/hash_banks.py``: new rows are those above the largest entry id already seen, removals are the
 tombstones newer than the sequence already seen. A bank that is new (or re-enabled) is built outside the lock
 and swapped in; deltas are applied under a short write lock, so ``match`` calls are never held up for long.
+With a ``snapshot_dir``, a bank is first looked for in its snapshot (``detection/bank_snapshot.py``) and only
+built from every entry when there is no usable one; a restart then costs a file read plus the delta.
 
 Only hashes and entry ids live in memory. On a candidate match the matcher reads the entry rows (so an
 entry tombstoned since the last refresh no longer matches, and classifications are current), filters the
@@ -21,9 +23,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, select
 
+from detection.bank_snapshot import bank_identity, load_snapshot, save_snapshot
 from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
 from detection.loaded_bank import DIGEST_TYPES, LoadedBank
 from detection.media_hashes import MediaHashes
@@ -33,6 +38,9 @@ from models.hash_banks import BankHashType, BankSource
 PHASH_DISTANCE = 10
 # A crop-resistant hash matches when one segment's 64-bit dhash is this close to a stored segment's.
 CROP_SEGMENT_DISTANCE = 10
+# A bank is snapshotted again once this many rows (or a tenth of the bank) changed since its last snapshot,
+# so the delta a restart applies stays small.
+SNAPSHOT_AFTER_CHANGES = 10_000
 _LOAD_BATCH = 100_000
 _DELTA_BATCH = 20_000
 
@@ -50,7 +58,8 @@ class BankMatch:
 
 @dataclass(frozen=True, slots=True)
 class RefreshStats:
-    banks_loaded: int = 0  # built from scratch (new, re-enabled, or first load)
+    banks_loaded: int = 0  # built from the database (new, re-enabled, or first load without a snapshot)
+    banks_restored: int = 0  # read from a snapshot, then brought up to date
     banks_dropped: int = 0  # disabled or deleted
     entries_added: int = 0
     entries_removed: int = 0
@@ -101,8 +110,10 @@ class BankMatcher:
     from one (concurrent refreshes are serialised)."""
 
     def __init__(self, engine: Engine, *, record_hits: bool = True, phash_distance: int = PHASH_DISTANCE,
-                 crop_segment_distance: int = CROP_SEGMENT_DISTANCE) -> None:
+                 crop_segment_distance: int = CROP_SEGMENT_DISTANCE, snapshot_dir: Path | None = None) -> None:
         self.engine = engine
+        # Where banks are snapshotted so a restart reads files instead of every entry (see bank_snapshot).
+        self.snapshot_dir = snapshot_dir
         self.repository = BankRepository(engine)
         self.record_hits = record_hits
         self.phash_distance = phash_distance
@@ -121,10 +132,10 @@ class BankMatcher:
 
     def refresh(self) -> RefreshStats:
         started = time.perf_counter()
-        loaded = dropped = added = removed = 0
+        loaded = restored = dropped = added = removed = 0
         with self._refresh_lock, self.engine.connect() as conn:
             rows = conn.execute(select(BANK.c.id, BANK.c.org_id, BANK.c.name, BANK.c.source, BANK.c.enabled,
-                                       BANK.c.pdq_distance, BANK.c.change_seq)).all()
+                                       BANK.c.pdq_distance, BANK.c.change_seq, BANK.c.created_at)).all()
             wanted = {r.id for r in rows if r.enabled}
             for bank_id in [b for b in self._banks if b not in wanted]:
                 with self._lock.write():
@@ -134,16 +145,28 @@ class BankMatcher:
                 if not r.enabled:
                     continue
                 current = self._banks.get(r.id)
+                identity = bank_identity(r.id, r.org_id, r.source, r.created_at)
                 if current is None:
-                    fresh = self._build(conn, r.id, r.org_id, r.name, r.source, r.pdq_distance, r.change_seq)
+                    restoration = self._restore(conn, r, identity)
+                    if restoration is None:
+                        fresh = self._build(conn, r.id, r.org_id, r.name, r.source, r.pdq_distance, r.change_seq)
+                        self._save(fresh, identity)
+                        loaded += 1
+                    else:
+                        fresh, n_added, n_removed = restoration
+                        restored += 1
+                        added += n_added
+                        removed += n_removed
                     with self._lock.write():
                         self._banks[r.id] = fresh
-                    loaded += 1
                     continue
                 if current.change_seq != r.change_seq:
                     n_added, n_removed = self._apply_delta(conn, current, r.change_seq)
                     added += n_added
                     removed += n_removed
+                    current.unsaved_changes += n_added + n_removed
+                    if current.unsaved_changes > max(SNAPSHOT_AFTER_CHANGES, current.entries() // 10):
+                        self._save(current, identity)
                 if (current.name, current.pdq_distance) != (r.name, r.pdq_distance):
                     with self._lock.write():
                         current.name, current.pdq_distance = r.name, r.pdq_distance
@@ -153,7 +176,27 @@ class BankMatcher:
                     by_org.setdefault(bank.org_id, []).append(bank)
                 self._by_org = {org: tuple(sorted(banks, key=lambda b: b.id)) for org, banks in by_org.items()}
             self._loaded = True
-        return RefreshStats(loaded, dropped, added, removed, time.perf_counter() - started)
+        return RefreshStats(loaded, restored, dropped, added, removed, time.perf_counter() - started)
+
+    def _restore(self, conn: Connection, row: Row[Any], identity: str) -> tuple[LoadedBank, int, int] | None:
+        """The bank from its snapshot brought up to date by the usual delta, with the rows added and removed;
+        None without a usable snapshot."""
+        if self.snapshot_dir is None:
+            return None
+        empty = LoadedBank(row.id, row.org_id, row.name, row.source, row.pdq_distance, row.change_seq)
+        bank = load_snapshot(self.snapshot_dir, identity, empty)
+        if bank is None:
+            return None
+        added = removed = 0
+        if bank.change_seq != row.change_seq:
+            added, removed = self._apply_delta(conn, bank, row.change_seq)
+            bank.unsaved_changes = added + removed
+        return bank, added, removed
+
+    def _save(self, bank: LoadedBank, identity: str) -> None:
+        if self.snapshot_dir is not None:
+            save_snapshot(self.snapshot_dir, bank, identity)
+            bank.unsaved_changes = 0
 
     def _build(self, conn: Connection, bank_id: int, org_id: str, name: str, source: str, distance: int,
                change_seq: int) -> LoadedBank:
