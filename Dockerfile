@@ -13,4 +13,6 @@ RUN pip install --no-cache-dir .
 RUN useradd --create-home tipline && mkdir /data && chown tipline /data
 USER tipline
 ENV TIPLINE_DATA_DIR=/data
+# numba caches the compiled PDQ scan beside its source by default; site-packages is not writable here.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 ENTRYPOINT ["tipline"]
