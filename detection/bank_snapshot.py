@@ -69,6 +69,15 @@ def save_snapshot(root: Path, bank: LoadedBank, identity: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def prune_snapshots(root: Path, bank_ids: set[int]) -> None:
+    """Delete the snapshots of banks that no longer exist, and leftovers of saves cut short."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if not (path.name.isdigit() and int(path.name) in bank_ids):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def load_snapshot(root: Path, identity: str, fresh: LoadedBank) -> LoadedBank | None:
     """``fresh`` (an empty bank with the database's current fields) filled from its snapshot, or None.
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 
-from detection.bank_snapshot import bank_identity, load_snapshot, save_snapshot
+from detection.bank_snapshot import bank_identity, load_snapshot, prune_snapshots, save_snapshot
 from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
 from detection.loaded_bank import DIGEST_TYPES, LoadedBank
 from detection.media_hashes import MediaHashes
@@ -136,6 +136,8 @@ class BankMatcher:
         with self._refresh_lock, self.engine.connect() as conn:
             rows = conn.execute(select(BANK.c.id, BANK.c.org_id, BANK.c.name, BANK.c.source, BANK.c.enabled,
                                        BANK.c.pdq_distance, BANK.c.change_seq, BANK.c.created_at)).all()
+            if self.snapshot_dir is not None and not self._loaded:
+                prune_snapshots(self.snapshot_dir, {r.id for r in rows})  # disabled banks keep theirs
             wanted = {r.id for r in rows if r.enabled}
             for bank_id in [b for b in self._banks if b not in wanted]:
                 with self._lock.write():

@@ -129,3 +129,14 @@ def test_a_bank_is_snapshotted_again_after_enough_changes(
     matcher.refresh()  # 4 changes since the snapshot: saved again
     assert json.loads(meta_path.read_text())["change_seq"] > saved_seq
     assert _fresh_matcher(engine, tmp_path).load().entries_added == 0  # a restart has nothing to catch up
+
+
+def test_snapshots_of_deleted_banks_and_cut_short_saves_are_pruned(engine: Engine, tmp_path: Path) -> None:
+    repo, org = BankRepository(engine), _org()
+    bank = repo.create_bank(org, "list")
+    repo.add_entries(bank, [NewEntry("pdq", _random_pdq(np.random.default_rng(7), 1)[0], None, None)])
+    (tmp_path / "999999999").mkdir()  # a bank that no longer exists
+    (tmp_path / f"{bank.id}.tmp-abcdef12").mkdir()  # a save cut short
+    _fresh_matcher(engine, tmp_path).load()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.isdigit()) == []
+    assert (tmp_path / str(bank.id)).is_dir() and not (tmp_path / "999999999").exists()
