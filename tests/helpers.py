@@ -21,6 +21,8 @@ from tipline.synthetic import synthetic_image
 T = TypeVar("T")
 ORG = "acme"
 OTHER_ORG = "globex"
+# Only the browser test files here, so its reviewer queue holds just its own case.
+REVIEW_PAGE_ORG = "initech"
 
 
 @dataclass

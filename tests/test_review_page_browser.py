@@ -1,0 +1,86 @@
+"""The review page in a real browser (Debian's Chromium, driven by Playwright): a reviewer opens the queue,
+classifies with the keyboard, writes an urgency reason, submits, and the case files what they chose.
+
+Skipped where Chromium is not installed (``apt-get install chromium``); CI's machine has it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+
+import httpx
+import pytest
+from playwright import async_api as playwright_api
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from api.app import create_app
+from models.records import Role
+from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
+from tipline.http_server import serve_app
+from tipline.settings import Settings
+from tipline.synthetic import synthetic_image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+
+URGENCY_REASON = "Live stream 2 announced\nfor tonight"  # digits and Enter: text, not shortcuts
+
+
+async def test_a_reviewer_classifies_and_submits_from_the_page(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine
+) -> None:
+    platform = headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG)
+    reviewer_key = api_keys[REVIEW_PAGE_ORG][Role.MODERATOR_MANAGER]
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+    response = await api.post("/v1/content/upload", headers=platform,
+                              data={"content_id": "m1", "creator_id": f"user-{uuid.uuid4().hex[:8]}"},
+                              files={"file": ("a.png", synthetic_image(31), "image/png")})
+    case_ref = response.json()["case_ref"]
+
+    async def preserved() -> bool:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return case.get("status") == "awaiting_review" and bool(case["media"]) and case["media"][0]["evidence"]
+
+    await eventually(preserved, what="the case awaiting review with its media preserved")
+
+    app = create_app(settings, temporal=temporal_client, engine=engine)
+    async with serve_app(app) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{url}/review")
+            await page.fill("#key", reviewer_key)
+            await page.click("#load")
+            await page.click(f'.case[data-case-ref="{case_ref}"]')
+            image = page.locator(".media img").first
+            await playwright_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
+            assert "blur" in await image.evaluate("img => getComputedStyle(img).filter")  # hidden until asked
+
+            await page.keyboard.press("v")
+            await playwright_api.expect(image).to_have_css("filter", "none")
+            await page.keyboard.press("2")  # A2
+            await page.keyboard.press("a")
+            await page.keyboard.press("i")  # annotation: infant
+            await page.fill("#urgency", "")
+            await page.click("#urgency")
+            await page.keyboard.type(URGENCY_REASON.split("\n")[0])
+            await page.keyboard.press("Enter")  # a new line in the reason, not a submission
+            await page.keyboard.type(URGENCY_REASON.split("\n")[1])
+            await playwright_api.expect(page.locator(".media b").first).to_have_text("A2")
+            await page.click("text=Submit CyberTip")
+            await playwright_api.expect(page.locator("#case")).to_have_text("Submitted: the CyberTip is being filed.")
+            assert await page.locator("#error").text_content() == ""
+        finally:
+            await browser.close()
+
+    async def decided() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return case if case.get("decision") else None
+
+    case = await eventually(decided, what="the decision in the case")
+    [media] = case["decision"]["media"]
+    assert (media["media_id"], media["reported"], media["classification"]) == ("m1", True, "A2")
+    assert media["annotations"] == ["infant"]
+    assert case["decision"]["escalate_to_high_priority"] == URGENCY_REASON
