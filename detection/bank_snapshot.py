@@ -104,7 +104,7 @@ def load_snapshot(root: Path, identity: str, fresh: LoadedBank) -> LoadedBank | 
             setattr(fresh, name, Hash64Index.from_arrays(ids, hashes))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as error:  # cut short, edited or from another version
+    except Exception as error:  # noqa: BLE001 - cut short, edited, another version: it is only a cache
         log.warning("bank_snapshot_unreadable", bank_id=fresh.id, error=type(error).__name__)
         return None
     return fresh

@@ -104,6 +104,7 @@ def test_a_damaged_snapshot_falls_back_to_the_database(engine: Engine, tmp_path:
                             NewEntry("md5", media.digests.md5, "e2", None)])
     _fresh_matcher(engine, tmp_path).load()
     (tmp_path / str(bank.id) / "md5_keys.npy").write_bytes(b"not a numpy file")
+    (tmp_path / str(bank.id) / "md5_ids.npy").write_bytes(b"")  # cut short by a power loss
 
     matcher = _fresh_matcher(engine, tmp_path)
     assert matcher.load().banks_loaded >= 1
