@@ -36,7 +36,7 @@ def bank_identity(bank_id: int, org_id: str, source: str, created_at: object) ->
 
 
 def save_snapshot(root: Path, bank: LoadedBank, identity: str) -> None:
-    """Write ``bank`` under ``root``, replacing its previous snapshot in one rename. Never raises for I/O."""
+    """Write ``bank`` under ``root``, replacing its previous snapshot in one rename. Never raises."""
     final = root / str(bank.id)
     work = root / f"{bank.id}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -64,7 +64,7 @@ def save_snapshot(root: Path, bank: LoadedBank, identity: str) -> None:
             os.replace(final, retired)
         os.replace(work, final)
         shutil.rmtree(retired, ignore_errors=True)
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - a snapshot not saved costs a slower restart, nothing else
         log.warning("bank_snapshot_not_saved", bank_id=bank.id, error=type(error).__name__)
         shutil.rmtree(work, ignore_errors=True)
 
