@@ -16,6 +16,7 @@ from detection.classifier import Priority, make_sandbox_image
 from detection.media_hashes import hash_media
 from models.records import Role
 from tests.helpers import FakePlatform, eventually, fake_platform, headers
+from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 
 ORG = "acme"
@@ -172,3 +173,34 @@ async def test_an_item_without_a_user_is_refused_with_the_field_named(api: httpx
                               headers=headers(api_keys, Role.PLATFORM))
     assert response.status_code == 422
     assert "body.creator_id" in [e["field"] for e in response.json()["errors"]]
+
+
+async def test_an_item_sent_with_its_bytes_is_screened_like_one_sent_by_url(
+    api: httpx.AsyncClient, api_keys: dict
+) -> None:
+    name = uuid.uuid4().hex[:12]
+    image = make_sandbox_image(Priority.VERY_HIGH, seed=4)
+    response = await api.post("/v1/screenings/upload", headers=headers(api_keys, Role.PLATFORM),
+                              data={"content_id": f"c-{name}", "creator_id": f"user-{name}"},
+                              files={"file": ("photo.png", image, "image/png")})
+    assert response.status_code == 202, response.text
+    outcome = await outcome_of(api, api_keys, response.json()["screening_ref"])
+    assert outcome["route"] == "ncmec" and outcome["analysis"]["classifier_priority"] == "VERY_HIGH"
+    media = await case_item(api, api_keys, outcome["case_ref"], f"c-{name}")
+    assert [r["kind"] for r in media["reasons"]] == ["classifier"]
+    preserved = await api.get(media["content_url"], headers=headers(api_keys, Role.ADMIN))
+    assert preserved.content == image
+
+
+async def test_an_unauthenticated_upload_is_refused_before_anything_is_stored(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    def stored() -> int:
+        return sum(1 for path in settings.resolved_evidence_dir.rglob("*") if path.is_file())
+
+    before = stored()
+    for path in ("/v1/screenings/upload", "/v1/content/upload"):
+        response = await api.post(path, data={"content_id": "c", "creator_id": "u"},
+                                  files={"file": ("x.png", synthetic_image(5), "image/png")})
+        assert response.status_code == 401, response.text
+    assert stored() == before

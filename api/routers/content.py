@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, Json, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from models.case import (
     ContentItem,
     ConversationThread,
     EnqueueReason,
+    EvidenceRef,
     MediaSource,
     PlatformIndicators,
 )
@@ -62,10 +64,14 @@ async def send_content(body: ContentByUrl, principal: Platform, temporal: Tempor
     return await _enqueue(temporal, settings, principal.org_id, body, MediaSource(url=body.media_url))
 
 
-@router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
-             summary="Send a content item with its media bytes")
-async def upload_content(
-    principal: Platform, temporal: Temporal, settings: AppSettings, store: Store,
+@dataclass(frozen=True)
+class UploadedContent:
+    metadata: ContentMetadata
+    evidence: EvidenceRef
+
+
+async def uploaded_content(
+    store: Store,
     file: Annotated[UploadFile, File(description="The media bytes")],
     content_id: Annotated[str, Form(min_length=1, max_length=200)],
     creator_id: Annotated[str, Form(min_length=1, max_length=200)],
@@ -76,7 +82,8 @@ async def upload_content(
     indicators: Annotated[Json[PlatformIndicators] | None, Form(description="PlatformIndicators as JSON")] = None,
     user: Annotated[Json[UserMetadata] | None, Form(description="UserMetadata as JSON")] = None,
     file_metadata: Annotated[Json[FileMetadata] | None, Form(description="FileMetadata as JSON")] = None,
-) -> ContentAccepted:
+) -> UploadedContent:
+    """A multipart item (the fields of ContentMetadata, and the file), its media preserved before anything else."""
     try:
         metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
                                    content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
@@ -84,9 +91,19 @@ async def upload_content(
                                    user=user, file=file_metadata)
     except ValidationError as error:
         raise RequestValidationError(error.errors()) from None
-    # Preserved before the case hears of it: the workflow gets a reference, never the bytes.
-    evidence = await run_in_threadpool(store.put_stream, file.file)
-    return await _enqueue(temporal, settings, principal.org_id, metadata, MediaSource(evidence=evidence))
+    # Preserved before a workflow hears of it: workflows get a reference, never the bytes.
+    return UploadedContent(metadata, await run_in_threadpool(store.put_stream, file.file))
+
+
+# Declared after the principal in each endpoint, so a request that fails authentication stores nothing.
+Upload = Annotated[UploadedContent, Depends(uploaded_content)]
+
+
+@router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
+             summary="Send a content item with its media bytes")
+async def upload_content(principal: Platform, temporal: Temporal, settings: AppSettings,
+                         upload: Upload) -> ContentAccepted:
+    return await _enqueue(temporal, settings, principal.org_id, upload.metadata, MediaSource(evidence=upload.evidence))
 
 
 def content_item(org_id: str, metadata: ContentMetadata, media: MediaSource,

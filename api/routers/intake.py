@@ -11,7 +11,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import AppSettings, NcmecReviewer, Platform, Temporal
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from api.routers.content import ContentByUrl, content_item
+from api.routers.content import ContentByUrl, ContentMetadata, Upload, content_item
 from models.case import EnqueueReason, MediaSource
 from models.routing import ClassifierThresholds
 from models.screening import ScreeningOutcome, ScreeningStart, screening_workflow_id
@@ -51,7 +51,17 @@ class EscalationAccepted(BaseModel):
                      "a middle priority in triage")
 async def screen(body: ContentByUrl, principal: Platform, temporal: Temporal,
                  settings: AppSettings) -> ScreeningAccepted:
-    return ScreeningAccepted(screening_ref=await _start_screening(temporal, settings, principal.org_id, body))
+    media = MediaSource(url=body.media_url)
+    return ScreeningAccepted(screening_ref=await _start_screening(temporal, settings, principal.org_id, body, media))
+
+
+@router.post("/v1/screenings/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ScreeningAccepted,
+             summary="Screen an item sent with its media bytes (multipart, the fields of /v1/content/upload)")
+async def screen_upload(principal: Platform, temporal: Temporal, settings: AppSettings,
+                        upload: Upload) -> ScreeningAccepted:
+    media = MediaSource(evidence=upload.evidence)
+    return ScreeningAccepted(
+        screening_ref=await _start_screening(temporal, settings, principal.org_id, upload.metadata, media))
 
 
 @router.get("/v1/screenings/{screening_ref}", response_model=ScreeningOutcome | None,
@@ -68,8 +78,9 @@ async def screening_outcome(screening_ref: str, principal: NcmecReviewer,
 async def user_report(body: UserReportIn, principal: Platform, temporal: Temporal,
                       settings: AppSettings) -> UserReportAccepted:
     if not body.csam:
-        return UserReportAccepted(route="screening",
-                                  screening_ref=await _start_screening(temporal, settings, principal.org_id, body))
+        screening_ref = await _start_screening(temporal, settings, principal.org_id, body,
+                                               MediaSource(url=body.media_url))
+        return UserReportAccepted(route="screening", screening_ref=screening_ref)
     reason = EnqueueReason(kind="user_report", detail=body.reason, by=body.reporter_id, at=datetime.now(UTC))
     item = content_item(principal.org_id, body, MediaSource(url=body.media_url), reason)
     return UserReportAccepted(route="ncmec", case_ref=await enqueue_content(temporal, settings, item))
@@ -84,10 +95,11 @@ async def escalate(body: EscalationIn, principal: NcmecReviewer, temporal: Tempo
     return EscalationAccepted(case_ref=await enqueue_content(temporal, settings, item))
 
 
-async def _start_screening(temporal: Temporal, settings: Settings, org_id: str, body: ContentByUrl) -> str:
+async def _start_screening(temporal: Temporal, settings: Settings, org_id: str, body: ContentMetadata,
+                           media: MediaSource) -> str:
     classifier = settings.orgs.get(org_id).classifier
     start = ScreeningStart(
-        item=content_item(org_id, body, MediaSource(url=body.media_url)),
+        item=content_item(org_id, body, media),
         thresholds=ClassifierThresholds(high_precision=classifier.high_precision, high_recall=classifier.high_recall),
     )
     workflow_id = screening_workflow_id(org_id, body.content_id)
