@@ -3,7 +3,6 @@ on loopback HTTP, a worker, and the API. One of each per test session."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import uuid
@@ -33,6 +32,7 @@ from tests.helpers import (
     PlatformCallbacks,
     Sandbox,
     WebhookReceiver,
+    new_callback_secret,
 )
 from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
@@ -105,10 +105,6 @@ async def sandbox(xsd_path: Path) -> AsyncIterator[Sandbox]:
         yield Sandbox(url=url, state=app.state.sandbox, http=http)
 
 
-def new_callback_secret() -> str:
-    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
 @pytest.fixture(scope="session")
 async def media_host() -> AsyncIterator[MediaHost]:
     """The one loopback server behind every ``fake_platform()``; the worker exempts exactly its address."""
@@ -177,9 +173,13 @@ async def platform_callbacks(webhook_receiver: WebhookReceiver) -> AsyncIterator
         state.verified_requests += 1
         if state.mode == "down":
             return Response(status_code=503)
-        if state.mode == "replayed" and state.last_answer is not None:
+        if state.mode == "replayed":
+            if state.last_answer is None:  # nothing captured yet: an answer made for another call is the same
+                other = Request({"type": "http", "headers": [(b"tipline-answer-id", b"ans_" + b"0" * 32)]})
+                replayed = signed_answer(other, b'{"screen_name": "someone-else"}')
+                return Response(replayed.body, headers=dict(replayed.headers))
             answer, headers = state.last_answer
-            return Response(answer, headers=headers)
+            return Response(answer, media_type="application/json", headers=headers)
         asked = json.loads(body)
         answer = json.dumps({"screen_name": f"enriched-{asked['user_id']}",
                              "emails": [{"value": "enriched.user@example.com"}]}).encode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -62,6 +64,11 @@ class PlatformCallbacks:
     files: dict[str, bytes] = field(default_factory=dict)
     # the last genuine enrichment answer, body and headers, for "replayed"
     last_answer: tuple[bytes, dict[str, str]] | None = None
+
+
+def new_callback_secret() -> str:
+    """An org's callback secret in the Standard Webhooks format."""
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def headers(api_keys: dict[str, dict[Role, str]], role: Role, org: str = ORG) -> dict[str, str]:

@@ -139,9 +139,10 @@ class DatabaseReplayCache:
             inserted = session.execute(
                 self._insert(SeenSignedMessage).values(org_id=org_id, message_id=message_id, expires_at=expiry)
                 .on_conflict_do_nothing(index_elements=["org_id", "message_id"])
-            )
+                .returning(SeenSignedMessage.id)  # type: ignore[arg-type]
+            ).first()
             session.commit()
-            return inserted.rowcount == 1  # type: ignore[attr-defined]
+            return inserted is not None
 
 
 # ----------------------------------------------------------------------------------------- verifier
