@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 from fastapi.responses import Response
 
@@ -255,3 +263,67 @@ async def test_a_slow_answer_hits_the_total_timeout(platform: str, connections: 
     async with client_for(platform, timeouts=EgressTimeouts(connect=1, read=10, total=0.3)) as client:
         with pytest.raises(TimeoutError):
             await fetch(client, f"{platform}/slow")
+
+
+# ------------------------------------------------------------------------ TLS on the pinned address
+
+
+def self_signed(directory: Path, hostname: str) -> tuple[Path, Path, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "cert.pem").write_bytes(cert_pem)
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return directory / "cert.pem", directory / "key.pem", cert_pem.decode()
+
+
+@pytest.fixture
+async def tls_platform(tmp_path: Path) -> AsyncIterator[tuple[int, str, list[tuple[str | None, str]]]]:
+    """An HTTPS server on loopback with a certificate for media.platform.test only; records SNI and Host."""
+    cert, key, cert_pem = self_signed(tmp_path, "media.platform.test")
+    seen: list[tuple[str | None, str]] = []
+    server_names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: server_names.append(name)  # type: ignore[assignment,misc]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        host = next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("host:"))
+        seen.append((server_names[-1] if server_names else None, host))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield port, cert_pem, seen
+        server.close()
+
+
+async def test_tls_keeps_the_hostname_for_sni_host_and_certificate(
+    tls_platform: tuple[int, str, list], connections: list
+) -> None:
+    port, cert_pem, seen = tls_platform
+
+    async def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    trust = ssl.create_default_context(cadata=cert_pem)
+    async with EgressClient(exemptions=[("127.0.0.1", port)], resolver=to_loopback, ssl_context=trust) as client:
+        assert await fetch(client, f"https://media.platform.test:{port}/a.png") == b"ok"
+        assert seen == [("media.platform.test", f"media.platform.test:{port}")]
+        assert connections == [("127.0.0.1", port)]  # the checked address, reached under the hostname
+        # The certificate is checked against the hostname: the same server under its address does not pass.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|IP address mismatch"):
+            await fetch(client, f"https://127.0.0.1:{port}/a.png")

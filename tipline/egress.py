@@ -22,6 +22,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -227,13 +228,15 @@ class EgressClient:
     """
 
     def __init__(self, *, exemptions: Iterable[tuple[str, int]] = (), resolver: Resolver = system_resolver,
-                 timeouts: EgressTimeouts = EgressTimeouts(), max_connections: int = 50) -> None:
+                 timeouts: EgressTimeouts = EgressTimeouts(), max_connections: int = 50,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeouts = timeouts
         backend = _CheckedBackend(resolver, frozenset(exemptions))
         transport = httpx.AsyncHTTPTransport(trust_env=False)
         # httpx has no public knob for the network backend; the pool it builds is swapped for one that has ours.
+        # TLS still names the URL's host: httpcore sends it as SNI and checks the certificate against it.
         transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=max_connections,
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False), max_connections=max_connections,
             max_keepalive_connections=max_connections // 2, keepalive_expiry=5.0, network_backend=backend,
         )
         self._http = httpx.AsyncClient(
