@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from tests.helpers import loopback_server
 from tipline.egress import (
@@ -35,6 +36,7 @@ from tipline.egress import (
     parse_exemption,
 )
 from tipline.http_server import serve_app
+from tipline.settings import NcmecCredentials, OrgDirectory, OrgSettings, ReporterSettings, Settings, orgs_toml
 
 FORBIDDEN = [
     "0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254", "127.0.0.1", "127.1.2.3",
@@ -327,3 +329,17 @@ async def test_tls_keeps_the_hostname_for_sni_host_and_certificate(
         # The certificate is checked against the hostname: the same server under its address does not pass.
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|IP address mismatch"):
             await fetch(client, f"https://127.0.0.1:{port}/a.png")
+
+
+def test_exemptions_are_validated_in_settings() -> None:
+    with pytest.raises(ValidationError, match="egress_private_exemptions"):
+        Settings(egress_private_exemptions=["localhost:8080"])
+    assert Settings(egress_private_exemptions=["127.0.0.1:8080"]).egress_private_exemptions == ["127.0.0.1:8080"]
+
+
+def test_the_allowlist_survives_the_orgs_file(tmp_path: Path) -> None:
+    org = OrgSettings(id="acme", name="Acme", ncmec=NcmecCredentials(username="u", password="p"),
+                      reporter=ReporterSettings(email="safety@acme.example.com"),
+                      media_allowed_hosts=("media.example.com", "*.cdn.example.net"))
+    (tmp_path / "orgs.toml").write_text(orgs_toml([org]))
+    assert OrgDirectory.from_file(tmp_path / "orgs.toml").get("acme").media_allowed_hosts == org.media_allowed_hosts

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from models.records import Role
 from tests.helpers import MediaHost, eventually, fake_platform, headers, loopback_server
 from tipline.evidence import EvidenceStore
 from tipline.http_server import serve_app
-from tipline.settings import Settings
+from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.synthetic import synthetic_image
 from worker import egress_client
 
@@ -170,3 +171,22 @@ async def test_heartbeats_continue_while_the_evidence_is_sealed(
     [(started, ended)] = sealing
     # The event loop stayed free: heartbeats (every 20 ms here) kept going while the store sealed the file.
     assert len([beat for beat in heartbeats if started < beat < ended]) >= 5
+
+
+async def test_an_org_with_an_allowlist_fetches_from_nowhere_else(
+    settings: Settings, media_host: MediaHost, tmp_path: Path
+) -> None:
+    allowlisted = OrgSettings(id="acme", name="Acme", ncmec=NcmecCredentials(username="u", password="p"),
+                              reporter=ReporterSettings(email="safety@acme.example.com"),
+                              media_allowed_hosts=("media.acme.example",))
+    (tmp_path / "orgs.toml").write_text(orgs_toml([allowlisted]))
+    strict = settings.model_copy(update={"orgs_file": tmp_path / "orgs.toml"})
+    strict.__dict__.pop("orgs", None)  # read the new file, not the session's cached directory
+    async with fake_platform() as platform, egress_client(strict) as egress:
+        url = platform.add("elsewhere", 9)  # an exempt server, but not a host the org allows
+        with capture_logs() as logs:
+            result = await activity_env().run(
+                MediaActivities(strict, EvidenceStore.from_settings(settings), egress).preserve_media,
+                preserving(strict, url))
+    assert result.evidence is None and result.error == MEDIA_NOT_FETCHED
+    assert fetch_failures(logs)[0]["reason"] == "the host is not on the org's allowlist"
