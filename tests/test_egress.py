@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -110,6 +110,10 @@ async def platform() -> AsyncIterator[str]:
     @app.get("/big")
     def big() -> Response:
         return Response(bytes(5000))
+
+    @app.get("/cookie")
+    def cookie(request: Request) -> Response:
+        return Response(request.headers.get("cookie", "").encode(), headers={"Set-Cookie": "session=org-a; Path=/"})
 
     @app.get("/slow")
     async def slow() -> Response:
@@ -252,6 +256,12 @@ async def test_posts_are_never_redirected(platform: str, connections: list) -> N
     async with client_for(platform) as client:
         with pytest.raises(EgressRefused, match="the answer was a redirect"):
             await client.request("POST", f"{platform}/redirect?to=/media", content=b"{}")
+
+
+async def test_no_cookie_is_kept_between_requests(platform: str, connections: list) -> None:
+    async with client_for(platform) as client:
+        assert await fetch(client, f"{platform}/cookie") == b""
+        assert await fetch(client, f"{platform}/cookie") == b""
 
 
 async def test_answers_are_size_capped(platform: str, connections: list) -> None:

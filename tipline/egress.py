@@ -26,6 +26,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -120,13 +121,8 @@ def parse_exemption(entry: str) -> tuple[str, int]:
     return ipaddress.ip_address(host).compressed, int(port)
 
 
-@dataclass(frozen=True)
-class _Target:
-    url: httpx.URL
-    host: str
-
-
-def _check_url(url: httpx.URL | str, allowed_hosts: Iterable[str] | None) -> _Target:
+def _check_url(url: httpx.URL | str, allowed_hosts: Iterable[str] | None) -> httpx.URL:
+    """``url`` parsed, if it may be fetched at all; its addresses are checked when the connection is made."""
     try:
         url = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -148,7 +144,7 @@ def _check_url(url: httpx.URL | str, allowed_hosts: Iterable[str] | None) -> _Ta
         raise EgressRefused("numeric hosts must be canonical IP addresses")
     if allowed_hosts is not None and not host_allowed(host, allowed_hosts):
         raise EgressRefused("the host is not on the org's allowlist")
-    return _Target(url=url, host=host)
+    return url
 
 
 # ------------------------------------------------------------------------------------ the connection
@@ -241,6 +237,8 @@ class EgressClient:
         )
         self._http = httpx.AsyncClient(
             transport=transport, trust_env=False, follow_redirects=False,
+            # One client serves every org: no cookie one platform sets may ride along on a later request.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
         )
 
@@ -265,7 +263,7 @@ class EgressClient:
         target = _check_url(url, allowed)
         async with asyncio.timeout(self.timeouts.total):
             for _hop in range(max_redirects + 1):
-                request = self._http.build_request(method, target.url, content=content, headers=headers)
+                request = self._http.build_request(method, target, content=content, headers=headers)
                 response = await self._http.send(request, stream=True)
                 location = response.headers.get("location")
                 if response.status_code not in REDIRECT_STATUSES or location is None:
@@ -277,7 +275,7 @@ class EgressClient:
                 await response.aclose()
                 if max_redirects == 0:
                     break
-                target = _check_url(target.url.join(location), allowed)
+                target = _check_url(target.join(location), allowed)
             raise EgressRefused("too many redirects" if max_redirects else "the answer was a redirect")
 
     async def request(self, method: str, url: str, *, content: bytes | None = None,
