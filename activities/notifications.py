@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EscalationNotice
 from tipline.egress import EgressClient, EgressRefused
@@ -34,9 +34,16 @@ class NotificationActivities:
                                                  headers={"Content-Type": "application/json", **call.headers})
         except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
             reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
-            log.warning("case.escalation_unreachable", org_id=org.id, workflow_id=notice.case_ref, reason=reason)
-            raise ApplicationError("the escalation webhook could not be reached") from None
+            raise _failed(org.id, notice, reason, "the escalation webhook could not be reached") from None
         if response.status_code >= 400:
-            raise ApplicationError(f"the escalation webhook answered HTTP {response.status_code}")
+            raise _failed(org.id, notice, f"HTTP {response.status_code}",
+                          f"the escalation webhook answered HTTP {response.status_code}")
         log.info("case.escalation_notified", org_id=org.id, workflow_id=notice.case_ref)
         return True
+
+
+def _failed(org_id: str, notice: EscalationNotice, reason: str, message: str) -> ApplicationError:
+    """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    log.warning("case.escalation_failed", org_id=org_id, workflow_id=notice.case_ref, reason=reason,
+                attempt=activity.info().attempt)
+    return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)

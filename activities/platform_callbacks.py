@@ -9,7 +9,7 @@ import asyncio
 import httpx
 from sqlalchemy import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EnrichedUser, EnrichUserInput, ListUserMediaInput, UserMediaPage
 from models.platform_metadata import UserMetadata
@@ -64,14 +64,20 @@ class PlatformCallbackActivities:
                                                  headers={"Content-Type": "application/json", **call.headers})
         except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
             reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
-            log.warning("platform_callback.unreachable", org_id=org.id, callback=what, reason=reason)
-            raise ApplicationError(f"the platform's {what} callback could not be reached") from None
+            raise _failed(org, what, reason, f"the platform's {what} callback could not be reached") from None
         if response.status_code >= 400:
-            raise ApplicationError(f"the platform's {what} callback answered HTTP {response.status_code}")
+            raise _failed(org, what, f"HTTP {response.status_code}",
+                          f"the platform's {what} callback answered HTTP {response.status_code}")
         verifier = AnswerVerifier(org.id, key, self.replay_cache)
         try:
             await asyncio.to_thread(verifier.verify, call, response.headers, response.content)
         except SignatureError as error:
-            log.warning("platform_callback.refused", org_id=org.id, callback=what, reason=error.reason)
-            raise ApplicationError(f"the platform's {what} answer was refused: {error}") from None
+            raise _failed(org, what, error.reason, f"the platform's {what} answer was refused: {error}") from None
         return response.content
+
+
+def _failed(org: OrgSettings, what: str, reason: str, message: str) -> ApplicationError:
+    """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    log.warning("platform_callback.failed", org_id=org.id, callback=what, reason=reason,
+                attempt=activity.info().attempt)
+    return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)
