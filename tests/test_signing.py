@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from models.records import SeenSignedMessage
 from tests.helpers import new_callback_secret
-from tipline.db import make_engine
+from tipline.db import make_engine, upgrade
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, signing_key
 from tipline.signing import (
     ANSWER_ID_HEADER,
@@ -257,3 +257,18 @@ def test_a_weak_or_malformed_secret_is_refused(secret: str) -> None:
 def test_a_callback_url_must_be_http_or_https(url: str) -> None:
     with pytest.raises(ValidationError, match="escalation_webhook_url"):
         org_with(escalation_webhook_url=url, callback_secret=SECRET)
+
+
+def test_the_embedded_sqlite_database_remembers_answers_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'tipline.db'}"
+    upgrade(url)
+    request = call()
+    headers = answer(request)
+    first, second = make_engine(url), make_engine(url)
+    try:
+        AnswerVerifier("acme", KEY, DatabaseReplayCache(first)).verify(request, headers, b'{"items": []}', now=NOW)
+        assert refusal(AnswerVerifier("acme", KEY, DatabaseReplayCache(second)), request, headers) == \
+            "answer already used"
+    finally:
+        first.dispose()
+        second.dispose()
