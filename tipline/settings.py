@@ -17,6 +17,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tipline.egress import parse_exemption
+
 NCMEC_TEST_URL = "https://exttest.cybertip.org/ispws"
 NCMEC_PRODUCTION_URL = "https://report.cybertip.org/ispws"
 ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -184,8 +186,6 @@ class Settings(BaseSettings):
     @field_validator("egress_private_exemptions")
     @classmethod
     def _exemptions_are_exact_pairs(cls, value: list[str]) -> list[str]:
-        from tipline.egress import parse_exemption
-
         for entry in value:
             parse_exemption(entry)  # raises ValueError naming the entry
         return value
