@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -24,6 +23,7 @@ from activities.triage import TriageActivities
 from detection import pdq_index
 from detection.matcher import BankMatcher
 from tipline.db import make_engine
+from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
@@ -45,10 +45,11 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     await asyncio.to_thread(pdq_index.warm_up)
     detection = DetectionActivities(settings, store, matcher)
     triage = TriageActivities(settings, engine, client)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
-        media = MediaActivities(store, http)
-        notifications = NotificationActivities(settings, http)
-        callbacks = PlatformCallbackActivities(settings, http)
+    # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
+    async with egress_client(settings) as egress:
+        media = MediaActivities(settings, store, egress)
+        notifications = NotificationActivities(settings, egress)
+        callbacks = PlatformCallbackActivities(settings, engine, egress)
         # More threads than activities may run at once: the quick local activities (queue rows, history) must
         # never wait behind CPU-heavy hashing.
         with ThreadPoolExecutor(max_workers=MAX_ACTIVITIES + 8, thread_name_prefix="activity") as executor:
@@ -72,6 +73,15 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
             )
             async with worker:
                 yield worker
+
+
+def egress_client(settings: Settings) -> EgressClient:
+    return EgressClient(
+        exemptions=[parse_exemption(entry) for entry in settings.egress_private_exemptions],
+        timeouts=EgressTimeouts(connect=settings.egress_connect_timeout_seconds,
+                                read=settings.egress_read_timeout_seconds,
+                                total=settings.media_fetch_timeout_seconds),
+    )
 
 
 async def run(settings: Settings) -> None:

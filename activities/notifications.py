@@ -4,31 +4,46 @@ from __future__ import annotations
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EscalationNotice
+from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
 from tipline.settings import Settings
-from tipline.signing import sign
+from tipline.signing import sign_request
 
 log = get_logger(__name__)
 
 
 class NotificationActivities:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, egress: EgressClient) -> None:
         self.settings = settings
-        self.http = http
+        self.egress = egress
 
     @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> bool:
-        """Post the notice to the org's escalation webhook. False when the org has none."""
+        """Post the signed notice to the org's escalation webhook. False when the org has none."""
         org = self.settings.orgs.get(notice.org_id)
         if not org.escalation_webhook_url:
             return False
         body = notice.model_dump_json().encode()
-        headers = {"Content-Type": "application/json"}
-        if org.callback_secret is not None:
-            headers |= sign(org.callback_secret.get_secret_value().encode(), body)
-        response = await self.http.post(org.escalation_webhook_url, content=body, headers=headers)
-        response.raise_for_status()
+        # Settings refuse a webhook URL without callback_secret: nothing goes out unsigned.
+        call = sign_request(org.signing_key(), "POST", org.escalation_webhook_url, body)
+        try:
+            response = await self.egress.request("POST", org.escalation_webhook_url, content=body,
+                                                 headers={"Content-Type": "application/json", **call.headers})
+        except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
+            reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
+            raise _failed(org.id, notice, reason, "the escalation webhook could not be reached") from None
+        if response.status_code >= 400:
+            raise _failed(org.id, notice, f"HTTP {response.status_code}",
+                          f"the escalation webhook answered HTTP {response.status_code}")
         log.info("case.escalation_notified", org_id=org.id, workflow_id=notice.case_ref)
         return True
+
+
+def _failed(org_id: str, notice: EscalationNotice, reason: str, message: str) -> ApplicationError:
+    """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    log.warning("case.escalation_failed", org_id=org_id, workflow_id=notice.case_ref, reason=reason,
+                attempt=activity.info().attempt)
+    return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)

@@ -1,26 +1,32 @@
 """Signed calls to the platform: everything it knows about a user (enrichment) and every media item it
-has for them (media listing). Requests are HMAC-signed; only fresh, correctly signed answers count."""
+has for them (media listing). Calls are signed (Standard Webhooks); only a fresh, correctly signed answer
+to that very call counts, once (see tipline.signing)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+from sqlalchemy import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EnrichedUser, EnrichUserInput, ListUserMediaInput, UserMediaPage
 from models.platform_metadata import UserMetadata
+from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
 from tipline.settings import OrgSettings, Settings
-from tipline.signing import SignatureError, SignatureVerifier, sign
+from tipline.signing import AnswerVerifier, DatabaseReplayCache, SignatureError, sign_request
 
+MAX_ANSWER_BYTES = 16 * 1024**2
 log = get_logger(__name__)
 
 
 class PlatformCallbackActivities:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, engine: Engine, egress: EgressClient) -> None:
         self.settings = settings
-        self.http = http
-        self._verifiers: dict[str, SignatureVerifier] = {}
+        self.egress = egress
+        self.replay_cache = DatabaseReplayCache(engine)
 
     @activity.defn
     async def enrich_user(self, request: EnrichUserInput) -> EnrichedUser:
@@ -51,25 +57,27 @@ class PlatformCallbackActivities:
                                    non_retryable=True) from None
 
     async def _signed_post(self, org: OrgSettings, url: str, body: bytes, what: str) -> bytes:
-        if org.callback_secret is None:
-            raise ApplicationError(f"the org has a {what} callback but no callback_secret", non_retryable=True)
-        secret = org.callback_secret.get_secret_value().encode()
+        key = org.signing_key()  # settings refuse a callback URL without a secret, so there is one
+        call = sign_request(key, "POST", url, body)
         try:
-            response = await self.http.post(url, content=body,
-                                            headers={"Content-Type": "application/json", **sign(secret, body)})
-        except httpx.HTTPError as error:
-            raise ApplicationError(f"the platform's {what} callback could not be reached "
-                                   f"({type(error).__name__})") from None
+            response = await self.egress.request("POST", url, content=body, max_bytes=MAX_ANSWER_BYTES,
+                                                 headers={"Content-Type": "application/json", **call.headers})
+        except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
+            reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
+            raise _failed(org, what, reason, f"the platform's {what} callback could not be reached") from None
         if response.status_code >= 400:
-            raise ApplicationError(f"the platform's {what} callback answered HTTP {response.status_code}")
+            raise _failed(org, what, f"HTTP {response.status_code}",
+                          f"the platform's {what} callback answered HTTP {response.status_code}")
+        verifier = AnswerVerifier(org.id, key, self.replay_cache)
         try:
-            self._verifier(org.id, secret).verify(response.headers, response.content)
+            await asyncio.to_thread(verifier.verify, call, response.headers, response.content)
         except SignatureError as error:
-            raise ApplicationError(f"the platform's {what} answer was refused: {error}") from None
+            raise _failed(org, what, error.reason, f"the platform's {what} answer was refused: {error}") from None
         return response.content
 
-    def _verifier(self, org_id: str, secret: bytes) -> SignatureVerifier:
-        # One verifier per org, so its replay cache remembers the nonces already seen.
-        if org_id not in self._verifiers:
-            self._verifiers[org_id] = SignatureVerifier(secret)
-        return self._verifiers[org_id]
+
+def _failed(org: OrgSettings, what: str, reason: str, message: str) -> ApplicationError:
+    """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    log.warning("platform_callback.failed", org_id=org.id, callback=what, reason=reason,
+                attempt=activity.info().attempt)
+    return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)

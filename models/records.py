@@ -158,3 +158,16 @@ class TriageItem(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     case_ref: str | None = Field(default=None, max_length=120)
+
+
+class SeenSignedMessage(SQLModel, table=True):
+    """Ids of signed messages already accepted, until they would be refused as stale anyway: shared by every
+    process, so a captured message is used at most once, across restarts and workers."""
+
+    __tablename__ = "seen_signed_message"
+    __table_args__ = (UniqueConstraint("org_id", "message_id", name="uq_seen_signed_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(max_length=40)
+    message_id: str = Field(max_length=100)
+    expires_at: datetime = Field(sa_column=_timestamp(index=True))

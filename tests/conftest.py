@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,12 +23,21 @@ from api.app import create_app
 from api.deps import create_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
 from models.records import Role
-from tests.helpers import ORG, OTHER_ORG, REVIEW_PAGE_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
+from tests.helpers import (
+    MEDIA_HOST,
+    ORG,
+    OTHER_ORG,
+    REVIEW_PAGE_ORG,
+    MediaHost,
+    PlatformCallbacks,
+    Sandbox,
+    WebhookReceiver,
+    new_callback_secret,
+)
 from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
-from tipline.signing import SignatureError, SignatureVerifier, sign
 from tipline.temporal import temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
@@ -95,18 +106,35 @@ async def sandbox(xsd_path: Path) -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture(scope="session")
+async def media_host() -> AsyncIterator[MediaHost]:
+    """The one loopback server behind every ``fake_platform()``; the worker exempts exactly its address."""
+    async with serve_app(MEDIA_HOST.app) as url:
+        MEDIA_HOST.url = url
+        yield MEDIA_HOST
+        MEDIA_HOST.url = ""
+
+
+@pytest.fixture(scope="session")
 async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
-    secret = uuid.uuid4().hex.encode()
-    verifier = SignatureVerifier(secret)
+    """The org's escalation endpoint, verifying Tipline's calls with the off-the-shelf Standard Webhooks library."""
+    secret = new_callback_secret()
+    verifier = Webhook(secret)
+    seen: set[str] = set()
     received: list[dict] = []
     app = FastAPI()
 
     @app.post("/escalations")
-    async def escalation(request: Request) -> dict:
+    async def escalation(request: Request) -> Response:
         body = await request.body()
-        verifier.verify(request.headers, body)  # raises, and so answers 500, if forged or replayed
+        try:
+            verifier.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return Response(status_code=401)
+        if request.headers["webhook-id"] in seen:
+            return Response(status_code=409)
+        seen.add(request.headers["webhook-id"])
         received.append(json.loads(body))
-        return {}
+        return Response(b"{}", media_type="application/json")
 
     async with serve_app(app) as url:
         yield WebhookReceiver(url=f"{url}/escalations", secret=secret, received=received)
@@ -114,41 +142,63 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
 
 @pytest.fixture(scope="session")
 async def platform_callbacks(webhook_receiver: WebhookReceiver) -> AsyncIterator[PlatformCallbacks]:
-    """Answers Tipline's signed enrichment calls for the second org, signing its answers with the org's secret."""
+    """Answers Tipline's signed calls for the second org as a platform would with a Standard Webhooks library:
+    verify the call, then sign the answer under the call's ``Tipline-Answer-Id``."""
     secret = webhook_receiver.secret
-    verifier = SignatureVerifier(secret)
+    webhook = Webhook(secret)
+    forger = Webhook(new_callback_secret())
     app = FastAPI()
     state = PlatformCallbacks(url="")
 
-    @app.post("/enrich")
-    async def enrich(request: Request) -> Response:
+    def signed_answer(request: Request, answer: bytes, signer: Webhook = webhook) -> Response:
+        answer_id = request.headers["tipline-answer-id"]
+        now = datetime.now(UTC)
+        headers = {"webhook-id": answer_id, "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": signer.sign(answer_id, now, answer.decode())}
+        return Response(answer, media_type="application/json", headers=headers)
+
+    async def verified(request: Request) -> bytes | None:
         body = await request.body()
         try:
-            verifier.verify(request.headers, body)
-        except SignatureError:
+            webhook.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            return None
+        return body
+
+    @app.post("/enrich")
+    async def enrich(request: Request) -> Response:
+        body = await verified(request)
+        if body is None:
             return Response(status_code=401)
         state.verified_requests += 1
         if state.mode == "down":
             return Response(status_code=503)
+        if state.mode == "replayed":
+            if state.last_answer is None:  # nothing captured yet: an answer made for another call is the same
+                other = Request({"type": "http", "headers": [(b"tipline-answer-id", b"ans_" + b"0" * 32)]})
+                replayed = signed_answer(other, b'{"screen_name": "someone-else"}')
+                return Response(replayed.body, headers=dict(replayed.headers))
+            answer, headers = state.last_answer
+            return Response(answer, media_type="application/json", headers=headers)
         asked = json.loads(body)
         answer = json.dumps({"screen_name": f"enriched-{asked['user_id']}",
                              "emails": [{"value": "enriched.user@example.com"}]}).encode()
-        signing_secret = b"not-the-org-secret-0123456789" if state.mode == "forged" else secret
-        return Response(answer, media_type="application/json", headers=sign(signing_secret, answer))
+        response = signed_answer(request, answer, forger if state.mode == "forged" else webhook)
+        if state.mode == "up":
+            state.last_answer = (answer, {k: v for k, v in response.headers.items() if k.startswith("webhook-")})
+        return response
 
     @app.post("/media-list")
     async def media_list(request: Request) -> Response:
-        body = await request.body()
-        try:
-            verifier.verify(request.headers, body)
-        except SignatureError:
+        body = await verified(request)
+        if body is None:
             return Response(status_code=401)
         asked = json.loads(body)
         pages = state.user_media.get(asked["user_id"], [[]])
         index = int(asked.get("cursor") or 0)
         answer = json.dumps({"items": pages[index],
                              "next_cursor": str(index + 1) if index + 1 < len(pages) else None}).encode()
-        return Response(answer, media_type="application/json", headers=sign(secret, answer))
+        return signed_answer(request, answer)
 
     @app.get("/files/{name}")
     async def files(name: str) -> Response:
@@ -167,7 +217,7 @@ def make_org(org_id: str, webhook: WebhookReceiver | None = None, callbacks: Pla
         reporter=ReporterSettings(first_name="Test", last_name="Reporter", email=f"safety@{org_id}.example.com"),
         company_template="Synthetic test platform", legal_url="https://example.com/legal",
         escalation_webhook_url=webhook.url if webhook else None,
-        callback_secret=webhook.secret.decode() if webhook else None,
+        callback_secret=webhook.secret if webhook else None,
         enrichment_url=callbacks.url if callbacks else None,
         media_list_url=callbacks.media_list_url if callbacks else None,
     )
@@ -176,7 +226,7 @@ def make_org(org_id: str, webhook: WebhookReceiver | None = None, callbacks: Pla
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbox: Sandbox, xsd_path: Path,
              temporal_client: Client, webhook_receiver: WebhookReceiver,
-             platform_callbacks: PlatformCallbacks) -> Settings:
+             platform_callbacks: PlatformCallbacks, media_host: MediaHost) -> Settings:
     data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
     orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks),
@@ -186,6 +236,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbo
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
         task_queue=f"tipline-test-{uuid.uuid4().hex[:8]}", enrichment_retry_seconds=0.5,
         temporal_address=temporal_client.service_client.config.target_host,
+        # Exactly the test's own platform servers; any other loopback port stays refused.
+        egress_private_exemptions=[httpx.URL(url).netloc.decode() for url in (
+            media_host.url, webhook_receiver.url, platform_callbacks.url)],
     )
 
 

@@ -49,7 +49,8 @@ async def case_state(api: httpx.AsyncClient, api_keys: dict, case_ref: str, org:
     return (await api.get(f"/v1/cases/{case_ref}", headers=headers(api_keys, Role.ADMIN, org=org))).json()
 
 
-@pytest.mark.parametrize(("failure", "visible"), [("down", "HTTP 503"), ("forged", "signature mismatch")])
+@pytest.mark.parametrize(("failure", "visible"), [("down", "HTTP 503"), ("forged", "signature mismatch"),
+                                                 ("replayed", "the answer is for another request")])
 async def test_filing_waits_visibly_until_the_platform_answers_with_a_good_signature(
     api: httpx.AsyncClient, api_keys: dict, sandbox: Sandbox, platform_callbacks: PlatformCallbacks,
     failure: str, visible: str,

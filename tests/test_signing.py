@@ -1,236 +1,274 @@
-"""Signed callbacks between Tipline and a platform: authentic, fresh, single-use, and secrets never leak."""
+"""Signed calls between Tipline and a platform: Standard Webhooks on the way out, answers bound to the call they
+answer, each accepted once by any process (the database remembers), and secrets never leak."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import threading
+import uuid
+from datetime import UTC, datetime
 
-import httpx
 import pytest
+from pydantic import ValidationError
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+from standardwebhooks.webhooks import Webhook
 
+from models.records import SeenSignedMessage
+from tests.helpers import new_callback_secret
+from tipline.db import make_engine, upgrade
+from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, signing_key
 from tipline.signing import (
-    NONCE_HEADER,
+    ANSWER_ID_HEADER,
+    ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    InMemoryReplayCache,
+    AnswerVerifier,
+    DatabaseReplayCache,
     SignatureError,
-    SignatureVerifier,
-    SignedRequestAuth,
-    sign,
+    SignedRequest,
+    answer_id_for,
+    sign_answer,
+    sign_request,
 )
 
-SECRET = b"synthetic-shared-secret-0123456789abcdef"
-OTHER_SECRET = b"another-synthetic-secret-fedcba9876543210"
-NOW = 1_767_225_600.0
-BODY = json.dumps({"user_id": "user-123", "cursor": None}).encode()
+SECRET = new_callback_secret()
+KEY = signing_key(SECRET)
+OTHER_KEY = signing_key(new_callback_secret())
+URL = "https://platform.example/tipline/media-list?v=2"
+NOW = float(int(datetime.now(UTC).timestamp()))
 
 
-def verifier(**kwargs: object) -> SignatureVerifier:
-    return SignatureVerifier(SECRET, **kwargs)  # type: ignore[arg-type]
+def body_for(user: str) -> bytes:
+    return json.dumps({"org_id": "globex", "user_id": user, "cursor": None}).encode()
 
 
-def refusal(verify: SignatureVerifier, headers: dict[str, str], body: bytes = BODY, now: float = NOW) -> str:
+@pytest.fixture
+def verifier(engine: Engine) -> AnswerVerifier:
+    # A fresh org id per test keeps each test's accepted answers to itself in the shared database.
+    return AnswerVerifier(f"org-{uuid.uuid4().hex[:8]}", KEY, DatabaseReplayCache(engine))
+
+
+def call(user: str = "user-1", **kwargs: object) -> SignedRequest:
+    return sign_request(KEY, "POST", URL, body_for(user), now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def answer(request: SignedRequest, body: bytes = b'{"items": []}', key: bytes = KEY, now: float = NOW) -> dict:
+    return sign_answer(key, request.answer_id, body, now=now)
+
+
+def refusal(verifier: AnswerVerifier, request: SignedRequest, headers: dict, body: bytes = b'{"items": []}',
+            now: float = NOW) -> str:
     with pytest.raises(SignatureError) as caught:
-        verify.verify(headers, body, now=now)
+        verifier.verify(request, headers, body, now=now)
     return caught.value.reason
 
 
-def test_round_trip() -> None:
-    headers = sign(SECRET, BODY, now=NOW)
-    assert set(headers) == {TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER}
-    assert headers[TIMESTAMP_HEADER] == "1767225600"
-    assert len(headers[NONCE_HEADER]) == 32 and int(headers[NONCE_HEADER], 16) >= 0
-    verifier().verify(headers, BODY, now=NOW)
+# --------------------------------------------------------------------------- Tipline's calls, out
 
 
-def test_signature_is_hmac_sha256_of_timestamp_nonce_and_body() -> None:
-    # Pinned so a platform implementing the scheme from the docs gets the same bytes.
-    nonce = "00112233445566778899aabbccddeeff"
-    headers = sign(SECRET, b'{"a":1}', now=NOW, nonce=nonce)
-    expected = hmac.new(SECRET, b'1767225600.' + nonce.encode() + b'.{"a":1}', hashlib.sha256).hexdigest()
-    assert headers[SIGNATURE_HEADER] == "v1=" + expected
+def test_a_platform_verifies_tipline_calls_with_the_standard_webhooks_library() -> None:
+    body = body_for("user-1")
+    request = sign_request(KEY, "POST", URL, body)
+    assert Webhook(SECRET).verify(body, request.headers) == json.loads(body)
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(SECRET).verify(body.replace(b"user-1", b"user-2"), request.headers)
 
 
-def test_nonces_are_random() -> None:
-    assert len({sign(SECRET, BODY, now=NOW)[NONCE_HEADER] for _ in range(50)}) == 50
+def test_the_call_signature_is_hmac_sha256_of_id_timestamp_and_body() -> None:
+    # Pinned so a platform implementing Standard Webhooks by hand gets the same bytes.
+    request = sign_request(KEY, "POST", URL, b'{"a":1}', now=NOW, message_id="msg_0123")
+    mac = hmac.new(KEY, f"msg_0123.{int(NOW)}.".encode() + b'{"a":1}', hashlib.sha256).digest()
+    assert request.headers[SIGNATURE_HEADER] == "v1," + base64.b64encode(mac).decode()
+    assert request.headers[ID_HEADER] == "msg_0123" and request.headers[TIMESTAMP_HEADER] == str(int(NOW))
+    assert request.headers[ANSWER_ID_HEADER] == request.answer_id
 
 
-def test_empty_body_round_trip() -> None:
-    verifier().verify(sign(SECRET, b"", now=NOW), b"", now=NOW)
+def test_call_ids_are_random() -> None:
+    assert len({sign_request(KEY, "POST", URL, b"{}").headers[ID_HEADER] for _ in range(50)}) == 50
 
 
-def test_forged_body_is_refused() -> None:
-    headers = sign(SECRET, BODY, now=NOW)
-    assert refusal(verifier(), headers, body=BODY.replace(b"user-123", b"user-124")) == "signature mismatch"
+def test_the_answer_id_covers_the_call_id_method_path_and_body() -> None:
+    base = answer_id_for("msg_1", "POST", URL, b"{}")
+    assert base.startswith("ans_") and len(base) == 36
+    assert len({base, answer_id_for("msg_2", "POST", URL, b"{}"), answer_id_for("msg_1", "PUT", URL, b"{}"),
+                answer_id_for("msg_1", "POST", URL.replace("media-list", "enrich"), b"{}"),
+                answer_id_for("msg_1", "POST", URL.replace("v=2", "v=3"), b"{}"),
+                answer_id_for("msg_1", "POST", URL, b"{ }")}) == 6
+    # Only the path counts, not how the host is spelled, so a platform computes it from what it received.
+    assert answer_id_for("msg_1", "POST", "https://PLATFORM.example:443/tipline/media-list?v=2", b"{}") == base
 
 
-def test_wrong_secret_is_refused() -> None:
-    assert refusal(verifier(), sign(OTHER_SECRET, BODY, now=NOW)) == "signature mismatch"
+# ---------------------------------------------------------------------------- the platform's answers
 
 
-def test_tampered_timestamp_or_nonce_is_refused() -> None:
-    headers = sign(SECRET, BODY, now=NOW)
-    assert refusal(verifier(), {**headers, TIMESTAMP_HEADER: str(int(NOW) + 1)}) == "signature mismatch"
-    assert refusal(verifier(), {**headers, NONCE_HEADER: "f" * 32}) == "signature mismatch"
+def test_an_answer_signed_by_the_platforms_library_is_accepted(verifier: AnswerVerifier) -> None:
+    request = call()
+    now = datetime.fromtimestamp(NOW, UTC)
+    headers = {"webhook-id": request.answer_id, "webhook-timestamp": str(int(NOW)),
+               "webhook-signature": Webhook(SECRET).sign(request.answer_id, now, '{"items": []}')}
+    verifier.verify(request, headers, b'{"items": []}', now=NOW)
 
 
-def test_stale_timestamp_is_refused() -> None:
-    headers = sign(SECRET, BODY, now=NOW - 301)
-    assert refusal(verifier(), headers) == "timestamp too old"
-    verifier().verify(sign(SECRET, BODY, now=NOW - 300), BODY, now=NOW)  # the window's edge is inside
+def test_an_answer_captured_for_another_users_request_is_refused(verifier: AnswerVerifier) -> None:
+    for_alice = call("alice")
+    captured = answer(for_alice, b'{"items": [{"content_id": "alice-1"}]}')
+    for_bob = call("bob")
+    assert refusal(verifier, for_bob, captured, b'{"items": [{"content_id": "alice-1"}]}') == \
+        "the answer is for another request"
+    verifier.verify(for_alice, captured, b'{"items": [{"content_id": "alice-1"}]}', now=NOW)
 
 
-def test_future_timestamp_is_refused() -> None:
-    assert refusal(verifier(), sign(SECRET, BODY, now=NOW + 301)) == "timestamp in the future"
-    verifier().verify(sign(SECRET, BODY, now=NOW + 300), BODY, now=NOW)  # clock skew within the window
+def test_a_replayed_answer_is_refused(verifier: AnswerVerifier) -> None:
+    request = call()
+    headers = answer(request)
+    verifier.verify(request, headers, b'{"items": []}', now=NOW)
+    assert refusal(verifier, request, headers) == "answer already used"
 
 
-def test_custom_window() -> None:
-    assert refusal(verifier(max_age_seconds=10), sign(SECRET, BODY, now=NOW - 11)) == "timestamp too old"
+def test_a_replay_after_a_restart_and_from_a_second_process_is_refused(engine: Engine, database_url: str) -> None:
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    request = call()
+    headers = answer(request)
+    AnswerVerifier(org, KEY, DatabaseReplayCache(engine)).verify(request, headers, b'{"items": []}', now=NOW)
+    # A restarted worker, or another worker process: nothing shared but the database.
+    second_engine = make_engine(database_url)
+    try:
+        restarted = AnswerVerifier(org, KEY, DatabaseReplayCache(second_engine))
+        assert refusal(restarted, request, headers) == "answer already used"
+    finally:
+        second_engine.dispose()
 
 
-def test_replay_is_refused() -> None:
-    verify = verifier()
-    headers = sign(SECRET, BODY, now=NOW)
-    verify.verify(headers, BODY, now=NOW)
-    assert refusal(verify, headers, now=NOW + 1) == "nonce already used"
+def test_two_processes_racing_on_one_answer_accept_it_once(engine: Engine, database_url: str) -> None:
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    request = call()
+    headers = answer(request)
+    engines = [engine, make_engine(database_url)]
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
 
-
-def test_replay_cache_is_shared_between_verifiers() -> None:
-    cache = InMemoryReplayCache()
-    headers = sign(SECRET, BODY, now=NOW)
-    SignatureVerifier(SECRET, replay_cache=cache).verify(headers, BODY, now=NOW)
-    assert refusal(SignatureVerifier(SECRET, replay_cache=cache), headers) == "nonce already used"
-
-
-def test_forged_messages_do_not_burn_nonces() -> None:
-    verify = verifier()
-    headers = sign(SECRET, BODY, now=NOW)
-    refusal(verify, headers, body=b"forged")
-    verify.verify(headers, BODY, now=NOW)  # the genuine message still goes through once
-
-
-def test_replay_cache_forgets_nonces_once_they_would_be_stale() -> None:
-    cache = InMemoryReplayCache()
-    verify = SignatureVerifier(SECRET, max_age_seconds=60, replay_cache=cache)
-    for second in range(100):
-        verify.verify(sign(SECRET, BODY, now=NOW + second), BODY, now=NOW + second)
-    # Only messages still inside the window are remembered: memory is bounded by the window.
-    assert len(cache) <= 61
-    late = NOW + 1000
-    verify.verify(sign(SECRET, BODY, now=late), BODY, now=late)
-    assert len(cache) == 1
-
-
-def test_a_forgotten_nonce_cannot_be_replayed_because_it_is_stale() -> None:
-    verify = verifier(max_age_seconds=60)
-    headers = sign(SECRET, BODY, now=NOW)
-    verify.verify(headers, BODY, now=NOW)
-    verify.verify(sign(SECRET, BODY, now=NOW + 200), BODY, now=NOW + 200)  # prunes the first nonce
-    assert refusal(verify, headers, now=NOW + 200) == "timestamp too old"
-
-
-@pytest.mark.parametrize("missing", [TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER])
-def test_missing_header_is_refused(missing: str) -> None:
-    headers = sign(SECRET, BODY, now=NOW)
-    del headers[missing]
-    assert refusal(verifier(), headers) == f"missing {missing} header"
-
-
-@pytest.mark.parametrize(
-    ("header", "value"),
-    [
-        (TIMESTAMP_HEADER, "soon"),
-        (TIMESTAMP_HEADER, "-1"),
-        (NONCE_HEADER, "short"),
-        (NONCE_HEADER, "G" * 32),
-        (SIGNATURE_HEADER, "v0=" + "0" * 64),
-        (SIGNATURE_HEADER, "0" * 64),
-        (SIGNATURE_HEADER, "v1=abc"),
-    ],
-)
-def test_malformed_headers_are_refused(header: str, value: str) -> None:
-    headers = sign(SECRET, BODY, now=NOW)
-    assert refusal(verifier(), {**headers, header: value}) == f"malformed {header}"
-
-
-def test_header_names_are_case_insensitive() -> None:
-    headers = {name.lower(): value for name, value in sign(SECRET, BODY, now=NOW).items()}
-    verifier().verify(headers, BODY, now=NOW)
-    verifier().verify(httpx.Headers(sign(SECRET, BODY, now=NOW)), BODY, now=NOW)
-
-
-def test_secrets_never_appear_in_errors_or_reprs() -> None:
-    verify = verifier()
-    auth = SignedRequestAuth(SECRET, response_verifier=verify)
-    texts = [repr(verify), str(verify), repr(auth), str(auth)]
-    headers = sign(OTHER_SECRET, BODY, now=NOW)
-    for bad in (headers, sign(SECRET, BODY, now=0), {}):
-        with pytest.raises(SignatureError) as caught:
-            verify.verify(bad, BODY, now=NOW)
-        texts += [str(caught.value), repr(caught.value), caught.value.reason]
-    for secret in (SECRET, OTHER_SECRET):
-        for form in (secret.decode(), secret.hex(), repr(secret)):
-            assert not any(form in text for text in texts)
-
-
-def test_bad_construction_is_refused() -> None:
-    for build in (lambda: SignatureVerifier(b""), lambda: SignedRequestAuth(b""), lambda: sign(b"", BODY)):
-        with pytest.raises(ValueError):
-            build()
-    with pytest.raises(ValueError):
-        SignatureVerifier(SECRET, max_age_seconds=0)
-    with pytest.raises(ValueError):
-        sign(SECRET, BODY, nonce="not hex")
-
-
-# -------------------------------------------------------------------------------------------- httpx
-
-
-def platform(secret: bytes, *, sign_answers: bool = True) -> httpx.MockTransport:
-    """A platform endpoint that verifies Tipline's call and signs its answer."""
-    verify = SignatureVerifier(secret)
-
-    def handle(request: httpx.Request) -> httpx.Response:
+    def attempt(index: int) -> None:
+        start.wait()
         try:
-            verify.verify(request.headers, request.content)
-        except SignatureError as exc:
-            return httpx.Response(401, json={"error": exc.reason})
-        answer = json.dumps({"media": ["m-1", "m-2"], "echo": json.loads(request.content or b"null")}).encode()
-        headers = sign(secret, answer) if sign_answers else {}
-        return httpx.Response(200, content=answer, headers=headers)
+            AnswerVerifier(org, KEY, DatabaseReplayCache(engines[index])).verify(request, headers, b'{"items": []}',
+                                                                                now=NOW)
+            outcomes.append("accepted")
+        except SignatureError as error:
+            outcomes.append(error.reason)
 
-    return httpx.MockTransport(handle)
-
-
-def test_httpx_client_signs_requests_and_verifies_answers() -> None:
-    auth = SignedRequestAuth(SECRET, response_verifier=SignatureVerifier(SECRET))
-    with httpx.Client(transport=platform(SECRET), auth=auth, base_url="https://platform.example.com") as client:
-        response = client.post("/tipline/media", json={"user_id": "user-123"})
-        assert response.status_code == 200
-        assert response.json()["echo"] == {"user_id": "user-123"}
-        assert client.get("/tipline/media?page=2").status_code == 200  # empty body, still signed
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engines[1].dispose()
+    assert sorted(outcomes) == ["accepted", "answer already used"]
 
 
-def test_platform_refuses_a_call_signed_with_another_secret() -> None:
-    with httpx.Client(transport=platform(SECRET), auth=SignedRequestAuth(OTHER_SECRET)) as client:
-        response = client.post("https://platform.example.com/tipline/media", json={"user_id": "user-123"})
-    assert response.status_code == 401
-    assert response.json() == {"error": "signature mismatch"}
+def test_accepted_ids_are_forgotten_once_stale(engine: Engine, verifier: AnswerVerifier) -> None:
+    old = call()
+    verifier.verify(old, answer(old), b'{"items": []}', now=NOW)
+    later = NOW + 301
+    new = sign_request(KEY, "POST", URL, b"{}", now=later)
+    verifier.verify(new, answer(new, now=later), b'{"items": []}', now=later)
+    with Session(engine) as session:
+        ids = set(session.scalars(select(SeenSignedMessage.message_id)))
+        stale = session.scalar(select(func.count()).select_from(SeenSignedMessage).where(
+            SeenSignedMessage.expires_at < datetime.fromtimestamp(later, UTC)))  # type: ignore[arg-type]
+    assert old.answer_id not in ids and new.answer_id in ids and stale == 0
+    assert refusal(verifier, old, answer(old), now=later) == "timestamp too old"  # forgotten, yet still refused
 
 
-def test_unsigned_answer_is_refused() -> None:
-    auth = SignedRequestAuth(SECRET, response_verifier=SignatureVerifier(SECRET))
-    with (
-        httpx.Client(transport=platform(SECRET, sign_answers=False), auth=auth) as client,
-        pytest.raises(SignatureError, match="missing X-Tipline-Timestamp header"),
-    ):
-        client.post("https://platform.example.com/tipline/media", json={"user_id": "user-123"})
+def test_a_forged_answer_is_refused_and_burns_nothing(verifier: AnswerVerifier) -> None:
+    request = call()
+    assert refusal(verifier, request, answer(request, key=OTHER_KEY)) == "signature mismatch"
+    headers = answer(request)
+    assert refusal(verifier, request, headers, body=b'{"items": [1]}') == "signature mismatch"
+    assert refusal(verifier, request, {**headers, TIMESTAMP_HEADER: str(int(NOW) + 1)}) == "signature mismatch"
+    verifier.verify(request, headers, b'{"items": []}', now=NOW)  # the genuine answer still counts
 
 
-async def test_async_client_signs_requests_too() -> None:
-    auth = SignedRequestAuth(SECRET, response_verifier=SignatureVerifier(SECRET))
-    async with httpx.AsyncClient(transport=platform(SECRET), auth=auth) as client:
-        response = await client.post("https://platform.example.com/tipline/enrich", json={"user_id": "user-9"})
-    assert response.status_code == 200
+def test_stale_and_future_answers_are_refused(verifier: AnswerVerifier) -> None:
+    request = call()
+    assert refusal(verifier, request, answer(request, now=NOW - 301)) == "timestamp too old"
+    assert refusal(verifier, request, answer(request, now=NOW + 301)) == "timestamp in the future"
+
+
+@pytest.mark.parametrize("missing", [ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER])
+def test_missing_headers_are_refused(verifier: AnswerVerifier, missing: str) -> None:
+    request = call()
+    headers = {k: v for k, v in answer(request).items() if k != missing}
+    assert refusal(verifier, request, headers) == f"missing {missing} header"
+
+
+@pytest.mark.parametrize(("header", "value"), [(ID_HEADER, "msg_123"), (TIMESTAMP_HEADER, "-5"),
+                                               (TIMESTAMP_HEADER, "1e9")])
+def test_malformed_headers_are_refused(verifier: AnswerVerifier, header: str, value: str) -> None:
+    request = call()
+    assert refusal(verifier, request, {**answer(request), header: value}) == f"malformed {header}"
+
+
+def test_header_names_are_case_insensitive(verifier: AnswerVerifier) -> None:
+    request = call()
+    verifier.verify(request, {k.upper(): v for k, v in answer(request).items()}, b'{"items": []}', now=NOW)
+
+
+def test_a_body_that_is_not_utf8_is_refused(verifier: AnswerVerifier) -> None:
+    request = call()
+    assert refusal(verifier, request, {**answer(request)}, body=b"\xff\xfe") == "the body is not UTF-8"
+
+
+def test_secrets_never_appear_in_errors_or_reprs(verifier: AnswerVerifier) -> None:
+    request = call()
+    reason = refusal(verifier, request, answer(request, key=OTHER_KEY))
+    org = org_with(callback_secret=SECRET)
+    text = reason + repr(verifier) + repr(org) + org.model_dump_json()
+    assert SECRET not in text and KEY.hex() not in text and base64.b64encode(KEY).decode() not in text
+
+
+# ------------------------------------------------------------------------------------ configuration
+
+
+def org_with(**fields: object) -> OrgSettings:
+    return OrgSettings.model_validate({
+        "id": "acme", "name": "Acme", "ncmec": NcmecCredentials(username="u", password="p"),
+        "reporter": ReporterSettings(email="safety@acme.example.com"), **fields})
+
+
+@pytest.mark.parametrize("field", ["escalation_webhook_url", "enrichment_url", "media_list_url"])
+def test_a_callback_url_without_a_secret_is_refused_at_configuration(field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        org_with(**{field: "https://platform.example/hook"})
+    assert f"{field} is set but callback_secret is not" in str(caught.value)
+    org_with(**{field: "https://platform.example/hook", "callback_secret": SECRET})  # with one it is taken
+
+
+@pytest.mark.parametrize("secret", ["not base64!", "whsec_" + base64.b64encode(b"short").decode(), ""])
+def test_a_weak_or_malformed_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ValidationError, match="callback_secret"):
+        org_with(callback_secret=secret)
+
+
+@pytest.mark.parametrize("url", ["ftp://platform.example/x", "platform.example/hook", "https://"])
+def test_a_callback_url_must_be_http_or_https(url: str) -> None:
+    with pytest.raises(ValidationError, match="escalation_webhook_url"):
+        org_with(escalation_webhook_url=url, callback_secret=SECRET)
+
+
+def test_the_embedded_sqlite_database_remembers_answers_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'tipline.db'}"
+    upgrade(url)
+    request = call()
+    headers = answer(request)
+    first, second = make_engine(url), make_engine(url)
+    try:
+        AnswerVerifier("acme", KEY, DatabaseReplayCache(first)).verify(request, headers, b'{"items": []}', now=NOW)
+        assert refusal(AnswerVerifier("acme", KEY, DatabaseReplayCache(second)), request, headers) == \
+            "answer already used"
+    finally:
+        first.dispose()
+        second.dispose()

@@ -42,6 +42,13 @@ async def test_three_items_become_one_case_and_one_finished_cybertip(
         case = await eventually(preserved_case, what="three preserved media in one case")
 
     assert [m["media_id"] for m in case["media"]] == [i["content_id"] for i in items]
+
+    async def queued() -> list[dict]:
+        # The queue row is published after the media are hashed, a moment after the query shows them preserved.
+        queue = (await api.get("/v1/cases", headers=reviewer_key)).json()
+        return [entry for entry in queue if entry["case_ref"] == case_ref and entry["media_count"] == 3]
+
+    await eventually(queued, what="the case in the reviewer queue")
     queue = (await api.get("/v1/cases", headers=reviewer_key)).json()
     assert [entry["case_ref"] for entry in queue].count(case_ref) == 1
     assert next(e for e in queue if e["case_ref"] == case_ref)["media_count"] == 3

@@ -6,6 +6,8 @@ Credentials live only here and in the files they are read from: models that leav
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import tomllib
 from enum import StrEnum
@@ -15,9 +17,25 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tipline.egress import parse_exemption
+
 NCMEC_TEST_URL = "https://exttest.cybertip.org/ispws"
 NCMEC_PRODUCTION_URL = "https://report.cybertip.org/ispws"
 ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_CALLBACK_URL = r"^https?://[^\s/?#]+(/\S*)?$"
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key in a Standard Webhooks secret (``whsec_`` + base64), decoded as their libraries do."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("callback_secret must be whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("callback_secret must encode 24 to 64 random bytes")
+    return key
 
 
 class NcmecEnvironment(StrEnum):
@@ -78,13 +96,17 @@ class OrgSettings(BaseModel):
     internet_detail: InternetDetailKind = InternetDetailKind.WEB_PAGE
     classifier: ClassifierSettings = ClassifierSettings()
     # Where Tipline asks the platform for everything it knows about a user before filing (signed POST).
-    enrichment_url: str | None = None
+    enrichment_url: str | None = Field(default=None, pattern=_CALLBACK_URL)
     # Where Tipline asks, when a case opens, for every media item the platform has for the user (signed, paginated).
-    media_list_url: str | None = None
+    media_list_url: str | None = Field(default=None, pattern=_CALLBACK_URL)
     # Where Tipline tells the org's Moderator Managers that a case waited past its review deadline.
-    escalation_webhook_url: str | None = None
-    # Shared secret that signs Tipline's calls to the platform (webhooks, callbacks).
+    escalation_webhook_url: str | None = Field(default=None, pattern=_CALLBACK_URL)
+    # Shared secret that signs Tipline's calls to the platform and the platform's answers (Standard Webhooks
+    # format: "whsec_" and base64 of 24-64 random bytes). Required as soon as any callback URL is set.
     callback_secret: SecretStr | None = None
+    # When set, media is fetched only from these hosts (exact names, or "*.cdn.example.com"); every address they
+    # resolve to must still be public.
+    media_allowed_hosts: tuple[str, ...] | None = None
 
     @field_validator("id")
     @classmethod
@@ -93,6 +115,27 @@ class OrgSettings(BaseModel):
         if not ORG_ID_PATTERN.match(value):
             raise ValueError("org id must be 1-40 lowercase letters, digits or dashes")
         return value
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _secret_is_a_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            signing_key(value.get_secret_value())  # raises ValueError with the reason
+        return value
+
+    @model_validator(mode="after")
+    def _callbacks_are_signed(self) -> OrgSettings:
+        # An unsigned webhook cannot be told from a forged one, so no callback goes out without a secret.
+        if self.callback_secret is None:
+            for name in ("escalation_webhook_url", "enrichment_url", "media_list_url"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is set but callback_secret is not: every call to the platform is "
+                                     f"signed, so set callback_secret (whsec_ + base64 of 24-64 random bytes)")
+        return self
+
+    def signing_key(self) -> bytes:
+        assert self.callback_secret is not None
+        return signing_key(self.callback_secret.get_secret_value())
 
 
 class Settings(BaseSettings):
@@ -130,6 +173,22 @@ class Settings(BaseSettings):
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
+
+    # Outbound requests on a platform's behalf (tipline.egress). Exact "address:port" pairs that may be reached
+    # although not public: only for a test or local platform on loopback; empty in any real deployment.
+    egress_private_exemptions: list[str] = Field(default_factory=list)
+    egress_connect_timeout_seconds: float = 10
+    egress_read_timeout_seconds: float = 30
+    # A whole media download, redirects included; preserve_media itself may run 10 minutes.
+    media_fetch_timeout_seconds: float = 540
+    media_max_bytes: int = 2 * 1024**3
+
+    @field_validator("egress_private_exemptions")
+    @classmethod
+    def _exemptions_are_exact_pairs(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_exemption(entry)  # raises ValueError naming the entry
+        return value
 
     @property
     def resolved_database_url(self) -> str:
@@ -202,11 +261,14 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
     lines: list[str] = []
     for org in orgs:
         values = org.model_dump(mode="json", exclude_none=True,
-                                exclude={"id", "ncmec", "reporter", "callback_secret", "classifier"})
+                                exclude={"id", "ncmec", "reporter", "callback_secret", "classifier",
+                                         "media_allowed_hosts"})
+        if org.media_allowed_hosts is not None:
+            values["media_allowed_hosts"] = list(org.media_allowed_hosts)
         if org.callback_secret is not None:
             values["callback_secret"] = org.callback_secret.get_secret_value()
         lines.append(f"[orgs.{org.id}]")
-        lines += [f"{key} = {_toml_string(value)}" for key, value in values.items()]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         lines.append(f"\n[orgs.{org.id}.ncmec]")
         lines.append(f"environment = {_toml_string(org.ncmec.environment.value)}")
         lines.append(f"username = {_toml_string(org.ncmec.username)}")
@@ -221,6 +283,12 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
         lines += [f"{key} = {_toml_string(value)}" for key, value in reporter.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_string(item) for item in value) + "]"
+    return _toml_string(value)
 
 
 def _toml_string(value: object) -> str:
