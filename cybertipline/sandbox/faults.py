@@ -1,4 +1,9 @@
-"""Fault injection for chaos runs: latency, 503s that commit nothing, and answers dropped after committing.
+"""Fault injection for chaos runs: latency, errors that commit nothing, and answers dropped after committing.
+
+An injected error is either a bare 503 (a load balancer in front of NCMEC) or, when ``error_codes`` is set,
+one of NCMEC's own application errors in NCMEC's shape: a ``reportResponse`` (``reportDoneResponse`` on
+``/finish``) with the code, at the configured HTTP status; 2000 comes as HTTP 401 with the realm, as NCMEC
+answers bad credentials.
 
 Implemented as pure ASGI middleware so a dropped answer can really abort the connection mid-response, which
 is what a client sees when a load balancer or the network fails after NCMEC has already saved the change.
@@ -9,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cybertipline import responses as codes
 
 FAULT_PATH_PREFIX = "/ispws"
 
@@ -32,6 +40,8 @@ class FaultSettings:
     # crashes has changed NCMEC's state without learning it.
     answer_delay_ms: int = 0
     error_rate: float = 0.0
+    # NCMEC response codes an injected error answers with, one drawn per error; empty: a bare 503.
+    error_codes: list[int] = field(default_factory=list)
     drop_rate: float = 0.0
     outage: bool = False
     seed: int | None = None
@@ -53,7 +63,7 @@ class FaultInjector:
         for name, value in changes.items():
             if not hasattr(self.settings, name):
                 raise ValueError(f"unknown fault setting {name!r}")
-            setattr(self.settings, name, value)
+            setattr(self.settings, name, list(value or []) if name == "error_codes" else value)
         for name in ("error_rate", "drop_rate"):
             rate = getattr(self.settings, name)
             if not 0.0 <= rate <= 1.0:
@@ -72,6 +82,9 @@ class FaultInjector:
     def roll(self, rate: float) -> bool:
         # rate 1.0 must always fire and 0.0 never, whatever the generator returns.
         return rate >= 1.0 or (rate > 0.0 and self._rng.random() < rate)
+
+    def pick_error_code(self) -> int | None:
+        return self._rng.choice(self.settings.error_codes) if self.settings.error_codes else None
 
     def pick_drop_mode(self) -> DropMode:
         mode = self.settings.drop_mode
@@ -111,10 +124,22 @@ async def _send_plain(send: Send, status: int, body: bytes = b"") -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_REALM_HEADER = (b"www-authenticate", b'Basic realm="ESP Web Services"')
+
+
 class FaultMiddleware:
-    def __init__(self, app: ASGIApp, injector: FaultInjector) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        injector: FaultInjector,
+        *,
+        error_http_status: int = 200,
+        render_error: Callable[[str, int, str | None], bytes] | None = None,
+    ) -> None:
         self.app = app
         self.injector = injector
+        self.error_http_status = error_http_status
+        self.render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(FAULT_PATH_PREFIX):
@@ -127,7 +152,7 @@ class FaultMiddleware:
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
         if self.injector.roll(settings.error_rate):
-            await _send_plain(send, 503, b"Service Unavailable")
+            await self._error(scope, send)
             return
         if self.injector.roll(settings.drop_rate):
             await self._drop(scope, receive, send)
@@ -135,6 +160,20 @@ class FaultMiddleware:
             await self._delayed(scope, receive, send, settings.answer_delay_ms)
         else:
             await self.app(scope, receive, send)
+
+    async def _error(self, scope: Scope, send: Send) -> None:
+        code = self.injector.pick_error_code()
+        if code is None or self.render_error is None:
+            await _send_plain(send, 503, b"Service Unavailable")
+            return
+        body = self.render_error(str(scope.get("path", "")), code, None)
+        headers = [(b"content-type", b"application/xml"), (b"content-length", str(len(body)).encode())]
+        status = self.error_http_status
+        if code == codes.AUTHENTICATION_REQUIRED:
+            status = 401
+            headers.append(_REALM_HEADER)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _delayed(self, scope: Scope, receive: Receive, send: Send, delay_ms: int) -> None:
         answer: list[Message] = []
