@@ -11,6 +11,7 @@ import tomllib
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8765
     sandbox_url: str | None = None
+    # How strict `tipline sandbox` (and the sandbox of `tipline up`) is; each is printed at start.
+    # auto: validate against NCMEC's XSD whenever one is found (ncmec_xsd_path, else <data>/cyber_tipline.xsd).
+    sandbox_schema_validation: Literal["auto", "on", "off"] = "auto"
+    sandbox_reporter_email_required: bool = True
+    # NCMEC answers application errors with HTTP 200 and the code in the body; a 4xx/5xx is for clients that
+    # need to see a status.
+    sandbox_error_http_status: int = Field(default=200, ge=200, le=599)
     # Validates reports in the sandbox and before submission; NCMEC serves it at /ispws/xsd.
     ncmec_xsd_path: Path | None = None
 

@@ -48,6 +48,26 @@ class SandboxConfig:
     # More accounts (username -> password), e.g. to show that one ESP cannot touch another's reports.
     extra_users: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not (self.error_http_status == 200 or 400 <= self.error_http_status <= 599):
+            raise ValueError(f"error_http_status must be 200 or 400-599, not {self.error_http_status}")
+
+    def describe(self) -> list[str]:
+        """How strict this sandbox is, one line per setting: printed when it starts, so nobody has to guess."""
+        schema = (f"on, against {self.xsd_path}" if self.xsd_path is not None else
+                  "OFF: no XSD, so only well-formedness and the business rules are checked "
+                  "(run `tipline ncmec fetch-xsd` or set TIPLINE_NCMEC_XSD_PATH)")
+        email = ("on: reporter/reportingPerson must contain an email" if self.strict_reporting_person_email else
+                 "off: a reportingPerson without an email is accepted")
+        status = ("HTTP 200 with the code in the body, as NCMEC answers" if self.error_http_status == 200 else
+                  f"HTTP {self.error_http_status} with the code in the body")
+        return [
+            f"  schema validation    {schema}",
+            f"  reporter email rule  {email}",
+            f"  application errors   {status} (bad credentials: HTTP 401)",
+            "  DOCTYPE, DTD, entity always refused with 4110, never resolved",
+        ]
+
 
 class SandboxState:
     def __init__(self, config: SandboxConfig, clock: SandboxClock | None = None) -> None:
