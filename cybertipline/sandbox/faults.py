@@ -127,6 +127,15 @@ async def _send_plain(send: Send, status: int, body: bytes = b"") -> None:
 _REALM_HEADER = (b"www-authenticate", b'Basic realm="ESP Web Services"')
 
 
+async def _drain(receive: Receive) -> None:
+    # Read the request to its end before refusing it, as a real server does: answering mid-upload makes the
+    # client see a reset connection instead of the error.
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 class FaultMiddleware:
     def __init__(
         self,
@@ -147,11 +156,13 @@ class FaultMiddleware:
             return
         settings = self.injector.settings
         if settings.outage:
+            await _drain(receive)
             await _send_plain(send, 503, b"Service Unavailable")
             return
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
         if self.injector.roll(settings.error_rate):
+            await _drain(receive)
             await self._error(scope, send)
             return
         if self.injector.roll(settings.drop_rate):

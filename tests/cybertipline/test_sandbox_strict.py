@@ -166,6 +166,17 @@ async def test_injected_ncmec_errors_are_classified_by_the_client(
     assert [(r["report_id"], r["status"], r["files"]) for r in reports] == [(report_id, "open", [])]
 
 
+async def test_an_injected_error_on_a_large_upload_is_read_as_the_error_not_a_reset(
+    sandbox: RunningSandbox, client: CyberTiplineClient
+) -> None:
+    report_id = (await client.submit(report_xml())).report_id
+    assert report_id is not None
+    await sandbox.control("POST", "/faults", {"error_rate": 1.0, "error_codes": [1111]})
+    with pytest.raises(CyberTiplineError) as info:
+        await client.upload(report_id, "big.bin", io.BytesIO(b"\0" * (3 << 20)))
+    assert info.value.code == 1111 and info.value.transient
+
+
 async def test_injected_errors_take_the_configured_status_and_the_finish_shape(sandbox_config: SandboxConfig) -> None:
     sandbox_config.error_http_status = 503
     async with running_sandbox(sandbox_config) as sandbox, sandbox.http() as http:
