@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     sandbox_reporter_email_required: bool = True
     # NCMEC answers application errors with HTTP 200 and the code in the body; a 4xx/5xx is for clients that
     # need to see a status.
-    sandbox_error_http_status: int = Field(default=200, ge=200, le=599)
+    sandbox_error_http_status: int = 200
     # Validates reports in the sandbox and before submission; NCMEC serves it at /ispws/xsd.
     ncmec_xsd_path: Path | None = None
 
@@ -138,6 +138,13 @@ class Settings(BaseSettings):
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
+
+    @field_validator("sandbox_error_http_status")
+    @classmethod
+    def _an_error_status(cls, status: int) -> int:
+        if not (status == 200 or 400 <= status <= 599):
+            raise ValueError("must be 200 (NCMEC's own behaviour) or an error status, 400-599")
+        return status
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
+from pydantic import ValidationError
 
 from tests.cybertipline.conftest import XSD_PATH, out_of_order_report_xml, report_xml
 from tests.hostile_xml import internal_entity
@@ -57,6 +58,12 @@ def test_settings_come_from_the_environment_and_flags_win(tmp_path: Path, monkey
     assert (config.strict_reporting_person_email, config.error_http_status) == (False, 400)
     config = sandbox_config(_settings(tmp_path, "--reporter-email-required", "--error-http-status", "422"))
     assert (config.strict_reporting_person_email, config.error_http_status) == (True, 422)
+
+
+def test_a_redirect_status_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIPLINE_SANDBOX_ERROR_HTTP_STATUS", "302")
+    with pytest.raises(ValidationError, match="sandbox_error_http_status"):
+        Settings()
 
 
 @pytest.mark.parametrize("status", ["302", "100", "abc"])
