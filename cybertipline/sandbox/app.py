@@ -231,6 +231,7 @@ class FaultUpdate(BaseModel):
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     # NCMEC codes an injected error answers with (one drawn per error); empty means a bare 503.
     error_codes: list[int] | None = Field(default=None, max_length=32)
+    error_count: int | None = Field(default=None, ge=0)
     drop_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     outage: bool | None = None
     seed: int | None = None

@@ -42,6 +42,8 @@ class FaultSettings:
     error_rate: float = 0.0
     # NCMEC response codes an injected error answers with, one drawn per error; empty: a bare 503.
     error_codes: list[int] = field(default_factory=list)
+    # How many more errors to inject before stopping (None: no limit), so a test can fail exactly the next call.
+    error_count: int | None = None
     drop_rate: float = 0.0
     outage: bool = False
     seed: int | None = None
@@ -70,6 +72,8 @@ class FaultInjector:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.settings.latency_ms < 0 or self.settings.answer_delay_ms < 0:
             raise ValueError("latency_ms and answer_delay_ms must not be negative")
+        if self.settings.error_count is not None and self.settings.error_count < 0:
+            raise ValueError("error_count must not be negative")
         self.settings.drop_mode = DropMode(self.settings.drop_mode)
         if "seed" in changes:
             self._rng = random.Random(self.settings.seed)
@@ -82,6 +86,14 @@ class FaultInjector:
     def roll(self, rate: float) -> bool:
         # rate 1.0 must always fire and 0.0 never, whatever the generator returns.
         return rate >= 1.0 or (rate > 0.0 and self._rng.random() < rate)
+
+    def roll_error(self) -> bool:
+        settings = self.settings
+        if settings.error_count == 0 or not self.roll(settings.error_rate):
+            return False
+        if settings.error_count is not None:
+            settings.error_count -= 1
+        return True
 
     def pick_error_code(self) -> int | None:
         return self._rng.choice(self.settings.error_codes) if self.settings.error_codes else None
@@ -161,7 +173,7 @@ class FaultMiddleware:
             return
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
-        if self.injector.roll(settings.error_rate):
+        if self.injector.roll_error():
             await _drain(receive)
             await self._error(scope, send)
             return

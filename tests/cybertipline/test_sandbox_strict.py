@@ -206,6 +206,18 @@ async def test_injected_codes_are_drawn_from_the_list_and_unknown_codes_refused(
             assert "error_codes" in response.text
 
 
+async def test_error_count_fails_exactly_the_next_calls(sandbox: RunningSandbox, client: CyberTiplineClient) -> None:
+    settings = await sandbox.control("POST", "/faults", {"error_rate": 1.0, "error_codes": [1300], "error_count": 2})
+    assert settings["error_count"] == 2
+    for _ in range(2):
+        with pytest.raises(CyberTiplineError):
+            await client.status()
+    assert (await client.status()).response_code == 0
+    assert (await sandbox.control("GET", "/faults"))["error_count"] == 0
+    async with sandbox.http() as http:
+        assert (await http.post("/_sandbox/faults", json={"error_count": -1})).status_code == 422
+
+
 # -- uploads carry their real MIME type ------------------------------------------------------------------
 
 
