@@ -75,3 +75,20 @@ def test_schema_validation_refuses_before_the_validator_sees_an_entity(tmp_path:
     for document in _hostile(tmp_path).values():
         with pytest.raises(UnsafeXml):
             schema_errors(document, schema)
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Ways to parse XML that bypass tipline/safe_xml.py. Building documents (etree.Element, tostring) is fine.
+_RAW_PARSING = ("etree.fromstring(", "etree.parse(", "etree.XML(", "etree.XMLParser(", "etree.iterparse(",
+                "xml.etree", "xml.dom", "xml.sax.parse", "minidom")
+
+
+def test_no_code_parses_xml_except_through_the_safe_parser() -> None:
+    offenders = []
+    for path in REPO.glob("**/*.py"):
+        relative = path.relative_to(REPO)
+        if relative.parts[0] in {".venv", "tests", "build"} or relative == Path("tipline/safe_xml.py"):
+            continue
+        text = path.read_text()
+        offenders += [f"{relative}: {pattern}" for pattern in _RAW_PARSING if pattern in text]
+    assert offenders == []
