@@ -397,6 +397,38 @@ class UrgencyPolicy(BaseModel):
 
 DEFAULT_POLICY = UrgencyPolicy()
 
+# The table as it was before the rules learnt to call a live session, ongoing abuse and enticement urgent
+# (and before enticement text, sextortion threats, self-harm and time pressure had rules of their own). Only
+# cases started under it use it, so that their recorded histories replay: a different level changes the
+# deadline and the search attributes the workflow publishes. See workflows/case.py, URGENCY_TABLE_PATCH.
+_V1_ONGOING_ABUSE: tuple[str, ...] = (
+    r"still happening", r"keeps happening", r"happens every (?:day|night|week|weekend)",
+    r"(?:he|she|they) still (?:does|do) it", r"won'?t stop hurting me", r"don'?t tell",
+    r"our (?:little )?secret", r"send more",
+)
+_V1_MEETING_PLANS: tuple[str, ...] = (
+    r"meet (?:me|up)", r"meet (?:tonight|today|tomorrow)", r"come over", r"pick you up",
+    r"(?:come to|at) (?:my|your) place", r"where do you live", r"(?:what'?s|send me) your address",
+    r"hotel room", r"sneak out", r"(?:i'?ll|i will|i can) come to you",
+)
+_V1_IMMINENT_HARM: tuple[str, ...] = (
+    r"kill myself", r"end my life", r"want to die", r"hurt myself", r"cut myself",
+    r"hurt you", r"kill you",
+    r"(?:i'?ll|i will|gonna|going to) (?:leak|post|share|send) (?:them|it|your (?:pics|photos|pictures|videos))",
+)
+URGENCY_POLICY_V1 = DEFAULT_POLICY.with_overrides({
+    "incident.enticement": {"weight": 40},
+    "platform.live_session": {"weight": 30},
+    "text.ongoing_abuse": {"weight": 40, "phrases": _V1_ONGOING_ABUSE},
+    "text.meeting_plans": {"phrases": _V1_MEETING_PLANS},
+    "text.enticement": {"enabled": False},
+    "text.time_pressure": {"enabled": False},
+    "text.sextortion_threat": {"enabled": False},
+    "text.self_harm": {"enabled": False},
+    "text.imminent_harm": {"phrases": _V1_IMMINENT_HARM,
+                           "description": "Report or conversation text suggests imminent harm or self-harm."},
+})
+
 
 class EvidenceText(BaseModel):
     """A piece of text the rules read; ``ref`` is its id within ``source`` (a message id, a report id)."""

@@ -20,6 +20,7 @@ from models.urgency import (
     DEFAULT_RULES,
     ELEVATED_SCORE,
     ESCALATION_TEXT_LIMIT,
+    URGENCY_POLICY_V1,
     URGENT_SCORE,
     EvidenceText,
     MediaSignal,
@@ -504,3 +505,30 @@ def test_assessment_is_deterministic_and_ignores_input_order(signals_: UrgencySi
 
 def test_default_thresholds_are_what_the_table_comment_promises() -> None:
     assert (DEFAULT_POLICY.urgent_at, DEFAULT_POLICY.elevated_at) == (URGENT_SCORE, ELEVATED_SCORE) == (50, 20)
+
+
+# --- The table cases started under before issue 12 keep (workflows/case.py, URGENCY_TABLE_PATCH) ----------------
+
+@pytest.mark.parametrize(("fields", "level", "score", "rule_ids"), [
+    pytest.param({"live_session_active": True}, "elevated", 30, ["platform.live_session"], id="live-session"),
+    pytest.param({"live_session_active": True, "victim_age": 8}, "urgent", 50,
+                 ["platform.live_session", "platform.victim_under_13"], id="live-session-young-victim"),
+    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT}, "elevated", 40, ["incident.enticement"],
+                 id="enticement"),
+    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT, "texts": [chat("m", "come over after school")]},
+                 "urgent", 80, ["incident.enticement", "text.meeting_plans"], id="enticement-meeting"),
+    pytest.param({"report_annotations": ["sextortion"], "texts": [chat("m", "i want to die")]}, "urgent", 90,
+                 ["report.sextortion", "text.imminent_harm"], id="sextortion-self-harm"),
+    pytest.param({"texts": [chat("m", "Don't tell your mom")]}, "elevated", 40, ["text.ongoing_abuse"],
+                 id="dont-tell-was-ongoing-abuse"),
+    pytest.param({"texts": [chat("m", "I'll post your pics tonight")]}, "urgent", 50, ["text.imminent_harm"],
+                 id="leak-threat-was-imminent-harm"),
+    pytest.param({"texts": [chat("m", "abusing her right now")]}, "normal", 0, [], id="missed-ongoing-abuse"),
+])
+def test_the_v1_table_gives_what_it_always_gave(fields: dict, level: str, score: int, rule_ids: list[str]) -> None:
+    assessment = assess_urgency(signals(**fields), URGENCY_POLICY_V1)
+
+    assert (assessment.level, assessment.score) == (level, score)
+    assert [reason.rule_id for reason in assessment.reasons] == rule_ids
+    if "text.imminent_harm" in rule_ids:
+        assert "imminent harm or self-harm" in (assessment.suggested_reason or "")
