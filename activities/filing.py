@@ -18,7 +18,7 @@ from cybertipline.file_details_model import FileDetails
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
 from cybertipline.xsd import load_schema, schema_errors
 from models.case import EvidenceRef
-from models.case_urgency import urgency_outcome
+from models.case_urgency import suggestion_of_record, urgency_outcome
 from models.conversation_csv import conversation_csv
 from models.cybertip import (
     compose_conversation_details,
@@ -75,14 +75,15 @@ class FilingActivities:
             async with self._client(org) as client:
                 response = await client.submit(report_xml)
         assert response.report_id is not None
+        suggestion = suggestion_of_record(request.decision.urgency_suggestion_shown, request.urgency_suggestion)
         with Session(self.engine) as session:
             session.add(FiledReport(
                 org_id=org.id, workflow_id=request.workflow_id, case_number=request.case_number,
                 ncmec_environment=org.ncmec.environment.value, ncmec_report_id=response.report_id,
                 status=ReportStatus.OPEN, report_xml=report_xml.decode(), submitted_by=request.decision.reviewer_id,
                 escalation_reason=request.decision.escalate_to_high_priority,
-                urgency_suggestion=request.urgency_suggestion,
-                urgency_outcome=urgency_outcome(request.urgency_suggestion, request.decision.escalate_to_high_priority),
+                urgency_suggestion=suggestion,
+                urgency_outcome=urgency_outcome(suggestion, request.decision.escalate_to_high_priority),
                 opened_at=now,
             ))
             session.commit()

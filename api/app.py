@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api import problems
-from api.routers import cases, content, intake, reports, triage
+from api.routers import cases, content, intake, reports, triage, urgency_preview
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     problems.install(app)
     app.include_router(content.router)
     app.include_router(cases.router)
+    app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)
     app.include_router(triage.router)

@@ -7,9 +7,11 @@ One method per endpoint, no retries: the caller (a Temporal activity) decides wh
 from __future__ import annotations
 
 import logging
+import mimetypes
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
+import filetype
 import httpx
 from lxml import etree
 
@@ -138,13 +140,17 @@ class CyberTiplineClient:
         _require(result, "report_id", result.report_id)
         return result
 
-    async def upload(self, report_id: int, filename: str, content: bytes | BinaryIO) -> ReportResponse:
+    async def upload(
+        self, report_id: int, filename: str, content: bytes | BinaryIO, content_type: str | None = None
+    ) -> ReportResponse:
+        """Upload one file; without ``content_type`` its type is sniffed from its first bytes (or its name)."""
+        media_type = content_type or sniff_media_type(content, filename)
         # httpx streams a file object chunk by chunk, so large evidence files are never held in memory.
         response = await self._send(
             "POST",
             "/upload",
             data={"id": str(report_id)},
-            files={"file": (filename, content, "application/octet-stream")},
+            files={"file": (filename, content, media_type)},
         )
         result = self._report_response(response)
         _require(result, "file_id", result.file_id)
@@ -157,7 +163,7 @@ class CyberTiplineClient:
         response = await self._send("POST", "/finish", data={"id": str(report_id)})
         root, body = self._document(response)
         if root.tag == "reportResponse":
-            # Errors on /finish come back as a plain reportResponse.
+            # NCMEC's clients decode /finish refusals as reportDoneResponse; accept the other shape too.
             result = self._checked(self._parse_report(response, root, body))
             raise CyberTiplineTransportError(
                 f"/finish answered code {result.response_code} without a reportDoneResponse",
@@ -170,10 +176,11 @@ class CyberTiplineClient:
             )
         except UnparseableResponse as exc:
             raise self._unparseable(response, exc) from exc
-        if done.response_code != SUCCESS:
+        code = AUTHENTICATION_REQUIRED if done.http_status == 401 else done.response_code
+        if code != SUCCESS:
             raise CyberTiplineError(
-                done.response_code,
-                None,
+                code,
+                describe(code),
                 request_id=done.request_id,
                 http_status=done.http_status,
                 raw_xml=done.raw_xml,
@@ -252,6 +259,32 @@ class CyberTiplineClient:
             http_status=response.status_code,
             request_id=_request_id(response),
         )
+
+
+OCTET_STREAM = "application/octet-stream"
+# filetype reads at most this many bytes to recognise a format.
+_SNIFF_BYTES = 261
+
+
+def sniff_media_type(content: bytes | BinaryIO, filename: str = "") -> str:
+    """The MIME type of ``content`` from its magic bytes, else from the file name, else octet-stream.
+
+    A file object is read from its current position and put back there, so nothing is consumed.
+    """
+    if isinstance(content, bytes | bytearray):
+        head = bytes(content[:_SNIFF_BYTES])
+    elif content.seekable():
+        position = content.tell()
+        head = content.read(_SNIFF_BYTES)
+        content.seek(position)
+    else:
+        head = b""
+    sniffed = filetype.guess_mime(head) if head else None
+    if sniffed:
+        return str(sniffed)
+    # Text formats (the conversation CSV) have no magic; their name is all there is.
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or OCTET_STREAM
 
 
 def _request_id(response: httpx.Response) -> str | None:

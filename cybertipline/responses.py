@@ -11,6 +11,8 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from tipline.safe_xml import UnsafeXml, XmlRefused, parse_xml
+
 SUCCESS = 0
 SERVER_ERROR = 1000
 SAVE_FAILED = 1100
@@ -92,15 +94,15 @@ class UnparseableResponse(ValueError):
     """The body is not a ``reportResponse``/``reportDoneResponse`` we can read."""
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
-
-
 def parse_document(body: bytes) -> etree._Element:
+    """The root of an answer, parsed safely: an answer with a DOCTYPE is not one NCMEC sends, so it is refused."""
     if not body.strip():
         raise UnparseableResponse("empty body")
     try:
-        return etree.fromstring(body, parser=_PARSER)
-    except etree.XMLSyntaxError as exc:
+        return parse_xml(body)
+    except UnsafeXml as exc:
+        raise UnparseableResponse(f"refused: {exc}") from exc
+    except XmlRefused as exc:
         raise UnparseableResponse(f"not XML: {exc}") from exc
 
 
@@ -216,4 +218,16 @@ def render_finish_response(report_id: int, file_ids: list[str]) -> bytes:
     return (
         f"{_DECLARATION}<reportDoneResponse><responseCode>0</responseCode>"
         f"<reportId>{report_id}</reportId><files>{files}</files></reportDoneResponse>"
+    ).encode()
+
+
+def render_finish_error(code: int, report_id: int | None) -> bytes:
+    """A ``/finish`` refusal as NCMEC's clients decode it: ``reportDoneResponse`` with the non-zero code.
+
+    The schema gives that element no description and requires ``reportId`` and ``files``; an id the request
+    did not carry (or not as a number) is answered as 0.
+    """
+    return (
+        f"{_DECLARATION}<reportDoneResponse><responseCode>{code}</responseCode>"
+        f"<reportId>{report_id if report_id is not None else 0}</reportId><files/></reportDoneResponse>"
     ).encode()

@@ -11,26 +11,27 @@ from pathlib import Path
 
 from lxml import etree
 
+from tipline.safe_xml import MalformedXml, UnsafeXml, XmlRefused, parse_xml
 
-class MalformedXml(ValueError):
-    """The document is not well-formed XML (NCMEC answers 4110)."""
+__all__ = ["MalformedXml", "UnsafeXml", "XmlRefused", "load_schema", "schema_errors", "validate_root"]
 
 
 @lru_cache(maxsize=4)
 def load_schema(path: str | Path) -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(path)))
+    # The schema file goes through the same hardened parser as everything else: it is operator data too.
+    return etree.XMLSchema(parse_xml(Path(path).read_bytes()).getroottree())
+
+
+def validate_root(root: etree._Element, schema: etree.XMLSchema) -> list[str]:
+    """Every schema violation of an already (safely) parsed document, as the validator words it."""
+    if schema.validate(root):
+        return []
+    return [f"line {error.line}: {error.message}" for error in schema.error_log]
 
 
 def schema_errors(document: bytes | str, schema: etree.XMLSchema) -> list[str]:
     """Every schema violation in ``document``, as the validator words it; empty when valid.
 
-    Raises ``MalformedXml`` when the document cannot be parsed at all.
+    Raises ``MalformedXml`` when the document cannot be parsed at all, ``UnsafeXml`` when it has a DOCTYPE.
     """
-    data = document.encode() if isinstance(document, str) else document
-    try:
-        tree = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        raise MalformedXml(str(exc)) from exc
-    if schema.validate(tree):
-        return []
-    return [f"line {error.line}: {error.message}" for error in schema.error_log]
+    return validate_root(parse_xml(document), schema)

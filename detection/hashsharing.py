@@ -35,6 +35,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from detection.banks import FeedApplyResult, FeedUpdate, apply_feed_updates, validate_hash
 from models.hash_banks import BankHashType, HashBank, HashSharingCheckpoint
 from models.records import utcnow
+from tipline.safe_xml import XmlRefused, parse_xml
 
 ENVIRONMENTS: dict[str, str] = {
     "industry": "https://report.cybertip.org/hashsharing",
@@ -62,7 +63,6 @@ KEPT_FINGERPRINTS: dict[str, dict[str, BankHashType]] = {
     "image": {"md5": BankHashType.MD5, "sha1": BankHashType.SHA1, "pdq": BankHashType.PDQ},
     "video": {"md5": BankHashType.MD5, "sha1": BankHashType.SHA1},
 }
-_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Answers to an old ``next`` URL that mean "the cursor is gone": restart the window instead of failing.
 _EXPIRED_CURSOR_STATUSES = frozenset({400, 404, 410})
@@ -138,9 +138,9 @@ def _child(element: etree._Element, name: str) -> etree._Element | None:
 
 def _parse(body: bytes) -> etree._Element:
     try:
-        return etree.fromstring(body, parser=_XML_PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise HashSharingError(f"hash-sharing answer is not XML: {exc}") from None
+        return parse_xml(body)
+    except XmlRefused as exc:
+        raise HashSharingError(f"hash-sharing answer refused: {exc}") from None
 
 
 def parse_status(body: bytes) -> HashSharingStatus:

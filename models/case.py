@@ -184,6 +184,9 @@ class ReviewDecision(BaseModel):
     victims: list[VictimInfo] = Field(default_factory=list)
     intended_recipients: list[IntendedRecipientInfo] = Field(default_factory=list)
     attach_conversations: list[str] = Field(default_factory=list, description="Thread ids filed as CSV files")
+    # The suggested escalateToHighPriority text the reviewer was shown when deciding ("" = none was shown);
+    # None when the client did not say. "Confirmed" means escalate_to_high_priority equals it.
+    urgency_suggestion_shown: str | None = Field(default=None, max_length=3000)
 
 
 class Dismissal(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from models.case import CaseState
 from models.urgency import EvidenceText, MediaSignal, UrgencySignals
@@ -11,8 +13,29 @@ HASH_MATCH = "hash_match"
 CLASSIFIER = "classifier"
 
 
-def case_urgency_signals(case: CaseState, now: datetime) -> UrgencySignals:
-    decision = case.decision
+class MediaChoices(Protocol):
+    @property
+    def media_id(self) -> str: ...
+    @property
+    def annotations(self) -> Sequence[str]: ...
+
+
+class ReviewChoices(Protocol):
+    """What the urgency rules read from a decision: a ReviewDecision, or a reviewer's draft being previewed."""
+
+    @property
+    def incident_type(self) -> str | None: ...
+    @property
+    def media(self) -> Sequence[MediaChoices]: ...
+    @property
+    def report_annotations(self) -> Sequence[str]: ...
+    @property
+    def additional_info(self) -> str | None: ...
+
+
+def case_urgency_signals(case: CaseState, now: datetime, choices: ReviewChoices | None = None) -> UrgencySignals:
+    """The signals of ``case``, with the reviewer's ``choices`` (default: the case's decision, if any)."""
+    decision = choices if choices is not None else case.decision
     indicators = [m.content.indicators for m in case.media if m.content.indicators is not None]
     ages = [i.victim_age for i in indicators if i.victim_age is not None]
     seen = [i.location_observed_at for i in indicators if i.location_observed_at is not None]
@@ -46,3 +69,15 @@ def urgency_outcome(suggested: str | None, sent: str | None) -> str:
     if suggested is None:
         return "added"
     return "confirmed" if sent.strip() == suggested.strip() else "edited"
+
+
+def suggestion_of_record(shown: str | None, recomputed: str | None) -> str | None:
+    """The suggestion a decision is judged against: the one the reviewer was shown, when the client said which.
+
+    The case's own suggestion may have been recomputed after the page loaded (new media, or the decision's
+    annotations); judging against it would record "edited" for a reviewer who sent exactly what they saw.
+    ``shown == ""`` means the reviewer was shown no suggestion.
+    """
+    if shown is None:
+        return recomputed
+    return shown.strip() or None

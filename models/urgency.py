@@ -126,21 +126,59 @@ _ALL_PARAMETERS = (
 # Phrase lists: clinical, non-graphic, the words people use when abuse is ongoing or harm is close.
 # Each entry is a regex matched case-insensitively as whole words ("meet tonight" does not match
 # "meeting tonight"); the text's whitespace is collapsed and curly apostrophes straightened first, so
-# write phrases with single spaces, and don'?t to also take "dont".
+# write phrases with single spaces, and don'?t to also take "dont". A phrase may not start with an
+# apostrophe (it would have to stand alone): write he'?s, not 's. tests/fixtures/urgency_phrases.yaml holds
+# the made-up sentences each list must catch, and the look-alikes it must leave alone.
+_KIN = r"(?:her|him|me|them|us|my (?:sister|brother|daughter|son|cousin|niece|nephew|friend|stepdaughter|stepson))"
+_IMAGES = r"(?:pics|photos|pictures|nudes|videos|vids|images)"
 ONGOING_ABUSE_PHRASES: tuple[str, ...] = (
-    r"still happening", r"keeps happening", r"happens every (?:day|night|week|weekend)",
-    r"(?:he|she|they) still (?:does|do) it", r"won'?t stop hurting me", r"don'?t tell",
-    r"our (?:little )?secret", r"send more",
+    r"still happening", r"keeps happening", r"(?:it'?s|it is) happening (?:right )?now",
+    r"happens every (?:day|night|week|weekend)", r"(?:he|she|they) still (?:does|do) it",
+    r"won'?t stop (?:hurting|touching) me",
+    rf"(?:is|are|he'?s|she'?s|they'?re|keeps?|kept|been) (?:abusing|molesting|raping|touching) {_KIN}",
+    rf"(?:abusing|molesting|raping|touching) {_KIN} (?:right now|again|every (?:day|night))",
+    r"(?:hurts|touches|abuses|rapes) (?:me|her|him) every (?:day|night|week)",
+    r"comes? into (?:my|her|his) (?:room|bed) at night",
 )
 MEETING_PLAN_PHRASES: tuple[str, ...] = (
-    r"meet (?:me|up)", r"meet (?:tonight|today|tomorrow)", r"come over", r"pick you up",
-    r"(?:come to|at) (?:my|your) place", r"where do you live", r"(?:what'?s|send me) your address",
-    r"hotel room", r"sneak out", r"(?:i'?ll|i will|i can) come to you",
+    r"meet (?:me|up)", r"meet (?:tonight|today|tomorrow)", r"meet (?:in person|irl|in real life)",
+    r"come over", r"pick you up", r"(?:come to|at) (?:my|your) (?:place|house|car)", r"where do you live",
+    r"(?:what'?s|send me|give me) your address", r"hotel room", r"sneak out",
+    r"(?:i'?ll|i will|i can) come to you", r"come alone", r"don'?t bring anyone",
+)
+# A time on it: alone it is everyday talk, beside a meeting plan or enticement it makes the harm imminent.
+TIME_PRESSURE_PHRASES: tuple[str, ...] = (
+    r"tonight", r"right now", r"after school", r"tomorrow", r"this (?:weekend|evening|afternoon)",
+    r"in (?:an|one|half an) hour", r"in (?:\d+|a few|five|ten|fifteen|twenty) minutes",
+)
+ENTICEMENT_PHRASES: tuple[str, ...] = (
+    r"don'?t tell (?:your|anyone|anybody|ur)", r"our (?:little )?secret", r"a secret between us",
+    r"keep (?:it|this|us) (?:a )?secret from your (?:mom|dad|mum|parents|family)",
+    r"delete (?:our|this|the|these|my) (?:chat|chats|messages|conversation|texts|dms)",
+    r"are you (?:home )?alone", r"(?:you'?re|you are|ur) (?:so )?mature for your age",
+    r"send me (?:a |some |more )?(?:pic|pics|photo|photos|picture|pictures|video|videos|selfie|selfies) of "
+    r"(?:you|yourself|your body)",
+    r"(?:turn on|switch on|use) your (?:camera|webcam|cam) for me",
+    r"(?:i'?ll|i will|i can) (?:buy|get) you (?:a |an |the )?(?:phone|gift|gift ?card|anything|whatever)",
+)
+SEXTORTION_THREAT_PHRASES: tuple[str, ...] = (
+    rf"(?:i'?ll|i will|gonna|going to|i'?m going to) (?:leak|post|share|send|expose|show) "
+    rf"(?:them|it|these|those|everything|your {_IMAGES})",
+    rf"(?:send|show) (?:them|it|these|your {_IMAGES}) to (?:your )?"
+    r"(?:friends|family|parents|mom|dad|school|teachers|followers|everyone)",
+    r"(?:pay|send) (?:me )?(?:\$\d+|\d+ ?(?:dollars|usd|bucks)|money|gift ?cards?|bitcoin|crypto) or",
+    r"or (?:i'?ll|i will) (?:post|share|send|leak|expose)", r"send more or",
+    r"everyone (?:will|is gonna|is going to) see (?:them|it|your)", r"ruin your life",
+)
+SELF_HARM_PHRASES: tuple[str, ...] = (
+    r"kill myself", r"end my life", r"want to die", r"(?:wanna|want to|going to|gonna|will|i'?ll|plan to) "
+    r"(?:hurt|cut) myself", r"(?:been|keep|started) cutting myself",
+    r"don'?t want to (?:live|be alive|be here) (?:anymore|any more)", r"better off dead", r"end it all",
+    r"(?:commit|attempt|thinking about|thoughts of) suicide", r"suicidal", r"take all (?:my|the) pills",
 )
 IMMINENT_HARM_PHRASES: tuple[str, ...] = (
-    r"kill myself", r"end my life", r"want to die", r"hurt myself", r"cut myself",
-    r"hurt you", r"kill you",
-    r"(?:i'?ll|i will|gonna|going to) (?:leak|post|share|send) (?:them|it|your (?:pics|photos|pictures|videos))",
+    r"(?:i'?ll|i will|gonna|going to|i'?m going to) (?:hurt|kill|beat) (?:you|her|him)",
+    r"i know where you live",
 )
 
 # The score scale, so the weights below read as decisions rather than numbers:
@@ -158,8 +196,9 @@ DEFAULT_RULES: tuple[UrgencyRule, ...] = (
         incident_types=(IncidentType.CHILD_SEX_TRAFFICKING,),
         description="The incident is child sex trafficking: a child may be under someone's ongoing control.",
     ),
+    # Enticement is a step towards contact: urgent on its own, as NCMEC treats it.
     UrgencyRule(
-        id="incident.enticement", kind="incident_type", weight=40,
+        id="incident.enticement", kind="incident_type", weight=50,
         incident_types=(IncidentType.ONLINE_ENTICEMENT,),
         description="The incident is online enticement: an adult may be working towards contact with a child.",
     ),
@@ -206,8 +245,9 @@ DEFAULT_RULES: tuple[UrgencyRule, ...] = (
         description="The report involves sadistic online exploitation, which often includes coerced self-harm.",
     ),
     # --- What the platform knows about the user and victim right now --------------------------------------
+    # Live: whatever is being done may be happening as the reviewer reads this.
     UrgencyRule(
-        id="platform.live_session", kind="live_session", weight=30,
+        id="platform.live_session", kind="live_session", weight=50,
         description="The reported user is in a live session on the platform right now.",
     ),
     UrgencyRule(
@@ -225,16 +265,34 @@ DEFAULT_RULES: tuple[UrgencyRule, ...] = (
     ),
     # --- Words in user reports, conversations and additional information ----------------------------------
     UrgencyRule(
-        id="text.ongoing_abuse", kind="text", weight=40, phrases=ONGOING_ABUSE_PHRASES,
+        id="text.ongoing_abuse", kind="text", weight=50, phrases=ONGOING_ABUSE_PHRASES,
         description="Report or conversation text suggests the abuse is ongoing.",
     ),
+    # A plan to meet is elevated; with a time on it or a young victim it is urgent.
     UrgencyRule(
         id="text.meeting_plans", kind="text", weight=40, phrases=MEETING_PLAN_PHRASES,
         description="Report or conversation text suggests plans to meet a child in person.",
     ),
     UrgencyRule(
+        id="text.enticement", kind="text", weight=40, phrases=ENTICEMENT_PHRASES,
+        description="Report or conversation text shows enticement: secrecy, isolation, gifts or requests for images.",
+    ),
+    UrgencyRule(
+        id="text.time_pressure", kind="text", weight=15, phrases=TIME_PRESSURE_PHRASES,
+        description="Report or conversation text puts a time on it.",
+    ),
+    # Sextortion runs on deadlines and has ended in suicides: a threat is urgent on its own.
+    UrgencyRule(
+        id="text.sextortion_threat", kind="text", weight=50, phrases=SEXTORTION_THREAT_PHRASES,
+        description="Report or conversation text contains a sextortion threat: images leaked unless demands are met.",
+    ),
+    UrgencyRule(
+        id="text.self_harm", kind="text", weight=50, phrases=SELF_HARM_PHRASES,
+        description="Report or conversation text suggests a child may harm themselves.",
+    ),
+    UrgencyRule(
         id="text.imminent_harm", kind="text", weight=50, phrases=IMMINENT_HARM_PHRASES,
-        description="Report or conversation text suggests imminent harm or self-harm.",
+        description="Report or conversation text threatens imminent harm to a child or someone else.",
     ),
     # --- The media themselves -----------------------------------------------------------------------------
     # Never-seen material may show a child not yet identified, possibly still being abused.
@@ -338,6 +396,38 @@ class UrgencyPolicy(BaseModel):
 
 
 DEFAULT_POLICY = UrgencyPolicy()
+
+# The table as it was before the rules learnt to call a live session, ongoing abuse and enticement urgent
+# (and before enticement text, sextortion threats, self-harm and time pressure had rules of their own). Only
+# cases started under it use it, so that their recorded histories replay: a different level changes the
+# deadline and the search attributes the workflow publishes. See workflows/case.py, URGENCY_TABLE_PATCH.
+_V1_ONGOING_ABUSE: tuple[str, ...] = (
+    r"still happening", r"keeps happening", r"happens every (?:day|night|week|weekend)",
+    r"(?:he|she|they) still (?:does|do) it", r"won'?t stop hurting me", r"don'?t tell",
+    r"our (?:little )?secret", r"send more",
+)
+_V1_MEETING_PLANS: tuple[str, ...] = (
+    r"meet (?:me|up)", r"meet (?:tonight|today|tomorrow)", r"come over", r"pick you up",
+    r"(?:come to|at) (?:my|your) place", r"where do you live", r"(?:what'?s|send me) your address",
+    r"hotel room", r"sneak out", r"(?:i'?ll|i will|i can) come to you",
+)
+_V1_IMMINENT_HARM: tuple[str, ...] = (
+    r"kill myself", r"end my life", r"want to die", r"hurt myself", r"cut myself",
+    r"hurt you", r"kill you",
+    r"(?:i'?ll|i will|gonna|going to) (?:leak|post|share|send) (?:them|it|your (?:pics|photos|pictures|videos))",
+)
+URGENCY_POLICY_V1 = DEFAULT_POLICY.with_overrides({
+    "incident.enticement": {"weight": 40},
+    "platform.live_session": {"weight": 30},
+    "text.ongoing_abuse": {"weight": 40, "phrases": _V1_ONGOING_ABUSE},
+    "text.meeting_plans": {"phrases": _V1_MEETING_PLANS},
+    "text.enticement": {"enabled": False},
+    "text.time_pressure": {"enabled": False},
+    "text.sextortion_threat": {"enabled": False},
+    "text.self_harm": {"enabled": False},
+    "text.imminent_harm": {"phrases": _V1_IMMINENT_HARM,
+                           "description": "Report or conversation text suggests imminent harm or self-harm."},
+})
 
 
 class EvidenceText(BaseModel):

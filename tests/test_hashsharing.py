@@ -22,6 +22,7 @@ from detection.hashsharing import (
     iter_all_entries,
     load_checkpoint,
     parse_entries,
+    parse_status,
 )
 from detection.hashsharing_sandbox import (
     SANDBOX_PASSWORD,
@@ -36,6 +37,7 @@ from detection.hashsharing_sandbox import (
 from detection.matcher import BankMatcher
 from detection.media_hashes import hash_media
 from models.hash_banks import HashBank, HashBankEntry
+from tests.hostile_xml import SECRET_MARKER, billion_laughs, external_entity, write_secret
 from tipline.http_server import serve_app
 from tipline.synthetic import synthetic_image
 
@@ -124,6 +126,21 @@ def test_the_feed_xml_shape_matches_ncmec() -> None:
     assert page.entries[0].fingerprints == {"md5": "A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1", "pdna": "abc"}
     assert page.entries[2].fingerprints == {"md5": "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"}
     assert page.next_url == "/v2/entries?from=2017-10-20T00%3A00%3A00.000Z&start=2001&size=1000&max=3000"
+
+
+def test_a_feed_page_with_a_doctype_is_refused_and_nothing_is_resolved(tmp_path: Path) -> None:
+    entry = "<images><image><member id=\"42\">Example</member><id>image1</id><fingerprints><md5>"
+    tail = "</md5></fingerprints></image></images>"
+    hostile = [
+        billion_laughs("queryResult", entry).replace(b"&lol9;", b"&lol9;" + tail.encode()),
+        external_entity("queryResult", write_secret(tmp_path), entry).replace(b"&xxe;", b"&xxe;" + tail.encode()),
+    ]
+    for body in hostile:
+        with pytest.raises(HashSharingError, match="DOCTYPE") as info:
+            parse_entries(body)
+        assert SECRET_MARKER not in str(info.value)
+    with pytest.raises(HashSharingError, match="DOCTYPE"):
+        parse_status(external_entity("status", tmp_path / "secret.txt", "<member id=\"1\">&xxe;</member>"))
 
 
 async def test_fetched_entries_match_and_a_deletion_stops_the_match_after_refresh(feed: Feed, engine: Engine) -> None:

@@ -66,6 +66,8 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
             await page.keyboard.press("2")  # A2
             await page.keyboard.press("a")
             await page.keyboard.press("i")  # annotation: infant
+            # The suggestion follows the reviewer's choices: infant is urgent, and its reason is pre-filled.
+            await playwright_api.expect(page.locator("#urgency")).to_have_value(re.compile("infant"))
             await page.fill("#urgency", "")
             await page.click("#urgency")
             await page.keyboard.type(URGENCY_REASON.split("\n")[0])
@@ -87,3 +89,4 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
     assert (media["media_id"], media["reported"], media["classification"]) == ("m1", True, "A2")
     assert media["annotations"] == ["infant"]
     assert case["decision"]["escalate_to_high_priority"] == URGENCY_REASON
+    assert "infant" in case["decision"]["urgency_suggestion_shown"]  # what the box held before the reviewer typed

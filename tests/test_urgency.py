@@ -20,6 +20,7 @@ from models.urgency import (
     DEFAULT_RULES,
     ELEVATED_SCORE,
     ESCALATION_TEXT_LIMIT,
+    URGENCY_POLICY_V1,
     URGENT_SCORE,
     EvidenceText,
     MediaSignal,
@@ -91,15 +92,19 @@ FIRES = [
     pytest.param({"texts": [chat("msg-12", "It is STILL happening, every weekend."), chat("msg-2", "ok")]},
                  "text.ongoing_abuse", ["conversation:msg-12"], id="text-ongoing-abuse"),
     pytest.param({"texts": [chat("msg-3", "Don\u2019t tell your mom about this")]},
-                 "text.ongoing_abuse", ["conversation:msg-3"], id="text-ongoing-abuse-curly-apostrophe"),
+                 "text.enticement", ["conversation:msg-3"], id="text-enticement-curly-apostrophe"),
+    pytest.param({"texts": [chat("msg-4", "see you tonight"), chat("msg-5", "ok")]},
+                 "text.time_pressure", ["conversation:msg-4"], id="text-time-pressure"),
     pytest.param({"texts": [chat("msg-9", "can we meet tonight?"), report_text("r-1", "He told her to come over.")]},
                  "text.meeting_plans", ["conversation:msg-9", "user_report:r-1"], id="text-meeting-plans"),
     pytest.param({"texts": [chat("msg-5", "what's   your address")]}, "text.meeting_plans", ["conversation:msg-5"],
                  id="text-meeting-plans-regex"),
     pytest.param({"texts": [EvidenceText(source="additional_info", ref="note", text="She said: I want to die.")]},
-                 "text.imminent_harm", ["additional_info:note"], id="text-imminent-harm"),
-    pytest.param({"texts": [chat("msg-1", "I'll post your pics tonight")]}, "text.imminent_harm",
-                 ["conversation:msg-1"], id="text-imminent-harm-leak-threat"),
+                 "text.self_harm", ["additional_info:note"], id="text-self-harm"),
+    pytest.param({"texts": [chat("msg-1", "I'll post your pics tonight")]}, "text.sextortion_threat",
+                 ["conversation:msg-1"], id="text-sextortion-threat"),
+    pytest.param({"texts": [chat("msg-2", "I'm going to hurt her")]}, "text.imminent_harm",
+                 ["conversation:msg-2"], id="text-imminent-harm"),
     pytest.param({"media": [MediaSignal(media_id="m2", classifier_priority="VERY_HIGH"),
                             MediaSignal(media_id="m1", classifier_priority="HIGH"),
                             MediaSignal(media_id="m3", classifier_priority="HIGH", hash_matched=True),
@@ -149,14 +154,18 @@ NEAR_MISSES = [
     pytest.param({"location_observed_at": NOW - timedelta(hours=25)}, "platform.recent_location", id="stale-location"),
     pytest.param({"texts": [chat("msg-1", "my sister is still happy there")]}, "text.ongoing_abuse",
                  id="still-not-still-happening"),
-    pytest.param({"texts": [chat("msg-1", "don't tellings")]}, "text.ongoing_abuse", id="phrase-inside-a-word"),
+    pytest.param({"texts": [chat("msg-1", "don't tellings")]}, "text.enticement", id="phrase-inside-a-word"),
     pytest.param({"texts": [chat("msg-1", "our team meeting is tonight"), chat("msg-2", "the meetup was fun")]},
                  "text.meeting_plans", id="meeting-in-unrelated-sense"),
     pytest.param({"texts": [chat("msg-1", "welcome over there")]}, "text.meeting_plans", id="over-not-come-over"),
     pytest.param({"texts": [chat("msg-1", "that will hurt your chances")]}, "text.imminent_harm",
                  id="hurt-your-not-hurt-you"),
-    pytest.param({"texts": [chat("msg-1", "this level is killing me lol")]}, "text.imminent_harm",
+    pytest.param({"texts": [chat("msg-1", "this level is killing me lol")]}, "text.self_harm",
                  id="killing-me-not-kill-myself"),
+    pytest.param({"texts": [chat("msg-1", "I'll post the link later")]}, "text.sextortion_threat",
+                 id="post-the-link-not-a-threat"),
+    pytest.param({"texts": [chat("msg-1", "the party is a secret from mom")]}, "text.enticement",
+                 id="surprise-not-secrecy"),
     pytest.param({"media": [MediaSignal(media_id="m1", classifier_priority="HIGH", hash_matched=True)]},
                  "media.novel", id="high-but-hash-matched"),
     pytest.param({"media": [MediaSignal(media_id="m1", classifier_priority="MEDIUM")]}, "media.novel",
@@ -183,11 +192,15 @@ def test_no_signal_is_normal_with_score_zero_and_no_reasons() -> None:
 @pytest.mark.parametrize(("fields", "level", "score"), [
     pytest.param({"incident_type": IncidentType.CHILD_SEX_TRAFFICKING}, "urgent", 50, id="trafficking-alone"),
     pytest.param({"file_annotations": {"m1": ["infant"]}}, "urgent", 50, id="infant-alone"),
-    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT}, "elevated", 40, id="enticement-alone"),
-    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT, "location_observed_at": NOW - timedelta(hours=1)},
-                 "urgent", 55, id="enticement-with-recent-location"),
+    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT}, "urgent", 50, id="enticement-alone"),
+    pytest.param({"incident_type": IncidentType.CHILD_SEXUAL_MOLESTATION}, "elevated", 40, id="molestation-alone"),
+    pytest.param({"incident_type": IncidentType.CHILD_SEXUAL_MOLESTATION,
+                  "location_observed_at": NOW - timedelta(hours=1)}, "urgent", 55,
+                 id="molestation-with-recent-location"),
     pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT, "texts": [chat("msg-4", "come over after school")]},
-                 "urgent", 80, id="enticement-with-meeting-plans"),
+                 "urgent", 105, id="enticement-with-meeting-plans"),
+    pytest.param({"texts": [chat("msg-4", "come over")]}, "elevated", 40, id="meeting-plans-alone"),
+    pytest.param({"texts": [chat("msg-4", "come over after school")]}, "urgent", 55, id="meeting-plans-with-a-time"),
     pytest.param({"report_annotations": ["sextortion"], "texts": [chat("msg-8", "i want to die")]},
                  "urgent", 90, id="sextortion-with-self-harm-text"),
     pytest.param({"report_annotations": ["sextortion"], "victim_age": 11}, "urgent", 60,
@@ -196,8 +209,8 @@ def test_no_signal_is_normal_with_score_zero_and_no_reasons() -> None:
                  id="sextortion-teen-victim"),
     pytest.param({"media": uploads([0, 1, 2, 3, 4], classifier_priority="HIGH")}, "elevated", 45,
                  id="novel-rapid-uploads"),
-    pytest.param({"live_session_active": True}, "elevated", 30, id="live-session-alone"),
-    pytest.param({"live_session_active": True, "victim_age": 8}, "urgent", 50, id="live-session-young-victim"),
+    pytest.param({"live_session_active": True}, "urgent", 50, id="live-session-alone"),
+    pytest.param({"live_session_active": True, "victim_age": 8}, "urgent", 70, id="live-session-young-victim"),
     pytest.param({"location_observed_at": NOW}, "normal", 15, id="recent-location-alone"),
     pytest.param({"media": uploads([0, 1, 2, 3, 4])}, "normal", 15, id="rapid-uploads-alone"),
     pytest.param({"victim_age": 16}, "normal", 5, id="teen-victim-alone"),
@@ -220,7 +233,7 @@ def test_reasons_follow_table_order_whatever_the_input_order() -> None:
     ))
 
     assert [reason.rule_id for reason in assessment.reasons] == [
-        "incident.trafficking", "report.sextortion", "platform.victim_under_13", "text.imminent_harm",
+        "incident.trafficking", "report.sextortion", "platform.victim_under_13", "text.self_harm",
         "media.novel", "media.rapid_uploads",
     ]
 
@@ -255,7 +268,8 @@ def everything() -> UrgencySignals:
         file_annotations={"m0": ["liveStreaming", "infant", "physicalHarm", "possibleSelfProduction"]},
         report_annotations=["sextortion", "sadisticOnlineExploitation", "minorToMinorInteraction"],
         live_session_active=True, victim_age=12, location_observed_at=NOW,
-        texts=[chat("a", "still happening"), chat("b", "meet me"), chat("c", "hurt you")],
+        texts=[chat("a", "still happening"), chat("b", "meet me tonight"), chat("c", "i'll hurt you"),
+               chat("d", "our secret"), chat("e", "i'll leak your pics"), chat("f", "i want to die")],
         media=uploads([0, 1, 2, 3, 4], classifier_priority="HIGH"),
     )
 
@@ -329,7 +343,7 @@ def test_weight_zero_contributes_nothing_and_is_not_listed() -> None:
 @pytest.mark.parametrize(("overrides", "thresholds", "fields", "level"), [
     pytest.param({"report.sextortion": {"weight": 50}}, {}, {"report_annotations": ["sextortion"]}, "urgent",
                  id="heavier-weight"),
-    pytest.param({}, {"urgent_at": 40}, {"incident_type": IncidentType.ONLINE_ENTICEMENT}, "urgent",
+    pytest.param({}, {"urgent_at": 40}, {"incident_type": IncidentType.CHILD_SEXUAL_MOLESTATION}, "urgent",
                  id="lower-urgent-threshold"),
     pytest.param({}, {"elevated_at": 15}, {"location_observed_at": NOW}, "elevated", id="lower-elevated-threshold"),
     pytest.param({"platform.recent_location": {"hours": 72, "weight": 20}}, {},
@@ -491,3 +505,30 @@ def test_assessment_is_deterministic_and_ignores_input_order(signals_: UrgencySi
 
 def test_default_thresholds_are_what_the_table_comment_promises() -> None:
     assert (DEFAULT_POLICY.urgent_at, DEFAULT_POLICY.elevated_at) == (URGENT_SCORE, ELEVATED_SCORE) == (50, 20)
+
+
+# --- The table cases started under before issue 12 keep (workflows/case.py, URGENCY_TABLE_PATCH) ----------------
+
+@pytest.mark.parametrize(("fields", "level", "score", "rule_ids"), [
+    pytest.param({"live_session_active": True}, "elevated", 30, ["platform.live_session"], id="live-session"),
+    pytest.param({"live_session_active": True, "victim_age": 8}, "urgent", 50,
+                 ["platform.live_session", "platform.victim_under_13"], id="live-session-young-victim"),
+    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT}, "elevated", 40, ["incident.enticement"],
+                 id="enticement"),
+    pytest.param({"incident_type": IncidentType.ONLINE_ENTICEMENT, "texts": [chat("m", "come over after school")]},
+                 "urgent", 80, ["incident.enticement", "text.meeting_plans"], id="enticement-meeting"),
+    pytest.param({"report_annotations": ["sextortion"], "texts": [chat("m", "i want to die")]}, "urgent", 90,
+                 ["report.sextortion", "text.imminent_harm"], id="sextortion-self-harm"),
+    pytest.param({"texts": [chat("m", "Don't tell your mom")]}, "elevated", 40, ["text.ongoing_abuse"],
+                 id="dont-tell-was-ongoing-abuse"),
+    pytest.param({"texts": [chat("m", "I'll post your pics tonight")]}, "urgent", 50, ["text.imminent_harm"],
+                 id="leak-threat-was-imminent-harm"),
+    pytest.param({"texts": [chat("m", "abusing her right now")]}, "normal", 0, [], id="missed-ongoing-abuse"),
+])
+def test_the_v1_table_gives_what_it_always_gave(fields: dict, level: str, score: int, rule_ids: list[str]) -> None:
+    assessment = assess_urgency(signals(**fields), URGENCY_POLICY_V1)
+
+    assert (assessment.level, assessment.score) == (level, score)
+    assert [reason.rule_id for reason in assessment.reasons] == rule_ids
+    if "text.imminent_harm" in rule_ids:
+        assert "imminent harm or self-harm" in (assessment.suggested_reason or "")

@@ -86,6 +86,84 @@ async def test_the_reviewer_confirms_edits_or_clears_the_suggested_reason(
     assert report["submitted_by"].startswith("moderator_manager:")
 
 
+async def filed_record(api: httpx.AsyncClient, reviewer: dict, case_ref: str) -> tuple[dict, etree._Element]:
+    async def record() -> dict | None:
+        reports = (await api.get("/v1/reports", headers=reviewer)).json()
+        return next((r for r in reports if r["case_ref"] == case_ref and r["status"] == "finished"), None)
+
+    report = await eventually(record, what="the filed report")
+    xml = etree.fromstring((await api.get(f"/v1/reports/{report['id']}/xml", headers=reviewer)).content)
+    return report, xml
+
+
+async def test_sending_the_suggestion_shown_is_confirmed_though_it_changed_since(
+    api: httpx.AsyncClient, api_keys: dict
+) -> None:
+    platform, reviewer = headers(api_keys, Role.PLATFORM), headers(api_keys, Role.MODERATOR_MANAGER)
+    creator = f"user-{uuid.uuid4().hex[:10]}"
+    first = await api.post("/v1/content/upload", headers=platform, files={"file": ("a.png", synthetic_image(7))},
+                           data={"content_id": "item-1", "creator_id": creator, "indicators": URGENT_INDICATORS})
+    case_ref = first.json()["case_ref"]
+    shown = (await assessed(api, api_keys, case_ref))["urgency"]["suggested_reason"]
+    assert shown
+    # While the reviewer reads, more content arrives and the case's suggestion is recomputed.
+    second = await api.post("/v1/content/upload", headers=platform, files={"file": ("b.png", synthetic_image(8))},
+                            data={"content_id": "item-2", "creator_id": creator,
+                                  "report_text": "He wrote: I'll leak your pics tonight"})
+    assert second.json()["case_ref"] == case_ref
+
+    async def recomputed() -> str | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        reason = case["urgency"]["suggested_reason"]
+        return reason if reason != shown and len(case["media"]) == 2 else None
+
+    assert "sextortion" in await eventually(recomputed, what="the recomputed suggestion")
+    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True},
+                                                     {"media_id": "item-2", "reported": False}],
+                "escalate_to_high_priority": shown, "urgency_suggestion_shown": shown}
+    assert (await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)).status_code == 200
+
+    report, xml = await filed_record(api, reviewer, case_ref)
+    assert xml.findtext("incidentSummary/escalateToHighPriority") == shown
+    assert (report["urgency_suggestion"], report["urgency_outcome"]) == (shown, "confirmed")
+
+
+async def test_the_preview_adds_the_reasons_of_the_reviewers_choices_and_they_are_filed(
+    api: httpx.AsyncClient, api_keys: dict
+) -> None:
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+    case_ref = await send(api, api_keys, urgent=False)
+    assert (await assessed(api, api_keys, case_ref))["urgency"]["suggested_reason"] is None
+    choices = {"incident_type": "Online Enticement of Children for Sexual Acts",
+               "media": [{"media_id": "item-1", "annotations": ["liveStreaming"]}],
+               "additional_info": "The user asked the child: are you home alone right now?"}
+    preview = await api.post(f"/v1/cases/{case_ref}/urgency-preview", json=choices, headers=reviewer)
+    assert preview.status_code == 200, preview.text
+    urgency = preview.json()
+    assert urgency["level"] == "urgent"
+    assert {"incident.enticement", "file.live_streaming", "text.enticement"} <= {
+        reason["rule_id"] for reason in urgency["reasons"]}
+    suggestion = urgency["suggested_reason"]
+    assert "live streamed" in suggestion and "enticement" in suggestion
+
+    for bad, field in ((choices | {"media": [{"media_id": "nope"}]}, "body.media.0.media_id"),
+                       (choices | {"incidnet_type": "x"}, "incidnet_type")):
+        refused = await api.post(f"/v1/cases/{case_ref}/urgency-preview", json=bad, headers=reviewer)
+        assert refused.status_code == 422 and field in refused.text
+    assert (await api.post(f"/v1/cases/{case_ref}/urgency-preview", json=choices,
+                           headers=headers(api_keys, Role.PLATFORM))).status_code in (401, 403)
+
+    decision = {"incident_type": choices["incident_type"], "additional_info": choices["additional_info"],
+                "media": [{"media_id": "item-1", "reported": True, "classification": "A1",
+                           "annotations": ["liveStreaming"]}],
+                "escalate_to_high_priority": suggestion, "urgency_suggestion_shown": suggestion}
+    assert (await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)).status_code == 200
+    report, xml = await filed_record(api, reviewer, case_ref)
+    # NCMEC reads every reason, the ones the reviewer's own annotations added included.
+    assert xml.findtext("incidentSummary/escalateToHighPriority") == suggestion
+    assert (report["urgency_suggestion"], report["urgency_outcome"]) == (suggestion, "confirmed")
+
+
 @pytest.fixture
 async def impatient_api(settings: Settings, temporal_client: Client, engine: Engine
                         ) -> AsyncIterator[httpx.AsyncClient]:

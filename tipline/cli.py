@@ -41,17 +41,6 @@ def cmd_api(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
-def cmd_sandbox(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from tipline.stack import sandbox_app
-
-    configure_logging()
-    settings = _settings(args)
-    app = sandbox_app(settings)
-    uvicorn.run(app, host=settings.sandbox_host, port=settings.sandbox_port, log_config=None)
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     from tipline.db import upgrade
 
@@ -101,6 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from models.records import Role
     from tipline.bank_cli import add_bank_commands
+    from tipline.sandbox_cli import add_sandbox_command
 
     parser = argparse.ArgumentParser(prog="tipline", description="From a suspected CSAM upload to a filed CyberTip.")
     parser.add_argument("--data-dir", help="where the local stack keeps its data (default ./data, or TIPLINE_DATA_DIR)")
@@ -110,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ).set_defaults(run=cmd_up)
     commands.add_parser("worker", help="run a Temporal worker").set_defaults(run=cmd_worker)
     commands.add_parser("api", help="run the web API").set_defaults(run=cmd_api)
-    commands.add_parser("sandbox", help="run the CyberTipline sandbox, a stand-in for NCMEC"
-                        ).set_defaults(run=cmd_sandbox)
+    add_sandbox_command(commands)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)

@@ -13,6 +13,7 @@ import tomllib
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -158,6 +159,13 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8765
     sandbox_url: str | None = None
+    # How strict `tipline sandbox` (and the sandbox of `tipline up`) is; each is printed at start.
+    # auto: validate against NCMEC's XSD whenever one is found (ncmec_xsd_path, else <data>/cyber_tipline.xsd).
+    sandbox_schema_validation: Literal["auto", "on", "off"] = "auto"
+    sandbox_reporter_email_required: bool = True
+    # NCMEC answers application errors with HTTP 200 and the code in the body; a 4xx/5xx is for clients that
+    # need to see a status.
+    sandbox_error_http_status: int = 200
     # Validates reports in the sandbox and before submission; NCMEC serves it at /ispws/xsd.
     ncmec_xsd_path: Path | None = None
 
@@ -189,6 +197,13 @@ class Settings(BaseSettings):
         for entry in value:
             parse_exemption(entry)  # raises ValueError naming the entry
         return value
+
+    @field_validator("sandbox_error_http_status")
+    @classmethod
+    def _an_error_status(cls, status: int) -> int:
+        if not (status == 200 or 400 <= status <= 599):
+            raise ValueError("must be 200 (NCMEC's own behaviour) or an error status, 400-599")
+        return status
 
     @property
     def resolved_database_url(self) -> str:

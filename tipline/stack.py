@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.app import create_app
-from cybertipline.sandbox import SandboxConfig, create_sandbox_app
+from cybertipline.sandbox import create_sandbox_app
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
+from tipline.sandbox_cli import sandbox_config
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, temporal_binary
@@ -50,15 +51,7 @@ def ensure_local_config(settings: Settings) -> bool:
 
 def sandbox_app(settings: Settings) -> FastAPI:
     """The CyberTipline sandbox, open to every org configured for it, keeping its state in the data folder."""
-    users = {org.ncmec.username: org.ncmec.password.get_secret_value()
-             for org in settings.orgs.orgs.values() if org.ncmec.environment is NcmecEnvironment.SANDBOX}
-    if not users:
-        raise SystemExit(f"no org in {settings.resolved_orgs_file} uses the sandbox")
-    username, password = next(iter(users.items()))
-    return create_sandbox_app(SandboxConfig(
-        username=username, password=password, extra_users=users, xsd_path=settings.ncmec_xsd_path,
-        state_file=settings.data_dir / "ncmec-sandbox.json",
-    ))
+    return create_sandbox_app(sandbox_config(settings))
 
 
 def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
@@ -120,6 +113,7 @@ def print_banner(settings: Settings, api_url: str, first_start: bool) -> None:
         f"  Temporal Web UI  {settings.temporal_ui_url}",
         f"  API              {api_url}  (OpenAPI docs {api_url}/docs, review page {api_url}/review)",
         f"  NCMEC sandbox    {settings.resolved_sandbox_url}",
+        *("  " + line for line in sandbox_config(settings).describe()),
         f"  Worker           task queue {settings.task_queue}",
         f"  Database         {settings.resolved_database_url}",
         "",

@@ -31,10 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from models.filing import CaseSummaryUpdate, EscalationNotice
     from models.platform_metadata import merge_user_metadata
     from models.review_rules import decision_errors
-    from models.urgency import assess_urgency
+    from models.urgency import DEFAULT_POLICY, URGENCY_POLICY_V1, assess_urgency
     from workflows import search_attributes as sa
     from workflows.case_filing import CaseFilingSteps
     from workflows.case_media import LOCAL_RETRY, CaseMediaSteps
+
+# Marks runs that assess urgency with models.urgency.DEFAULT_POLICY (issue 12); older runs keep URGENCY_POLICY_V1.
+URGENCY_TABLE_PATCH = "urgency-table-v2"
 
 
 @workflow.defn
@@ -229,7 +232,9 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
     def _reassess_urgency(self) -> None:
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""
         state = self.state
-        state.urgency = assess_urgency(case_urgency_signals(state, workflow.now()))
+        # Cases started before the urgency table changed keep the old one, so their histories replay.
+        policy = DEFAULT_POLICY if workflow.patched(URGENCY_TABLE_PATCH) else URGENCY_POLICY_V1
+        state.urgency = assess_urgency(case_urgency_signals(state, workflow.now()), policy)
         if state.status is CaseStatus.AWAITING_REVIEW:
             state.review_deadline = state.opened_at + self.review.window(state.urgency.level)
         else:

@@ -115,6 +115,10 @@ class DecisionIn(BaseModel):
     victims: list[VictimInfo] = []
     intended_recipients: list[IntendedRecipientInfo] = []
     attach_conversations: list[str] = Field(default=[], description="Thread ids to file as conversation CSVs")
+    urgency_suggestion_shown: str | None = Field(
+        default=None, max_length=3000,
+        description="The suggested urgency text the reviewer was shown (from the case or POST …/urgency-preview; "
+                    "\"\" if none): the record says confirmed when escalate_to_high_priority equals it")
 
 
 class DismissalIn(BaseModel):
@@ -180,7 +184,7 @@ async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temp
         media=[MediaDecision(**m.model_dump()) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
-        attach_conversations=body.attach_conversations,
+        attach_conversations=body.attach_conversations, urgency_suggestion_shown=body.urgency_suggestion_shown,
     )
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)

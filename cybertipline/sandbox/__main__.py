@@ -33,6 +33,7 @@ def main() -> None:
         error_http_status=args.error_http_status,
         state_file=args.state_file,
     )
+    print(f"CyberTipline sandbox on http://{args.host}:{args.port}/ispws", *config.describe(), sep="\n", flush=True)
     uvicorn.run(create_sandbox_app(config), host=args.host, port=args.port, log_level="info")
 
 

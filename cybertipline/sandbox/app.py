@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -26,12 +27,14 @@ from cybertipline import responses as codes
 from cybertipline.sandbox import rules
 from cybertipline.sandbox.faults import DropMode, FaultInjector, FaultMiddleware
 from cybertipline.sandbox.state import Report, ReportStore, SandboxClock, SandboxError, report_to_json
-from cybertipline.xsd import load_schema, schema_errors
+from cybertipline.xsd import load_schema, validate_root
+from tipline.safe_xml import XmlRefused, parse_xml
 
 REALM = "ESP Web Services"
 XML_MEDIA_TYPE = "application/xml"
 _HASH_CHUNK = 1 << 20
-_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+FINISH_PATH = "/ispws/finish"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +47,26 @@ class SandboxConfig:
     state_file: Path | None = None
     # More accounts (username -> password), e.g. to show that one ESP cannot touch another's reports.
     extra_users: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.error_http_status == 200 or 400 <= self.error_http_status <= 599):
+            raise ValueError(f"error_http_status must be 200 or 400-599, not {self.error_http_status}")
+
+    def describe(self) -> list[str]:
+        """How strict this sandbox is, one line per setting: printed when it starts, so nobody has to guess."""
+        schema = (f"on, against {self.xsd_path}" if self.xsd_path is not None else
+                  "OFF: no XSD, so only well-formedness and the business rules are checked "
+                  "(run `tipline ncmec fetch-xsd` or set TIPLINE_NCMEC_XSD_PATH)")
+        email = ("on: reporter/reportingPerson must contain an email" if self.strict_reporting_person_email else
+                 "off: a reportingPerson without an email is accepted")
+        status = ("HTTP 200 with the code in the body, as NCMEC answers" if self.error_http_status == 200 else
+                  f"HTTP {self.error_http_status} with the code in the body")
+        return [
+            f"  schema validation    {schema}",
+            f"  reporter email rule  {email}",
+            f"  application errors   {status} (bad credentials: HTTP 401)",
+            "  DOCTYPE, DTD, entity always refused with 4110, never resolved",
+        ]
 
 
 class SandboxState:
@@ -68,7 +91,11 @@ class _Unauthorized(Exception):
 
 
 class RequestIdMiddleware:
-    """Every answer, errors and injected faults included, carries a ``Request-ID`` like NCMEC's."""
+    """Every answer, errors, injected faults and crashes included, carries a ``Request-ID`` like NCMEC's.
+
+    It is the outermost layer the app controls, so a handler that raises still answers code 1000 in NCMEC's
+    shape (with the id) instead of a bare 500 or a dropped connection.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -78,13 +105,34 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = uuid.uuid4().hex.encode()
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message = {**message, "headers": [*message.get("headers", []), (b"request-id", request_id)]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if started:
+                raise  # half an answer is out; only closing the connection is left
+            logger.exception("sandbox: unhandled error, answered as code 1000 (Request-ID %s)", request_id.decode())
+            body = error_document(str(scope.get("path", "")), codes.SERVER_ERROR, None)
+            await send_with_id({
+                "type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", XML_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())],
+            })
+            await send_with_id({"type": "http.response.body", "body": body})
+
+
+def error_document(path: str, code: int, description: str | None, report_id: int | None = None) -> bytes:
+    """An error in the shape the endpoint answers: ``/finish`` clients decode only ``reportDoneResponse``."""
+    if path.rstrip("/") == FINISH_PATH:
+        return codes.render_finish_error(code, report_id)
+    return codes.render_report_response(code, description, report_id=report_id)
 
 
 def _xml(body: bytes, status: int = 200) -> Response:
@@ -114,16 +162,17 @@ def authenticate(request: Request) -> str:
 
 def _parse_xml(body: bytes, expected_root: str, schema: etree.XMLSchema | None) -> etree._Element:
     try:
-        root = etree.fromstring(body, parser=_XML_PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise SandboxError(codes.MALFORMED_XML, f"Malformed XML submittal - {exc}") from exc
+        # A DOCTYPE is refused here like broken XML, so no validator ever sees an unresolved entity.
+        root = parse_xml(body)
+    except XmlRefused as exc:
+        raise SandboxError(codes.MALFORMED_XML, f"Malformed XML submittal - {exc}") from None
     if root.tag != expected_root:
         raise SandboxError(
             codes.VALIDATION_FAILED,
             f"Validation failed - root element must be <{expected_root}>, not <{root.tag}>",
         )
     if schema is not None:
-        errors = schema_errors(body, schema)
+        errors = validate_root(root, schema)
         if errors:
             raise SandboxError(codes.VALIDATION_FAILED, "Validation failed - " + "; ".join(errors))
     return root
@@ -180,10 +229,21 @@ class FaultUpdate(BaseModel):
     latency_ms: int | None = Field(default=None, ge=0)
     answer_delay_ms: int | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    # NCMEC codes an injected error answers with (one drawn per error); empty means a bare 503.
+    error_codes: list[int] | None = Field(default=None, max_length=32)
+    error_count: int | None = Field(default=None, ge=0)
     drop_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     outage: bool | None = None
     seed: int | None = None
     drop_mode: DropMode | None = None
+
+    @field_validator("error_codes")
+    @classmethod
+    def _known_error_codes(cls, values: list[int] | None) -> list[int] | None:
+        unknown = [code for code in values or [] if code == codes.SUCCESS or code not in codes.RESPONSE_CODES]
+        if unknown:
+            raise ValueError(f"not an NCMEC error code: {unknown}; known: {sorted(codes.RESPONSE_CODES)[1:]}")
+        return values
 
 
 def _ispws_routes(app: FastAPI) -> None:
@@ -227,7 +287,7 @@ def _ispws_routes(app: FastAPI) -> None:
                 raise SandboxError(codes.MALFORMED_FILE, "Malformed file submittal - no file part", report_id=report_id)
             state.store.writable(user, report_id)  # fail before hashing a large file for nothing
             md5, size = await _md5_and_size(part)
-            stored = state.store.add_file(user, report_id, part.filename or "", md5, size)
+            stored = state.store.add_file(user, report_id, part.filename or "", md5, size, part.content_type)
         finally:
             await form.close()
         return _xml(
@@ -250,11 +310,16 @@ def _ispws_routes(app: FastAPI) -> None:
         state.store.set_file_details(user, report_id, file_id, _document_text(root, body))
         return _xml(codes.render_report_response(0, "Success", report_id=report_id))
 
-    @app.post("/ispws/finish")
+    @app.post(FINISH_PATH)
     async def finish(request: Request, user: str = auth) -> Response:
         state = _state(request)
         form = await _read_form(request, codes.INVALID_REQUEST)
-        report = state.store.finish(user, _form_report_id(form))
+        report_id = _form_report_id(form)
+        try:
+            report = state.store.finish(user, report_id)
+        except SandboxError as exc:
+            exc.report_id = report_id  # reportDoneResponse requires the id the call was about
+            raise
         return _xml(codes.render_finish_response(report.report_id, list(report.files)))
 
     @app.post("/ispws/retract")
@@ -329,12 +394,13 @@ def create_sandbox_app(config: SandboxConfig, clock: SandboxClock | None = None)
 
     @app.exception_handler(SandboxError)
     async def application_error(request: Request, exc: SandboxError) -> Response:
-        body = codes.render_report_response(exc.code, exc.description, report_id=exc.report_id)
+        body = error_document(request.url.path, exc.code, exc.description, exc.report_id)
         return _xml(body, status=config.error_http_status)
 
     _ispws_routes(app)
     _control_routes(app)
     # Added last so it runs first: faults wrap the handlers, Request-ID wraps everything.
-    app.add_middleware(FaultMiddleware, injector=state.faults)
+    app.add_middleware(FaultMiddleware, injector=state.faults, error_http_status=config.error_http_status,
+                       render_error=error_document)
     app.add_middleware(RequestIdMiddleware)
     return app

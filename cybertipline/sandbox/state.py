@@ -86,6 +86,7 @@ class StoredFile:
     size: int
     uploaded_at: datetime
     file_details_xml: str | None = None
+    content_type: str | None = None  # as the file part declared it
 
 
 @dataclass
@@ -133,6 +134,7 @@ def file_to_json(f: StoredFile) -> dict[str, Any]:
         "size": f.size,
         "uploaded_at": _iso(f.uploaded_at),
         "file_details_xml": f.file_details_xml,
+        "content_type": f.content_type,
     }
 
 
@@ -159,6 +161,7 @@ def _file_from_json(data: dict[str, Any]) -> StoredFile:
         size=data["size"],
         uploaded_at=_required_dt(data, "uploaded_at"),
         file_details_xml=data.get("file_details_xml"),
+        content_type=data.get("content_type"),
     )
 
 
@@ -202,10 +205,13 @@ class ReportStore:
         self.save()
         return report
 
-    def add_file(self, owner: str, report_id: int, filename: str, md5: str, size: int) -> StoredFile:
+    def add_file(
+        self, owner: str, report_id: int, filename: str, md5: str, size: int, content_type: str | None = None
+    ) -> StoredFile:
         report = self.writable(owner, report_id)
         now = self.clock.now()
-        stored = StoredFile(file_id=secrets.token_hex(16), filename=filename, md5=md5, size=size, uploaded_at=now)
+        stored = StoredFile(file_id=secrets.token_hex(16), filename=filename, md5=md5, size=size, uploaded_at=now,
+                            content_type=content_type)
         report.files[stored.file_id] = stored
         report.last_modified_at = now
         self.save()

@@ -19,9 +19,11 @@ from cybertipline.client import (
     ReportResponse,
 )
 from cybertipline.responses import (
+    describe,
     is_transient,
     parse_finish_response,
     parse_report_response,
+    render_finish_error,
     render_finish_response,
     render_report_response,
 )
@@ -155,6 +157,16 @@ async def test_finish_error_comes_back_as_report_response() -> None:
         with pytest.raises(CyberTiplineError) as info:
             await client.finish(1234567)
     assert info.value.code == 5102 and not info.value.transient
+
+
+@pytest.mark.parametrize(("code", "transient"), [(5102, False), (5001, False), (1100, True), (3000, False)])
+async def test_finish_error_as_report_done_response(code: int, transient: bool) -> None:
+    # The shape NCMEC's own clients decode: reportDoneResponse with a non-zero code and <files/>.
+    async with canned(200, render_finish_error(code, 1234567)) as client:
+        with pytest.raises(CyberTiplineError) as info:
+            await client.finish(1234567)
+    assert (info.value.code, info.value.transient) == (code, transient)
+    assert info.value.description == describe(code) and info.value.request_id == "req-1"
 
 
 async def test_finish_parses_report_done_response() -> None:
