@@ -130,6 +130,8 @@ class Settings(BaseSettings):
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
+    # The secret case and screening ids are keyed with (tipline.ids); the local stack generates one in data_dir.
+    id_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:
