@@ -21,7 +21,7 @@ from api.app import create_app
 from api.deps import create_api_key
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app
 from models.records import Role
-from tests.helpers import ORG, OTHER_ORG, REVIEW_PAGE_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
+from tests.helpers import ORG, OTHER_ORG, PREFIX_ORGS, REVIEW_PAGE_ORG, PlatformCallbacks, Sandbox, WebhookReceiver
 from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
@@ -179,8 +179,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbo
              platform_callbacks: PlatformCallbacks) -> Settings:
     data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
+    prefixed = [make_org(org) for org in PREFIX_ORGS if org != ORG]
     orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks),
-                                    make_org(REVIEW_PAGE_ORG)]))
+                                    make_org(REVIEW_PAGE_ORG), *prefixed]))
     return Settings(
         data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
@@ -207,4 +208,4 @@ async def api(settings: Settings, temporal_client: Client, engine: Engine, worke
 def api_keys(engine: Engine) -> dict[str, dict[Role, str]]:
     """One key per role for each org: ``api_keys[org][role]``."""
     return {org: {role: create_api_key(engine, org, role, f"test {role}") for role in Role}
-            for org in (ORG, OTHER_ORG, REVIEW_PAGE_ORG)}
+            for org in {ORG, OTHER_ORG, REVIEW_PAGE_ORG, *PREFIX_ORGS}}
