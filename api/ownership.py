@@ -18,8 +18,8 @@ from api.deps import DbEngine, DbSession, NcmecReviewer, Principal, RecordsReade
 from api.problems import ProblemError
 from models.records import FiledReport, RefKind, TriageItem
 
-# Report ids are database keys (BIGINT); a larger number names nothing, and must not reach the database driver.
-MAX_REPORT_ID = 2**63 - 1
+# Report ids are database keys (INTEGER); a larger number names nothing, and must not reach the database driver.
+MAX_REPORT_ID = 2**31 - 1
 
 
 async def _owned_ref(registry: Registry, principal: Principal, kind: RefKind, ref: str, missing: str) -> str:
