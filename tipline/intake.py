@@ -36,10 +36,17 @@ async def signal_case(client: Client, registry: RefRegistry, settings: Settings,
                       signal: str, argument: Any) -> str:
     """Deliver ``signal`` to the user's open case, starting the case if there is none. Returns the case ref.
 
-    Signal-with-start is atomic per workflow id, so concurrent arrivals for one user never open two cases. The id
-    is recorded as the org's before the case can exist, so no case is ever reachable without a recorded owner.
+    The id is recorded as the org's before the case can exist, so no case is ever reachable without a recorded
+    owner; a user whose case has a legacy id keeps getting their content there.
     """
     workflow_id = await asyncio.to_thread(registry.case_ref_for, org_id, user_id)
+    await signal_with_start(client, settings, workflow_id, org_id, user_id, signal, argument)
+    return workflow_id
+
+
+async def signal_with_start(client: Client, settings: Settings, workflow_id: str, org_id: str, user_id: str,
+                            signal: str, argument: Any) -> None:
+    """Signal-with-start is atomic per workflow id, so concurrent arrivals for one user never open two cases."""
     await client.start_workflow(
         CASE_WORKFLOW,
         CaseStart(org_id=org_id, user_id=user_id, policy=filing_policy(settings), review=review_policy(settings)),
@@ -50,7 +57,6 @@ async def signal_case(client: Client, registry: RefRegistry, settings: Settings,
         ]),
         static_summary=f"NCMEC case · org {org_id}",
     )
-    return workflow_id
 
 
 async def enqueue_content(client: Client, registry: RefRegistry, settings: Settings, item: ContentItem) -> str:
