@@ -9,10 +9,11 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, NcmecReviewer, Platform, Registry, Temporal
 from api.ownership import OwnedScreeningRef
-from api.problems import PROBLEM_RESPONSES
+from api.problems import PROBLEM_RESPONSES, ProblemError
 from api.routers.content import ContentByUrl, ContentMetadata, Upload, content_item
 from models.case import EnqueueReason, MediaSource
 from models.routing import ClassifierThresholds
@@ -71,7 +72,12 @@ async def screen_upload(principal: Platform, temporal: Temporal, registry: Regis
 @router.get("/v1/screenings/{screening_ref}", response_model=ScreeningOutcome | None,
             summary="Where a screened item went (null while it is being screened)")
 async def screening_outcome(screening_ref: OwnedScreeningRef, temporal: Temporal) -> ScreeningOutcome | None:
-    return await temporal.get_workflow_handle(screening_ref).query(ScreeningWorkflow.result)
+    try:
+        return await temporal.get_workflow_handle(screening_ref).query(ScreeningWorkflow.result)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:  # recorded, but its start never reached Temporal
+            raise ProblemError(404, "No such screening") from None
+        raise
 
 
 @router.post("/v1/user-reports", status_code=status.HTTP_202_ACCEPTED, response_model=UserReportAccepted,
