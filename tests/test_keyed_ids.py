@@ -112,3 +112,29 @@ async def test_new_users_get_keyed_ids(api: httpx.AsyncClient, api_keys: dict, s
     case_ref = response.json()["case_ref"]
     assert case_ref == id_minter(settings).case_id(ORG, user)
     assert ORG not in case_ref and user not in case_ref
+
+
+async def test_a_legacy_case_started_across_the_upgrade_records_its_owner(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client
+) -> None:
+    """Started by the old version after the migration ran: its first queue row records its org, so reviewers
+    reach it and the user's next content still joins it."""
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    legacy = legacy_case_id(ORG, user)
+    store = EvidenceStore.from_settings(settings)
+    first = ContentItem(content_id="in-flight", org_id=ORG, user_id=user, received_at=datetime.now(UTC),
+                        media=MediaSource(evidence=store.put_bytes(synthetic_image(3104))))
+    await signal_with_start(temporal_client, settings, legacy, ORG, user, "add_content", first)
+
+    async def reachable() -> bool:
+        case = await api.get(f"/v1/cases/{legacy}", headers=headers(api_keys, Role.ADMIN))
+        return case.status_code == 200
+
+    await eventually(reachable, what="the in-flight legacy case to be reachable by its org")
+    foreign = await api.get(f"/v1/cases/{legacy}", headers=headers(api_keys, Role.ADMIN, "acme-kids"))
+    assert foreign.status_code == 404
+
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM),
+                              data={"content_id": "after", "creator_id": user},
+                              files={"file": ("d.png", synthetic_image(3105), "image/png")})
+    assert response.json()["case_ref"] == legacy
