@@ -146,6 +146,8 @@ async def test_a_foreign_id_and_an_unknown_id_get_the_same_answer(api: httpx.Asy
         missing = await api.get(unknown.fill(path), headers=caller)
         assert foreign.status_code == missing.status_code == 404
         assert foreign.json()["title"] == missing.json()["title"] and foreign.json()["title"].startswith("No such")
+    for too_large in (2**31, 2**63, 2**64):  # no report has such an id; the database must never be asked
+        assert (await api.get(f"/v1/reports/{too_large}/xml", headers=caller)).status_code == 404
 
 
 async def test_lists_show_only_the_callers_org(api: httpx.AsyncClient, api_keys: dict,
