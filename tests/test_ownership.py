@@ -13,12 +13,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
+from temporalio.client import Client
 
+from activities.triage import TriageActivities
 from api.app import create_app
-from detection.classifier import Priority, make_sandbox_image
 from models.records import NCMEC_ROLES, FiledFile, FiledReport, IssuedRef, RefKind, ReportStatus, Role
+from models.screening import TriageRecord
 from tests.helpers import PREFIX_ORGS, eventually, headers
+from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
+from tipline.synthetic import synthetic_image
 
 RECORDS_ROLES = NCMEC_ROLES | {Role.AUDITOR}
 # Which roles may use each kind of endpoint at all; every other role gets 403 whatever the id. Every endpoint
@@ -40,13 +44,18 @@ class Owned:
     case_ref: str
     media_id: str
     screening_ref: str
+    triage_ref: str
     report_id: int
     ncmec_file_id: str
 
     def fill(self, path: str) -> str:
-        return (path.replace("{case_ref}", self.case_ref).replace("{media_id}", self.media_id)
-                .replace("{screening_ref}", self.screening_ref).replace("{report_id}", str(self.report_id))
-                .replace("{ncmec_file_id}", self.ncmec_file_id))
+        # Triage items are named by the id of the screening that put them there.
+        screening = self.triage_ref if path.startswith("/v1/triage/") else self.screening_ref
+        filled = (path.replace("{case_ref}", self.case_ref).replace("{media_id}", self.media_id)
+                  .replace("{screening_ref}", screening).replace("{report_id}", str(self.report_id))
+                  .replace("{ncmec_file_id}", self.ncmec_file_id))
+        assert "{" not in filled, f"{path} takes an id this test does not own an object for: add one"
+        return filled
 
 
 def routes_with_ids(settings: Settings) -> list[tuple[str, str]]:
@@ -60,22 +69,26 @@ def allowed_roles(path: str) -> frozenset[Role]:
     return roles
 
 
-async def own_objects(api: httpx.AsyncClient, api_keys: dict, engine: Engine, org: str) -> Owned:
+async def own_objects(api: httpx.AsyncClient, api_keys: dict, engine: Engine, triage: TriageActivities,
+                      store: EvidenceStore, org: str) -> Owned:
     platform = headers(api_keys, Role.PLATFORM, org)
     name = uuid.uuid4().hex[:10]
     upload = await api.post("/v1/content/upload", headers=platform,
                             data={"content_id": f"c-{name}", "creator_id": f"user-{name}"},
-                            files={"file": ("a.png", make_sandbox_image(None, seed=hash(name) % 10_000, fmt="PNG"),
-                                            "image/png")})
+                            files={"file": ("a.png", synthetic_image(50_000 + len(org)), "image/png")})
     assert upload.status_code == 202, upload.text
-    # HIGH is below the high-precision threshold: the item waits in triage for a reviewer.
     screened = await api.post("/v1/screenings/upload", headers=platform,
                               data={"content_id": f"s-{name}", "creator_id": f"user-{name}"},
-                              files={"file": ("b.jpg", make_sandbox_image(Priority.HIGH, seed=len(org) * 7919),
-                                              "image/jpeg")})
+                              files={"file": ("b.png", synthetic_image(60_000 + len(org)), "image/png")})
     assert screened.status_code == 202, screened.text
-    screening_ref = screened.json()["screening_ref"]
-    case_ref = upload.json()["case_ref"]
+    case_ref, screening_ref = upload.json()["case_ref"], screened.json()["screening_ref"]
+    # A triage item as the screening workflow records one (whether a real screening lands in triage depends on
+    # what the rest of the suite has banked for the org, so this one is recorded directly, through the activity).
+    triage_ref = triage.registry.screening_ref_for(org, f"t-{name}")
+    triage.record_triage(TriageRecord(
+        screening_id=triage_ref, org_id=org, creator_id=f"user-{name}", content_id=f"t-{name}",
+        evidence=store.put_bytes(synthetic_image(70_000 + len(org))), content_type="image/png",
+        classifier_priority="HIGH", created_at=datetime.now(UTC)))
     with Session(engine) as session:
         # A filed report as open_report and upload_file record it (its NCMEC side is not what is tested here).
         report = FiledReport(org_id=org, workflow_id=case_ref, case_number=1, ncmec_environment="sandbox",
@@ -89,22 +102,23 @@ async def own_objects(api: httpx.AsyncClient, api_keys: dict, engine: Engine, or
                               uploaded_at=datetime.now(UTC)))
         session.commit()
         report_id = report.id
-    owned = Owned(case_ref=case_ref, media_id=f"c-{name}", screening_ref=screening_ref, report_id=report_id,
-                  ncmec_file_id=f"f-{name}")
 
     async def ready() -> bool:
         admin = headers(api_keys, Role.ADMIN, org)
         case = await api.get(f"/v1/cases/{case_ref}", headers=admin)
-        triage = await api.get(f"/v1/triage/{screening_ref}/content", headers=admin)
-        return case.status_code == triage.status_code == 200
+        screening = await api.get(f"/v1/screenings/{screening_ref}", headers=admin)
+        return case.status_code == screening.status_code == 200
 
-    await eventually(ready, what=f"org {org}'s case and triage item")
-    return owned
+    await eventually(ready, what=f"org {org}'s case and screening")
+    return Owned(case_ref=case_ref, media_id=f"c-{name}", screening_ref=screening_ref, triage_ref=triage_ref,
+                 report_id=report_id, ncmec_file_id=f"f-{name}")
 
 
 @pytest.fixture(scope="module")
-async def owned(api: httpx.AsyncClient, api_keys: dict, engine: Engine) -> dict[str, Owned]:
-    return {org: await own_objects(api, api_keys, engine, org) for org in PREFIX_ORGS}
+async def owned(api: httpx.AsyncClient, api_keys: dict, engine: Engine, settings: Settings,
+                temporal_client: Client) -> dict[str, Owned]:
+    triage, store = TriageActivities(settings, engine, temporal_client), EvidenceStore.from_settings(settings)
+    return {org: await own_objects(api, api_keys, engine, triage, store, org) for org in PREFIX_ORGS}
 
 
 async def test_every_endpoint_refuses_every_foreign_object_to_every_role(
@@ -139,7 +153,7 @@ async def test_a_foreign_id_and_an_unknown_id_get_the_same_answer(api: httpx.Asy
                                                                   owned: dict[str, Owned]) -> None:
     caller = headers(api_keys, Role.ADMIN, "acme")
     unknown = Owned(case_ref="case-" + "0" * 32, media_id="m", screening_ref="screening-" + "0" * 32,
-                    report_id=2**62, ncmec_file_id="f")
+                    triage_ref="screening-" + "1" * 32, report_id=2**62, ncmec_file_id="f")
     for path in ("/v1/cases/{case_ref}", "/v1/screenings/{screening_ref}", "/v1/triage/{screening_ref}/content",
                  "/v1/reports/{report_id}"):
         foreign = await api.get(owned["acme-kids"].fill(path), headers=caller)
@@ -158,7 +172,7 @@ async def test_lists_show_only_the_callers_org(api: httpx.AsyncClient, api_keys:
                          for path in ("/v1/cases", "/v1/triage", "/v1/reports")])
 
     def shown(listed: str, theirs: Owned) -> set[bool]:
-        return {theirs.case_ref in listed, theirs.screening_ref in listed,
+        return {theirs.case_ref in listed, theirs.triage_ref in listed,
                 re.search(rf'"id":{theirs.report_id}\b', listed) is not None}
 
     for caller in PREFIX_ORGS:
