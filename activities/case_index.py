@@ -8,7 +8,7 @@ from temporalio import activity
 
 from models.case import CaseStatus
 from models.filing import CaseSummaryUpdate, UserHistory
-from models.records import CaseSummary, FiledReport, ReportStatus
+from models.records import CaseSummary, FiledReport, IssuedRef, RefKind, ReportStatus
 
 
 class CaseIndexActivities:
@@ -25,6 +25,10 @@ class CaseIndexActivities:
             else:  # a workflow publishes one update at a time, so the newest always wins
                 for key, value in values.items():
                     setattr(row, key, value)
+            if session.get(IssuedRef, update.workflow_id) is None:
+                # A case started by a version before issued_ref (in flight across the upgrade) records its owner
+                # here, from the org intake gave it; every newer case was recorded before it started.
+                session.add(IssuedRef(ref=update.workflow_id, kind=RefKind.CASE, org_id=update.org_id))
             session.commit()
 
     @activity.defn

@@ -1,18 +1,25 @@
-"""Filing a CyberTip: each activity is one NCMEC call, recorded in the database as soon as it answers."""
+"""Filing a CyberTip: each activity is one NCMEC call, recorded in the database as soon as it answers.
+
+The activities are async for their HTTP calls; database sessions and evidence-store reads and writes are
+synchronous, so they run on worker threads (``asyncio.to_thread``) and never stall the event loop that keeps
+heartbeats, polling and every other activity of the worker going.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from cybertipline.client import CyberTiplineClient, CyberTiplineError
+from cybertipline.client import CyberTiplineClient, CyberTiplineError, CyberTiplineTransportError
 from cybertipline.enums import FileRelevance
 from cybertipline.file_details_model import FileDetails
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
@@ -50,6 +57,7 @@ REPORT_GONE = 5001
 ALREADY_RETRACTED = 5101
 ALREADY_FINISHED = 5102
 REPORT_GONE_ERROR = "NcmecReportGone"
+ATTEMPT_CLOSED_ERROR = "ReportAttemptClosed"
 log = get_logger(__name__)
 
 
@@ -62,34 +70,40 @@ class FilingActivities:
     @activity.defn
     async def open_report(self, request: OpenReportInput) -> OpenedReport:
         org = self.settings.orgs.get(request.org_id)
-        existing = self._open_report_of(request.workflow_id, request.case_number)
+        existing = await asyncio.to_thread(self._attempt_row, request)
         if existing is not None:
-            # The previous attempt's /submit answered but its completion was lost: never submit twice.
-            return OpenedReport(environment=existing.ncmec_environment, report_id=existing.ncmec_report_id,
-                                opened_at=existing.opened_at)
+            if existing.status != ReportStatus.OPEN:
+                # Reusing an abandoned report would file into one NCMEC no longer has, or one we retracted.
+                raise ApplicationError(f"filing attempt {request.attempt} of this case is closed ({existing.status}); "
+                                       f"a new attempt must be opened", type=ATTEMPT_CLOSED_ERROR, non_retryable=True)
+            # The previous try's /submit answered but its completion was lost: never submit twice.
+            return _opened(existing)
         now = datetime.now(UTC)
         with _refusal_of("the report"):
             report_xml = report_to_xml(compose_report(org, request, now=now), now=now)
-        self._check_schema(report_xml, "the report")
+        await asyncio.to_thread(self._check_schema, report_xml, "the report")
         with _refusal_of("the report"):
             async with self._client(org) as client:
                 response = await client.submit(report_xml)
         assert response.report_id is not None
         suggestion = suggestion_of_record(request.decision.urgency_suggestion_shown, request.urgency_suggestion)
-        with Session(self.engine) as session:
-            session.add(FiledReport(
-                org_id=org.id, workflow_id=request.workflow_id, case_number=request.case_number,
-                ncmec_environment=org.ncmec.environment.value, ncmec_report_id=response.report_id,
-                status=ReportStatus.OPEN, report_xml=report_xml.decode(), submitted_by=request.decision.reviewer_id,
-                escalation_reason=request.decision.escalate_to_high_priority,
-                urgency_suggestion=suggestion,
-                urgency_outcome=urgency_outcome(suggestion, request.decision.escalate_to_high_priority),
-                opened_at=now,
-            ))
-            session.commit()
-        log.info("ncmec.report_opened", org_id=org.id, workflow_id=request.workflow_id,
-                 ncmec_report_id=response.report_id, environment=org.ncmec.environment.value)
-        return OpenedReport(environment=org.ncmec.environment.value, report_id=response.report_id, opened_at=now)
+        recorded = await asyncio.to_thread(self._record_attempt, FiledReport(
+            org_id=org.id, workflow_id=request.workflow_id, case_number=request.case_number, attempt=request.attempt,
+            ncmec_environment=org.ncmec.environment.value, ncmec_report_id=response.report_id,
+            status=ReportStatus.OPEN, report_xml=report_xml.decode(), submitted_by=request.decision.reviewer_id,
+            escalation_reason=request.decision.escalate_to_high_priority,
+            urgency_suggestion=suggestion,
+            urgency_outcome=urgency_outcome(suggestion, request.decision.escalate_to_high_priority),
+            opened_at=now,
+        ))
+        if recorded.ncmec_report_id != response.report_id:
+            # A try of this attempt that outlived its timeout recorded its report first; that one is the case's.
+            await self._retract_duplicate(org, response.report_id)
+        else:
+            log.info("ncmec.report_opened", org_id=org.id, workflow_id=request.workflow_id,
+                     ncmec_report_id=response.report_id, environment=org.ncmec.environment.value,
+                     attempt=request.attempt)
+        return _opened(recorded)
 
     @activity.defn
     async def upload_file(self, request: UploadFileInput) -> UploadedFile:
@@ -111,7 +125,7 @@ class FilingActivities:
     async def upload_conversation(self, request: UploadConversationInput) -> UploadedConversation:
         """The thread as a CSV: preserved in the evidence store, then uploaded as a supplemental file."""
         org = self.settings.orgs.get(request.org_id)
-        evidence = self.store.put_bytes(conversation_csv(request.thread.messages))
+        evidence = await asyncio.to_thread(self.store.put_bytes, conversation_csv(request.thread.messages))
         file_id, now = await self._upload(org, request.report_id, conversation_media_id(request.thread.thread_id),
                                           evidence, f"conversation-{request.thread.thread_id}.csv",
                                           FileRelevance.SUPPLEMENTAL_REPORTED)
@@ -143,12 +157,7 @@ class FilingActivities:
             raise ApplicationError(f"NCMEC finished the report without files {', '.join(missing)}",
                                    type="NcmecIncomplete", non_retryable=True)
         now = datetime.now(UTC)
-        with Session(self.engine) as session:
-            report = self._report_row(session, org, request.report_id)
-            report.status = ReportStatus.FINISHED
-            report.finished_at = now
-            report.finish_receipt_xml = receipt
-            session.commit()
+        await asyncio.to_thread(self._record_finished, org, request.report_id, now, receipt)
         log.info("ncmec.report_finished", org_id=org.id, ncmec_report_id=request.report_id, files=len(file_ids))
         return FinishedReport(finished_at=now, file_ids=file_ids)
 
@@ -172,14 +181,7 @@ class FilingActivities:
             else:
                 raise ApplicationError(f"NCMEC refused to retract report {request.report_id} (code {error.code})",
                                        type="NcmecRejected", non_retryable=True) from error
-        with Session(self.engine) as session:
-            report = self._report_row(session, org, request.report_id)
-            report.status = status
-            if status is ReportStatus.FINISHED:
-                report.finished_at = report.finished_at or datetime.now(UTC)
-            else:
-                report.failure_reason = request.reason
-            session.commit()
+        await asyncio.to_thread(self._record_abandoned, org, request.report_id, status, request.reason)
         log.info("ncmec.report_abandoned", org_id=org.id, ncmec_report_id=request.report_id, outcome=outcome)
         return AbandonedReport(outcome=outcome)
 
@@ -187,7 +189,7 @@ class FilingActivities:
                       relevance: FileRelevance) -> tuple[str, datetime]:
         """Upload preserved bytes to the open report and record the file id NCMEC gave them."""
         try:
-            stream = self.store.open(evidence.sha256)
+            stream = await asyncio.to_thread(self.store.open, evidence.sha256)
         except EvidenceCorrupted as error:
             raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
                                    type="EvidenceCorrupted", non_retryable=True) from error
@@ -198,6 +200,12 @@ class FilingActivities:
         if response.hash and response.hash.lower() != evidence.md5:
             raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
         now = datetime.now(UTC)
+        await asyncio.to_thread(self._record_upload, org, report_id, media_id, evidence, response.file_id, relevance,
+                                now)
+        return response.file_id, now
+
+    def _record_upload(self, org: OrgSettings, report_id: int, media_id: str, evidence: EvidenceRef, file_id: str,
+                       relevance: FileRelevance, now: datetime) -> None:
         with Session(self.engine) as session:
             report = self._report_row(session, org, report_id)
             # An earlier attempt may have uploaded and recorded the file before its completion was lost; the
@@ -206,29 +214,23 @@ class FilingActivities:
                                                        FiledFile.media_id == media_id)).first()
             if row is None:
                 row = FiledFile(report_pk=report.id, media_id=media_id, evidence_sha256=evidence.sha256,
-                                ncmec_file_id=response.file_id, md5=evidence.md5, file_relevance=relevance.value,
+                                ncmec_file_id=file_id, md5=evidence.md5, file_relevance=relevance.value,
                                 uploaded_at=now)
             else:
-                row.ncmec_file_id, row.uploaded_at, row.file_details_xml = response.file_id, now, None
+                row.ncmec_file_id, row.uploaded_at, row.file_details_xml = file_id, now, None
             session.add(row)
             session.commit()
-        return response.file_id, now
 
     async def _send_details(self, org_id: str, report_id: int, file_id: str, details: FileDetails,
                             what: str) -> FileDetailsSent:
         """Send a file's fileDetails and keep exactly the XML that was sent."""
         org = self.settings.orgs.get(org_id)
         details_xml = file_details_to_xml(details)
-        self._check_schema(details_xml, what)
+        await asyncio.to_thread(self._check_schema, details_xml, what)
         with _refusal_of(what):
             async with self._client(org) as client:
                 await client.fileinfo(details_xml)
-        with Session(self.engine) as session:
-            report = self._report_row(session, org, report_id)
-            row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
-                                                       FiledFile.ncmec_file_id == file_id)).one()
-            row.file_details_xml = details_xml.decode()
-            session.commit()
+        await asyncio.to_thread(self._record_details, org, report_id, file_id, details_xml.decode())
         return FileDetailsSent(sent_at=datetime.now(UTC))
 
     def _client(self, org: OrgSettings) -> CyberTiplineClient:
@@ -243,12 +245,68 @@ class FilingActivities:
             raise ApplicationError(f"{what} does not match NCMEC's schema: {'; '.join(errors[:3])}",
                                    type="ReportInvalid", non_retryable=True)
 
-    def _open_report_of(self, workflow_id: str, case_number: int) -> FiledReport | None:
+    def _record_details(self, org: OrgSettings, report_id: int, file_id: str, details_xml: str) -> None:
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
+                                                       FiledFile.ncmec_file_id == file_id)).one()
+            row.file_details_xml = details_xml
+            session.commit()
+
+    def _attempt_row(self, request: OpenReportInput) -> FiledReport | None:
         with Session(self.engine) as session:
             return session.exec(select(FiledReport).where(
-                FiledReport.workflow_id == workflow_id, FiledReport.case_number == case_number,
-                FiledReport.status == ReportStatus.OPEN,
+                FiledReport.workflow_id == request.workflow_id, FiledReport.case_number == request.case_number,
+                FiledReport.attempt == request.attempt,
             )).first()
+
+    def _record_attempt(self, report: FiledReport) -> FiledReport:
+        """Record the attempt's report, or return the one already recorded for it: the database keeps one per
+        attempt, so of two submits racing for the same attempt exactly one becomes the case's report."""
+        with Session(self.engine) as session:
+            session.add(report)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                winner = session.exec(select(FiledReport).where(
+                    FiledReport.workflow_id == report.workflow_id, FiledReport.case_number == report.case_number,
+                    FiledReport.attempt == report.attempt,
+                )).first()
+                if winner is None:
+                    raise
+                return winner
+            session.refresh(report)
+            return report
+
+    async def _retract_duplicate(self, org: OrgSettings, report_id: int) -> None:
+        try:
+            async with self._client(org) as client:
+                await client.retract(report_id)
+        except (CyberTiplineError, CyberTiplineTransportError) as error:
+            # NCMEC deletes unfinished reports on its own; the log keeps the id for whoever checks.
+            log.warning("ncmec.duplicate_not_retracted", org_id=org.id, ncmec_report_id=report_id,
+                        error=type(error).__name__)
+            return
+        log.info("ncmec.duplicate_retracted", org_id=org.id, ncmec_report_id=report_id)
+
+    def _record_finished(self, org: OrgSettings, report_id: int, now: datetime, receipt: str | None) -> None:
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            report.status = ReportStatus.FINISHED
+            report.finished_at = now
+            report.finish_receipt_xml = receipt
+            session.commit()
+
+    def _record_abandoned(self, org: OrgSettings, report_id: int, status: ReportStatus, reason: str) -> None:
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            report.status = status
+            if status is ReportStatus.FINISHED:
+                report.finished_at = report.finished_at or datetime.now(UTC)
+            else:
+                report.failure_reason = reason
+            session.commit()
 
     @staticmethod
     def _report_row(session: Session, org: OrgSettings, report_id: int) -> FiledReport:
@@ -256,6 +314,11 @@ class FilingActivities:
             FiledReport.ncmec_environment == org.ncmec.environment.value,
             FiledReport.ncmec_report_id == report_id,
         )).one()
+
+
+def _opened(report: FiledReport) -> OpenedReport:
+    return OpenedReport(environment=report.ncmec_environment, report_id=report.ncmec_report_id,
+                        opened_at=report.opened_at)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from models.case import ContentItem
 from models.records import TriageItem
 from models.screening import TriageClosed, TriageRecord
 from tipline.intake import enqueue_content
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 
 
@@ -21,6 +22,7 @@ class TriageActivities:
         self.settings = settings
         self.engine = engine
         self.client = client
+        self.registry = RefRegistry.from_settings(settings, engine)
 
     @activity.defn
     def record_triage(self, record: TriageRecord) -> None:
@@ -45,4 +47,4 @@ class TriageActivities:
 
     @activity.defn
     async def enqueue_in_case(self, item: ContentItem) -> str:
-        return await enqueue_content(self.client, self.settings, item)
+        return await enqueue_content(self.client, self.registry, self.settings, item)

@@ -16,6 +16,7 @@ from api import problems
 from api.routers import cases, content, intake, reports, triage, urgency_preview
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 from tipline.temporal import connect
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.temporal = temporal
     app.state.engine = engine or make_engine(settings.resolved_database_url)
     app.state.evidence_store = EvidenceStore.from_settings(settings)
+    app.state.registry = RefRegistry.from_settings(settings, app.state.engine)
     problems.install(app)
     app.include_router(content.router)
     app.include_router(cases.router)

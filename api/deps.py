@@ -17,6 +17,7 @@ from temporalio.client import Client
 from api.problems import ProblemError
 from models.records import NCMEC_ROLES, ApiKey, Role
 from tipline.evidence import EvidenceStore
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 
 API_KEY_PREFIX = "tpl_"
@@ -69,6 +70,10 @@ def get_store(request: Request) -> EvidenceStore:
     return request.app.state.evidence_store
 
 
+def get_registry(request: Request) -> RefRegistry:
+    return request.app.state.registry
+
+
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
@@ -106,3 +111,5 @@ DbSession = Annotated[Session, Depends(get_session)]
 Temporal = Annotated[Client, Depends(get_temporal)]
 Store = Annotated[EvidenceStore, Depends(get_store)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+Registry = Annotated[RefRegistry, Depends(get_registry)]
+DbEngine = Annotated[Engine, Depends(get_engine)]

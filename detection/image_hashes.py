@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import imagehash
 import numpy as np
@@ -67,9 +67,12 @@ def pdq_bits_to_hex(bits: np.ndarray) -> str:
 
 
 def open_image_safely(
-    data: bytes, *, target_side: int | None = FAST_PATH_SIDE, mode: Literal["RGB", "L"] = "RGB"
+    data: bytes | BinaryIO, *, target_side: int | None = FAST_PATH_SIDE, mode: Literal["RGB", "L"] = "RGB"
 ) -> tuple[Image.Image, int, int]:
     """Open ``data``, enforce limits, decode it (reduced when the decoder can), and return it in ``mode``.
+
+    ``data`` may be a seekable file (an evidence reader): Pillow then reads only what decoding needs, so memory
+    is bounded by the pixel limits below, never by the file's size.
 
     ``L`` (luma) is what every perceptual hash reads, and a JPEG decodes straight to it, skipping chroma.
     Returns ``(image, declared_width, declared_height)``. Raises ``UnhashableMedia``.
@@ -77,7 +80,8 @@ def open_image_safely(
     try:
         # Pillow may warn (DecompressionBombWarning) between its MAX_IMAGE_PIXELS and twice that; our own
         # limits below decide. We do not silence it: warnings.catch_warnings() is not thread-safe.
-        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+        im = Image.open(source, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
         raise UnhashableMedia("decompression bomb: declared dimensions too large") from None
     except Exception:  # UnidentifiedImageError, SyntaxError from bad headers, struct errors, ...
@@ -159,7 +163,7 @@ def pdq_of_luma(
     return pdq_bits_to_hex(vector), int(quality), ()
 
 
-def hash_image(data: bytes, *, dihedral: bool = False, fast: bool = True) -> ImageHashes:
+def hash_image(data: bytes | BinaryIO, *, dihedral: bool = False, fast: bool = True) -> ImageHashes:
     """Hash an image. ``fast`` decodes reduced and hashes PDQ at PDQ_SIDE (a few bits of drift)."""
     luma, width, height = open_image_safely(data, target_side=FAST_PATH_SIDE if fast else None, mode="L")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 from pydantic import BaseModel, ConfigDict
 
 from detection.digests import Digests, digest_bytes
@@ -22,9 +24,13 @@ class MediaHashes(BaseModel):
 
 def hash_media(data: bytes, *, dihedral: bool = False) -> MediaHashes:
     """Never raises for bad input: a hostile or non-image upload still gets digests and a reason."""
-    digests = digest_bytes(data)
+    return hash_media_stream(data, digest_bytes(data), dihedral=dihedral)
+
+
+def hash_media_stream(source: bytes | BinaryIO, digests: Digests, *, dihedral: bool = False) -> MediaHashes:
+    """``hash_media`` for bytes already digested (preserved evidence), read from a seekable file as needed."""
     try:
-        image = hash_image(data, dihedral=dihedral)
+        image = hash_image(source, dihedral=dihedral)
     except UnhashableMedia as exc:
         return MediaHashes(digests=digests, image=None, unhashable_reason=exc.reason)
     return MediaHashes(digests=digests, image=image)

@@ -6,7 +6,6 @@ credentials.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -28,15 +27,6 @@ class CaseStatus(StrEnum):
 
 
 OPEN_STATUSES = (CaseStatus.AWAITING_REVIEW, CaseStatus.FILING, CaseStatus.NEEDS_ATTENTION)
-
-
-def case_workflow_id(org_id: str, user_id: str) -> str:
-    """The id of a user's case workflow: stable per (org, user), and free of the user's identifiers.
-
-    Workflow ids are shown unencrypted in the Temporal UI, so the platform's user id is hashed.
-    """
-    digest = hashlib.sha256(f"{org_id}\x00{user_id}".encode()).hexdigest()[:32]
-    return f"case-{org_id}-{digest}"
 
 
 class EvidenceRef(BaseModel):

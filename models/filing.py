@@ -53,6 +53,8 @@ class OpenReportInput(BaseModel):
     user_metadata: UserMetadata | None = None
     location_urls: list[str] = Field(default_factory=list, description="Where the reported files were")
     prior_report_ids: list[int] = Field(default_factory=list)
+    attempt: int = Field(default=1, ge=1, description="Which filing attempt of the case this is: a refile or a "
+                                                      "re-decision opens a new one, a retried activity the same")
 
 
 class OpenedReport(BaseModel):

@@ -87,15 +87,21 @@ class ReportStatus(StrEnum):
 
 
 class FiledReport(SQLModel, table=True):
-    """A CyberTip as sent to NCMEC: written the moment ``/submit`` answers, completed by ``/finish``."""
+    """A CyberTip as sent to NCMEC: written the moment ``/submit`` answers, completed by ``/finish``.
+
+    One row per filing attempt of a case: the workflow numbers its attempts, and the database refuses a second
+    row for the same attempt, so two submits racing for one attempt cannot both become the case's report.
+    """
 
     __tablename__ = "filed_report"
-    __table_args__ = (UniqueConstraint("ncmec_environment", "ncmec_report_id"),)
+    __table_args__ = (UniqueConstraint("ncmec_environment", "ncmec_report_id"),
+                      UniqueConstraint("workflow_id", "case_number", "attempt", name="uq_filed_report_attempt"))
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: str = Field(index=True, max_length=40)
     workflow_id: str = Field(index=True, max_length=120)
     case_number: int
+    attempt: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     ncmec_environment: str = Field(max_length=20)
     ncmec_report_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     status: str = Field(index=True, max_length=20)
@@ -171,3 +177,25 @@ class SeenSignedMessage(SQLModel, table=True):
     org_id: str = Field(max_length=40)
     message_id: str = Field(max_length=100)
     expires_at: datetime = Field(sa_column=_timestamp(index=True))
+
+
+class RefKind(StrEnum):
+    CASE = "case"
+    SCREENING = "screening"
+
+
+class IssuedRef(SQLModel, table=True):
+    """Every workflow id Tipline hands out and later gets back from outside, with the org it was issued to.
+
+    Ownership is read from here, never from the id's spelling. For cases, ``subject_key`` (a keyed MAC of org and
+    user) says which workflow a user's content goes to: a user whose case predates keyed ids keeps their old id.
+    """
+
+    __tablename__ = "issued_ref"
+    __table_args__ = (UniqueConstraint("kind", "org_id", "subject_key", name="uq_issued_ref_subject"),)
+
+    ref: str = Field(primary_key=True, max_length=120)
+    kind: str = Field(max_length=20)
+    org_id: str = Field(index=True, max_length=40)
+    subject_key: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Literal
 
@@ -55,8 +54,3 @@ class ScreeningOutcome(BaseModel):
     triage: Literal["escalated", "dismissed"] | None = None
     error: str | None = None
 
-
-def screening_workflow_id(org_id: str, content_id: str) -> str:
-    """Stable per item, so a platform's retry screens once; hashed, since ids can carry names."""
-    digest = hashlib.sha256(f"{org_id}\x00{content_id}".encode()).hexdigest()[:32]
-    return f"screen-{org_id}-{digest}"

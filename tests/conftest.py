@@ -27,6 +27,7 @@ from tests.helpers import (
     MEDIA_HOST,
     ORG,
     OTHER_ORG,
+    PREFIX_ORGS,
     REVIEW_PAGE_ORG,
     MediaHost,
     PlatformCallbacks,
@@ -229,8 +230,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbo
              platform_callbacks: PlatformCallbacks, media_host: MediaHost) -> Settings:
     data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
+    prefixed = [make_org(org) for org in PREFIX_ORGS if org != ORG]
     orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks),
-                                    make_org(REVIEW_PAGE_ORG)]))
+                                    make_org(REVIEW_PAGE_ORG), *prefixed]))
     return Settings(
         data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
@@ -260,4 +262,4 @@ async def api(settings: Settings, temporal_client: Client, engine: Engine, worke
 def api_keys(engine: Engine) -> dict[str, dict[Role, str]]:
     """One key per role for each org: ``api_keys[org][role]``."""
     return {org: {role: create_api_key(engine, org, role, f"test {role}") for role in Role}
-            for org in (ORG, OTHER_ORG, REVIEW_PAGE_ORG)}
+            for org in {ORG, OTHER_ORG, REVIEW_PAGE_ORG, *PREFIX_ORGS}}

@@ -26,6 +26,8 @@ ORG = "acme"
 OTHER_ORG = "globex"
 # Only the browser test files here, so its reviewer queue holds just its own case.
 REVIEW_PAGE_ORG = "initech"
+# Org ids that prefix one another ("a" of "acme", "acme" of "acme-kids"): ownership must never follow the spelling.
+PREFIX_ORGS = ("a", ORG, "acme-kids")
 
 
 @dataclass

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from models.case import CaseStart, CaseStatus, ContentItem, FilingPolicy, ReviewPolicy, case_workflow_id
+from models.case import CaseStart, CaseStatus, ContentItem, FilingPolicy, ReviewPolicy
 from tipline.logging import fingerprint, get_logger
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 from workflows import search_attributes as sa
 
@@ -30,12 +32,21 @@ def review_policy(settings: Settings) -> ReviewPolicy:
                         normal_within=timedelta(minutes=settings.normal_review_minutes))
 
 
-async def signal_case(client: Client, settings: Settings, org_id: str, user_id: str, signal: str, argument: Any) -> str:
+async def signal_case(client: Client, registry: RefRegistry, settings: Settings, org_id: str, user_id: str,
+                      signal: str, argument: Any) -> str:
     """Deliver ``signal`` to the user's open case, starting the case if there is none. Returns the case ref.
 
-    Signal-with-start is atomic per workflow id, so concurrent arrivals for one user never open two cases.
+    The id is recorded as the org's before the case can exist, so no case is ever reachable without a recorded
+    owner; a user whose case has a legacy id keeps getting their content there.
     """
-    workflow_id = case_workflow_id(org_id, user_id)
+    workflow_id = await asyncio.to_thread(registry.case_ref_for, org_id, user_id)
+    await signal_with_start(client, settings, workflow_id, org_id, user_id, signal, argument)
+    return workflow_id
+
+
+async def signal_with_start(client: Client, settings: Settings, workflow_id: str, org_id: str, user_id: str,
+                            signal: str, argument: Any) -> None:
+    """Signal-with-start is atomic per workflow id, so concurrent arrivals for one user never open two cases."""
     await client.start_workflow(
         CASE_WORKFLOW,
         CaseStart(org_id=org_id, user_id=user_id, policy=filing_policy(settings), review=review_policy(settings)),
@@ -46,11 +57,10 @@ async def signal_case(client: Client, settings: Settings, org_id: str, user_id: 
         ]),
         static_summary=f"NCMEC case · org {org_id}",
     )
-    return workflow_id
 
 
-async def enqueue_content(client: Client, settings: Settings, item: ContentItem) -> str:
-    case_ref = await signal_case(client, settings, item.org_id, item.user_id, "add_content", item)
+async def enqueue_content(client: Client, registry: RefRegistry, settings: Settings, item: ContentItem) -> str:
+    case_ref = await signal_case(client, registry, settings, item.org_id, item.user_id, "add_content", item)
     log.info("content.enqueued", org_id=item.org_id, workflow_id=case_ref, content=fingerprint(item.content_id),
              reason=item.reason.kind)
     return case_ref

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
+    # The secret case and screening ids are keyed with (tipline.ids); the local stack generates one in data_dir.
+    id_key: SecretStr | None = None
 
     # Outbound requests on a platform's behalf (tipline.egress). Exact "address:port" pairs that may be reached
     # although not public: only for a test or local platform on loopback; empty in any real deployment.

@@ -177,7 +177,9 @@ class CaseFilingSteps:
                             decision=decision, incident_at=self._incident_at(),
                             urgency_suggestion=self.state.urgency.suggested_reason if self.state.urgency else None,
                             user_metadata=self.state.user_metadata, location_urls=self._location_urls(),
-                            prior_report_ids=self.state.prior_report_ids),
+                            prior_report_ids=self.state.prior_report_ids,
+                            # Each abandoned report closed an attempt: a refile is the next, never a reuse.
+                            attempt=len(self.state.filing.abandoned_report_ids) + 1),
             start_to_close_timeout=self.policy.call_timeout,
             schedule_to_close_timeout=timedelta(hours=6),
             retry_policy=NCMEC_RETRY,

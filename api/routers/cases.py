@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import evidence_response
+from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
 from models.case import (
@@ -142,7 +143,7 @@ def list_queue(
 
 
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
-async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
+async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
                    settings: AppSettings) -> CaseView:
     state = await _case_state(temporal, principal, case_ref)
     return CaseView(
@@ -165,7 +166,7 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
 @router.get("/{case_ref}/media/{media_id}/content", response_class=StreamingResponse,
             summary="A media item's preserved bytes (the view is recorded)",
             responses={200: {"content": {"application/octet-stream": {}}}})
-async def get_media_content(case_ref: str, media_id: str, principal: NcmecReviewer, temporal: Temporal,
+async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: NcmecReviewer, temporal: Temporal,
                             store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
     state = await _case_state(temporal, principal, case_ref)
     media = state.media_item(media_id)
@@ -177,7 +178,7 @@ async def get_media_content(case_ref: str, media_id: str, principal: NcmecReview
 
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
-async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
+async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
                  idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
     decision = ReviewDecision(
         reviewer_id=principal.actor, incident_type=body.incident_type,
@@ -191,7 +192,7 @@ async def decide(case_ref: str, body: DecisionIn, principal: NcmecReviewer, temp
 
 
 @router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
-async def dismiss(case_ref: str, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
+async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
                   idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.dismiss, Dismissal(reviewer_id=principal.actor, reason=body.reason),
@@ -200,7 +201,7 @@ async def dismiss(case_ref: str, body: DismissalIn, principal: NcmecReviewer, te
 
 @router.post("/{case_ref}/retry", response_model=DecisionAccepted,
              summary="Resume a filing that needs attention, once its cause is fixed")
-async def retry(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
+async def retry(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
                 idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.retry_filing, RetryFiling(reviewer_id=principal.actor),
@@ -208,9 +209,7 @@ async def retry(case_ref: str, principal: NcmecReviewer, temporal: Temporal,
 
 
 async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> WorkflowHandle[Any, Any]:
-    # The org is part of the workflow id, so another org's case is indistinguishable from a missing one.
-    if not case_ref.startswith(f"case-{principal.org_id}-"):
-        raise ProblemError(404, "No such case")
+    # ``case_ref`` is an OwnedCaseRef: its recorded org was compared with the caller's before the endpoint ran.
     return temporal.get_workflow_handle(case_ref)
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, Json, ValidationError
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from api.deps import AppSettings, Platform, Store, Temporal
+from api.deps import AppSettings, Platform, Registry, Store, Temporal
 from api.problems import PROBLEM_RESPONSES
 from models.case import (
     ContentItem,
@@ -26,6 +26,7 @@ from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
 from tipline.intake import enqueue_content, signal_case
 from tipline.logging import get_logger
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 
 router = APIRouter(prefix="/v1/content", tags=["platform"], responses=PROBLEM_RESPONSES)
@@ -59,9 +60,9 @@ class ContentAccepted(BaseModel):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
              summary="Send a content item whose media Tipline fetches from a URL")
-async def send_content(body: ContentByUrl, principal: Platform, temporal: Temporal,
+async def send_content(body: ContentByUrl, principal: Platform, temporal: Temporal, registry: Registry,
                        settings: AppSettings) -> ContentAccepted:
-    return await _enqueue(temporal, settings, principal.org_id, body, MediaSource(url=body.media_url))
+    return await _enqueue(temporal, registry, settings, principal.org_id, body, MediaSource(url=body.media_url))
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,10 @@ Upload = Annotated[UploadedContent, Depends(uploaded_content)]
 
 @router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
              summary="Send a content item with its media bytes")
-async def upload_content(principal: Platform, temporal: Temporal, settings: AppSettings,
+async def upload_content(principal: Platform, temporal: Temporal, registry: Registry, settings: AppSettings,
                          upload: Upload) -> ContentAccepted:
-    return await _enqueue(temporal, settings, principal.org_id, upload.metadata, MediaSource(evidence=upload.evidence))
+    return await _enqueue(temporal, registry, settings, principal.org_id, upload.metadata,
+                          MediaSource(evidence=upload.evidence))
 
 
 def content_item(org_id: str, metadata: ContentMetadata, media: MediaSource,
@@ -117,10 +119,11 @@ def content_item(org_id: str, metadata: ContentMetadata, media: MediaSource,
     )
 
 
-async def _enqueue(temporal: Client, settings: Settings, org_id: str, metadata: ContentMetadata,
+async def _enqueue(temporal: Client, registry: RefRegistry, settings: Settings, org_id: str, metadata: ContentMetadata,
                    media: MediaSource) -> ContentAccepted:
     item = content_item(org_id, metadata, media)
-    return ContentAccepted(case_ref=await enqueue_content(temporal, settings, item), content_id=metadata.content_id)
+    return ContentAccepted(case_ref=await enqueue_content(temporal, registry, settings, item),
+                           content_id=metadata.content_id)
 
 
 class ContentBatch(BaseModel):
@@ -133,10 +136,10 @@ class BatchAccepted(BaseModel):
 
 @router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted,
              summary="Send several content items fetched by URL; each joins its creator's case")
-async def send_content_batch(body: ContentBatch, principal: Platform, temporal: Temporal,
+async def send_content_batch(body: ContentBatch, principal: Platform, temporal: Temporal, registry: Registry,
                              settings: AppSettings) -> BatchAccepted:
     return BatchAccepted(accepted=[
-        await _enqueue(temporal, settings, principal.org_id, item, MediaSource(url=item.media_url))
+        await _enqueue(temporal, registry, settings, principal.org_id, item, MediaSource(url=item.media_url))
         for item in body.items
     ])
 
@@ -155,10 +158,11 @@ class ConversationAccepted(BaseModel):
 
 @router.post("/conversations", status_code=status.HTTP_202_ACCEPTED, response_model=ConversationAccepted,
              summary="Send a conversation thread; a reviewer may attach it to the CyberTip as a CSV file")
-async def send_conversation(body: ConversationIn, principal: Platform, temporal: Temporal,
+async def send_conversation(body: ConversationIn, principal: Platform, temporal: Temporal, registry: Registry,
                             settings: AppSettings) -> ConversationAccepted:
     thread = ConversationThread(thread_id=body.thread_id, org_id=principal.org_id, user_id=body.creator_id,
                                 messages=body.messages)
-    workflow_id = await signal_case(temporal, settings, principal.org_id, body.creator_id, "add_conversation", thread)
+    workflow_id = await signal_case(temporal, registry, settings, principal.org_id, body.creator_id,
+                                    "add_conversation", thread)
     log.info("conversation.enqueued", org_id=principal.org_id, workflow_id=workflow_id, messages=len(body.messages))
     return ConversationAccepted(case_ref=workflow_id, thread_id=body.thread_id, message_count=len(body.messages))

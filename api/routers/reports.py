@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from api.deps import DbSession, Principal, RecordsReader
+from api.deps import DbSession, RecordsReader
+from api.ownership import OwnedReport
 from api.problems import PROBLEM_RESPONSES, ProblemError
 from models.records import FiledFile, FiledReport, ReportStatus
 
@@ -58,20 +59,19 @@ def list_reports(
 
 
 @router.get("/{report_id}", response_model=ReportOut, summary="One CyberTip with its NCMEC file ids")
-def get_report(report_id: int, principal: RecordsReader, session: DbSession) -> ReportOut:
-    return _report_out(session, _own_report(session, principal, report_id))
+def get_report(report: OwnedReport, session: DbSession) -> ReportOut:
+    return _report_out(session, report)
 
 
 @router.get("/{report_id}/xml", response_class=Response, responses=XML_RESPONSE,
             summary="The report XML exactly as submitted")
-def get_report_xml(report_id: int, principal: RecordsReader, session: DbSession) -> Response:
-    return Response(_own_report(session, principal, report_id).report_xml, media_type="application/xml")
+def get_report_xml(report: OwnedReport) -> Response:
+    return Response(report.report_xml, media_type="application/xml")
 
 
 @router.get("/{report_id}/receipt", response_class=Response, responses=XML_RESPONSE,
             summary="NCMEC's /finish answer, the provider's notification of receipt")
-def get_report_receipt(report_id: int, principal: RecordsReader, session: DbSession) -> Response:
-    report = _own_report(session, principal, report_id)
+def get_report_receipt(report: OwnedReport) -> Response:
     if report.finish_receipt_xml is None:
         raise ProblemError(404, "This report has no receipt", "it is not finished, or NCMEC's answer was lost")
     return Response(report.finish_receipt_xml, media_type="application/xml")
@@ -79,21 +79,13 @@ def get_report_receipt(report_id: int, principal: RecordsReader, session: DbSess
 
 @router.get("/{report_id}/files/{ncmec_file_id}/details", response_class=Response, responses=XML_RESPONSE,
             summary="A file's fileDetails XML exactly as sent")
-def get_file_details_xml(report_id: int, ncmec_file_id: str, principal: RecordsReader,
-                         session: DbSession) -> Response:
-    report = _own_report(session, principal, report_id)
+def get_file_details_xml(report: OwnedReport, ncmec_file_id: str, session: DbSession) -> Response:
+    # A file is owned through its report: it is looked up only among the files of a report the caller owns.
     row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
                                                FiledFile.ncmec_file_id == ncmec_file_id)).first()
     if row is None or row.file_details_xml is None:
         raise ProblemError(404, "No file details for that file in this report")
     return Response(row.file_details_xml, media_type="application/xml")
-
-
-def _own_report(session: Session, principal: Principal, report_id: int) -> FiledReport:
-    report = session.get(FiledReport, report_id)
-    if report is None or report.org_id != principal.org_id:
-        raise ProblemError(404, "No such report")
-    return report
 
 
 def _report_out(session: Session, report: FiledReport) -> ReportOut:

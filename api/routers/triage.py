@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
+from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import evidence_response
+from api.ownership import OwnedTriageItem
 from api.problems import PROBLEM_RESPONSES, ProblemError
 from models.records import TriageItem
 from models.screening import ScreeningOutcome, TriageDecision
@@ -56,28 +56,26 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
 
 @router.get("/{screening_ref}/content", response_class=StreamingResponse, summary="The item's bytes (view recorded)",
             responses={200: {"content": {"application/octet-stream": {}}}})
-async def triage_content(screening_ref: str, principal: NcmecReviewer, store: Store,
+async def triage_content(item: OwnedTriageItem, principal: NcmecReviewer, store: Store,
                          engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
-    row = await run_in_threadpool(_own_item, engine, principal, screening_ref)
-    return await evidence_response(store, engine, principal, sha256=row.evidence_sha256,
-                                   content_type=row.content_type, ref=screening_ref, media_id=row.content_id)
+    return await evidence_response(store, engine, principal, sha256=item.evidence_sha256,
+                                   content_type=item.content_type, ref=item.screening_id, media_id=item.content_id)
 
 
 @router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
-async def escalate(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                   engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
-    return await _decide(temporal, engine, principal, screening_ref, "escalate", body.reason)
+async def escalate(item: OwnedTriageItem, body: TriageDecisionIn, principal: NcmecReviewer,
+                   temporal: Temporal) -> ScreeningOutcome:
+    return await _decide(temporal, principal, item.screening_id, "escalate", body.reason)
 
 
 @router.post("/{screening_ref}/dismissal", response_model=ScreeningOutcome, summary="Dismiss it")
-async def dismiss(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                  engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
-    return await _decide(temporal, engine, principal, screening_ref, "dismiss", body.reason)
+async def dismiss(item: OwnedTriageItem, body: TriageDecisionIn, principal: NcmecReviewer,
+                  temporal: Temporal) -> ScreeningOutcome:
+    return await _decide(temporal, principal, item.screening_id, "dismiss", body.reason)
 
 
-async def _decide(temporal: Temporal, engine: Engine, principal: Principal, screening_ref: str, action: str,
+async def _decide(temporal: Temporal, principal: Principal, screening_ref: str, action: str,
                   reason: str | None) -> ScreeningOutcome:
-    await run_in_threadpool(_own_item, engine, principal, screening_ref)
     decision = TriageDecision(action=action, reviewer_id=principal.actor, reason=reason)  # type: ignore[arg-type]
     try:
         # Per action: a retried request gets its first answer back, the opposite action is refused.
@@ -92,10 +90,3 @@ async def _decide(temporal: Temporal, engine: Engine, principal: Principal, scre
             raise ProblemError(409, "This item was already decided") from None
         raise
 
-
-def _own_item(engine: Engine, principal: Principal, screening_ref: str) -> TriageItem:
-    with Session(engine) as session:
-        row = session.get(TriageItem, screening_ref)
-    if row is None or row.org_id != principal.org_id:
-        raise ProblemError(404, "No such triage item")
-    return row
