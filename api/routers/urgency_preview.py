@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NcmecReviewer, Temporal
+from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
 from api.routers.cases import _case_state
 from cybertipline.enums import FileAnnotation, IncidentType, ReportAnnotation
@@ -39,7 +40,7 @@ class UrgencyPreviewIn(BaseModel):
 
 @router.post("/{case_ref}/urgency-preview", response_model=UrgencyAssessment,
              summary="The suggested urgency with the reviewer's choices applied; nothing is recorded")
-async def preview_urgency(case_ref: str, body: UrgencyPreviewIn, principal: NcmecReviewer,
+async def preview_urgency(case_ref: OwnedCaseRef, body: UrgencyPreviewIn, principal: NcmecReviewer,
                           temporal: Temporal) -> UrgencyAssessment:
     state = await _case_state(temporal, principal, case_ref)
     known = {media.media_id for media in state.media}
