@@ -8,10 +8,12 @@ from typing import Literal
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, NcmecReviewer, Platform, Temporal
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from api.routers.content import ContentByUrl, ContentMetadata, Upload, content_item
+from api.requests import WorkflowRef
+from api.routers.content import UPLOAD_OPENAPI, ContentByUrl, ContentMetadata, Upload, content_item
 from models.case import EnqueueReason, MediaSource
 from models.routing import ClassifierThresholds
 from models.screening import ScreeningOutcome, ScreeningStart, screening_workflow_id
@@ -56,7 +58,8 @@ async def screen(body: ContentByUrl, principal: Platform, temporal: Temporal,
 
 
 @router.post("/v1/screenings/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ScreeningAccepted,
-             summary="Screen an item sent with its media bytes (multipart, the fields of /v1/content/upload)")
+             summary="Screen an item sent with its media bytes (multipart, the fields of /v1/content/upload)",
+             openapi_extra=UPLOAD_OPENAPI)
 async def screen_upload(principal: Platform, temporal: Temporal, settings: AppSettings,
                         upload: Upload) -> ScreeningAccepted:
     media = MediaSource(evidence=upload.evidence)
@@ -66,11 +69,16 @@ async def screen_upload(principal: Platform, temporal: Temporal, settings: AppSe
 
 @router.get("/v1/screenings/{screening_ref}", response_model=ScreeningOutcome | None,
             summary="Where a screened item went (null while it is being screened)")
-async def screening_outcome(screening_ref: str, principal: NcmecReviewer,
+async def screening_outcome(screening_ref: WorkflowRef, principal: NcmecReviewer,
                             temporal: Temporal) -> ScreeningOutcome | None:
     if not screening_ref.startswith(f"screen-{principal.org_id}-"):
         raise ProblemError(404, "No such screening")
-    return await temporal.get_workflow_handle(screening_ref).query(ScreeningWorkflow.result)
+    try:
+        return await temporal.get_workflow_handle(screening_ref).query(ScreeningWorkflow.result)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:  # the org's prefix, but no screening of that id
+            raise ProblemError(404, "No such screening") from None
+        raise
 
 
 @router.post("/v1/user-reports", status_code=status.HTTP_202_ACCEPTED, response_model=UserReportAccepted,

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from api.deps import DbSession, Principal, RecordsReader
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from api.requests import ReportId
 from models.records import FiledFile, FiledReport, ReportStatus
 
 router = APIRouter(prefix="/v1/reports", tags=["records"], responses=PROBLEM_RESPONSES)
@@ -58,19 +59,19 @@ def list_reports(
 
 
 @router.get("/{report_id}", response_model=ReportOut, summary="One CyberTip with its NCMEC file ids")
-def get_report(report_id: int, principal: RecordsReader, session: DbSession) -> ReportOut:
+def get_report(report_id: ReportId, principal: RecordsReader, session: DbSession) -> ReportOut:
     return _report_out(session, _own_report(session, principal, report_id))
 
 
 @router.get("/{report_id}/xml", response_class=Response, responses=XML_RESPONSE,
             summary="The report XML exactly as submitted")
-def get_report_xml(report_id: int, principal: RecordsReader, session: DbSession) -> Response:
+def get_report_xml(report_id: ReportId, principal: RecordsReader, session: DbSession) -> Response:
     return Response(_own_report(session, principal, report_id).report_xml, media_type="application/xml")
 
 
 @router.get("/{report_id}/receipt", response_class=Response, responses=XML_RESPONSE,
             summary="NCMEC's /finish answer, the provider's notification of receipt")
-def get_report_receipt(report_id: int, principal: RecordsReader, session: DbSession) -> Response:
+def get_report_receipt(report_id: ReportId, principal: RecordsReader, session: DbSession) -> Response:
     report = _own_report(session, principal, report_id)
     if report.finish_receipt_xml is None:
         raise ProblemError(404, "This report has no receipt", "it is not finished, or NCMEC's answer was lost")
@@ -79,7 +80,7 @@ def get_report_receipt(report_id: int, principal: RecordsReader, session: DbSess
 
 @router.get("/{report_id}/files/{ncmec_file_id}/details", response_class=Response, responses=XML_RESPONSE,
             summary="A file's fileDetails XML exactly as sent")
-def get_file_details_xml(report_id: int, ncmec_file_id: str, principal: RecordsReader,
+def get_file_details_xml(report_id: ReportId, ncmec_file_id: str, principal: RecordsReader,
                          session: DbSession) -> Response:
     report = _own_report(session, principal, report_id)
     row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,

@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
-from api.evidence_views import evidence_response
+from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from api.requests import RequestBody, WorkflowRef
 from models.records import TriageItem
 from models.screening import ScreeningOutcome, TriageDecision
 from workflows.screening import ScreeningWorkflow
@@ -38,7 +39,7 @@ class TriageEntry(BaseModel):
     content_url: str
 
 
-class TriageDecisionIn(BaseModel):
+class TriageDecisionIn(RequestBody):
     reason: str | None = Field(default=None, max_length=3000)
 
 
@@ -55,22 +56,22 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
 
 
 @router.get("/{screening_ref}/content", response_class=StreamingResponse, summary="The item's bytes (view recorded)",
-            responses={200: {"content": {"application/octet-stream": {}}}})
-async def triage_content(screening_ref: str, principal: NcmecReviewer, store: Store,
+            responses=MEDIA_RESPONSES)
+async def triage_content(screening_ref: WorkflowRef, principal: NcmecReviewer, store: Store,
                          engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
     row = await run_in_threadpool(_own_item, engine, principal, screening_ref)
-    return await evidence_response(store, engine, principal, sha256=row.evidence_sha256,
-                                   content_type=row.content_type, ref=screening_ref, media_id=row.content_id)
+    return await evidence_response(store, engine, principal, sha256=row.evidence_sha256, ref=screening_ref,
+                                   media_id=row.content_id)
 
 
 @router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
-async def escalate(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
+async def escalate(screening_ref: WorkflowRef, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
                    engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
     return await _decide(temporal, engine, principal, screening_ref, "escalate", body.reason)
 
 
 @router.post("/{screening_ref}/dismissal", response_model=ScreeningOutcome, summary="Dismiss it")
-async def dismiss(screening_ref: str, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
+async def dismiss(screening_ref: WorkflowRef, body: TriageDecisionIn, principal: NcmecReviewer, temporal: Temporal,
                   engine: Annotated[Engine, Depends(get_engine)]) -> ScreeningOutcome:
     return await _decide(temporal, engine, principal, screening_ref, "dismiss", body.reason)
 
