@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
+from tipline.db import PRIVATE_UMASK
 from tipline.logging import configure_logging
 from tipline.settings import Settings
+
+
+def _private_files() -> None:
+    # What a server writes (database, evidence, keys, logs) is its owner's alone, whatever umask it inherited.
+    os.umask(PRIVATE_UMASK)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,6 +31,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    _private_files()
     import worker
 
     configure_logging()
@@ -32,6 +40,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
+    _private_files()
     import uvicorn
 
     from api.app import create_app
@@ -42,6 +51,7 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:
+    _private_files()
     import uvicorn
 
     from tipline.stack import sandbox_app
@@ -53,6 +63,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    _private_files()
     from tipline.db import upgrade
 
     settings = _settings(args)
