@@ -103,34 +103,35 @@ class _MultipartCollector:
         self._part.name = name
         if name == self.file_field:
             if self.upload.file_seen:
-                raise _invalid(name, "sent more than once")
+                raise _invalid(f"body.{name}", "sent more than once")
             self.upload.file_seen = True
             self._part.is_file = True
             if b"filename" in options:
-                self.upload.file_name = _text(options[b"filename"], name)
+                self.upload.file_name = _text(options[b"filename"], f"body.{name}")
             if b"content-type" in self._part.headers:
-                self.upload.file_content_type = _text(self._part.headers[b"content-type"], name)
+                self.upload.file_content_type = _text(self._part.headers[b"content-type"], f"body.{name}")
         elif name not in self.field_names:
-            raise _invalid(name[:100], "unknown field")
+            raise _invalid(f"body.{name[:100]}", "unknown field")
         elif name in self.upload.fields:
-            raise _invalid(name, "sent more than once")
+            raise _invalid(f"body.{name}", "sent more than once")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         piece = data[start:end]
         if self._part.is_file:
             self.upload.file_size += len(piece)
             if self.upload.file_size > self.limits.max_file_bytes:
-                raise BodyTooLarge(self.limits.max_file_bytes, self.limits.file_setting, self.file_field)
+                raise BodyTooLarge(self.limits.max_file_bytes, self.limits.file_setting, f"body.{self.file_field}")
             self.pending += piece
         else:
             self._fields_bytes += len(piece)
             if self._fields_bytes > self.limits.max_fields_bytes:
-                raise BodyTooLarge(self.limits.max_fields_bytes, self.limits.fields_setting, self._part.name)
+                raise BodyTooLarge(self.limits.max_fields_bytes, self.limits.fields_setting,
+                                  f"body.{self._part.name}")
             self._part.data += piece
 
     def _part_end(self) -> None:
         if not self._part.is_file:
-            self.upload.fields[self._part.name] = _text(bytes(self._part.data), self._part.name)
+            self.upload.fields[self._part.name] = _text(bytes(self._part.data), f"body.{self._part.name}")
 
     def _end(self) -> None:
         self.ended = True
@@ -164,9 +165,9 @@ async def receive_upload(request: Request, store: EvidenceStore, *, file_field: 
             raise _invalid("body", "the multipart body ends before its closing boundary")
         upload = collector.upload
         if not upload.file_seen:
-            raise _invalid(file_field, "field required")
+            raise _invalid(f"body.{file_field}", "field required")
         if upload.file_size == 0:
-            raise _invalid(file_field, "the file is empty")
+            raise _invalid(f"body.{file_field}", "the file is empty")
         result = validate(upload)
         await run_in_threadpool(sink.write, bytes(collector.pending))
         sink.close()
@@ -181,5 +182,4 @@ def _text(raw: bytes, field_name: str) -> str:
 
 
 def _invalid(field_name: str, message: str) -> ProblemError:
-    return ProblemError(422, "The request is invalid", errors=[FieldProblem(field=f"body.{field_name}",
-                                                                            message=message)])
+    return ProblemError(422, "The request is invalid", errors=[FieldProblem(field=field_name, message=message)])
