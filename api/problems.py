@@ -73,6 +73,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI's "error parsing the body": JSON whose bytes are not UTF-8. Malformed JSON, like any other.
+            message = f"malformed JSON: not UTF-8 at byte {exc.__cause__.start + 1}"
+            return _response(Problem(status=422, title="The request is invalid",
+                                     errors=[FieldProblem(field="body", message=message)]))
         return _response(Problem(status=exc.status_code, title=str(exc.detail)), getattr(exc, "headers", None))
 
     @app.exception_handler(BodyTooLarge)
