@@ -1,6 +1,6 @@
 """Fuzz the API from its OpenAPI document with schemathesis, as a platform and as a reviewer. A script:
 
-    .venv/bin/python benchmarks/fuzz_api.py [--max-examples 25] [--time-limit 85]
+    .venv/bin/python benchmarks/fuzz_api.py [--max-examples 50] [--time-limit 80]
 
 It starts a Temporal dev server (in memory), a temporary SQLite database and evidence store, and the API on
 loopback HTTP, with one org and two keys: ``platform`` and ``child_safety_moderator``. No worker runs, so the
@@ -69,8 +69,8 @@ async def run(max_examples: int, time_limit: float) -> FuzzReport:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-examples", type=int, default=25, help="per operation and generation mode")
-    parser.add_argument("--time-limit", type=float, default=85.0, help="seconds of fuzzing at most")
+    parser.add_argument("--max-examples", type=int, default=50, help="per operation and generation mode")
+    parser.add_argument("--time-limit", type=float, default=80.0, help="seconds of fuzzing at most")
     args = parser.parse_args()
     configure_logging("WARNING")
     report = asyncio.run(run(args.max_examples, args.time_limit))

@@ -174,7 +174,7 @@ FILE = marked_payload(4096)
     (multipart_head({"content_id": "n", "creator_id": "u", "indicators": '{"live_sesion_active": true}'})
      + FILE + multipart_tail(), "body.indicators.live_sesion_active", "Extra inputs are not permitted"),
     (multipart_head({"content_id": "n", "creator_id": "u"}, content_type="text/html; x=\x01")
-     + FILE + multipart_tail(), "body.file", None),
+     + FILE + multipart_tail(), "body.file.content_type", None),
 ])
 async def test_a_refused_upload_names_the_field_and_stores_nothing(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, body: bytes, field: str, message: str | None

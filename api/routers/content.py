@@ -86,17 +86,25 @@ class UploadForm(RequestBody):
     file_metadata: Json[FileMetadata] | None = None
 
 
-_JSON_FIELDS = {"indicators": "PlatformIndicators", "user": "UserMetadata", "file_metadata": "FileMetadata"}
-UPLOAD_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "additionalProperties": False, "required": ["file", "content_id", "creator_id"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "The media bytes (not empty); its part's "
-                 "filename and Content-Type are kept as the platform's file name and content type"},
-        **{name: {**schema, "description": f"{_JSON_FIELDS[name]} as JSON"} if name in _JSON_FIELDS else schema
-           for name, schema in ((name, {"type": "string"}) for name in UploadForm.model_fields)},
-    },
-}}}}, "responses": {"415": {"description": "Not multipart/form-data", "content": {
-    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}
+def _upload_openapi() -> dict[str, Any]:
+    """The multipart body as OpenAPI describes it (FastAPI cannot: the endpoint reads the stream itself)."""
+    json_fields = {"indicators": PlatformIndicators, "user": UserMetadata, "file_metadata": FileMetadata}
+    properties: dict[str, Any] = {"file": {
+        "type": "string", "format": "binary",
+        "description": "The media bytes, not empty; the part's filename and Content-Type are kept as the "
+                       "platform's file name and content type"}}
+    for name in UploadForm.model_fields:
+        properties[name] = {"type": "string"}
+        if name in json_fields:
+            properties[name]["description"] = f"{json_fields[name].__name__} as JSON"
+    schema = {"type": "object", "additionalProperties": False, "required": ["file", "content_id", "creator_id"],
+              "properties": properties}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}},
+            "responses": {"415": {"description": "Not multipart/form-data", "content": problem}}}
+
+
+UPLOAD_OPENAPI = _upload_openapi()
 
 
 def _upload_metadata(upload: ReceivedUpload) -> ContentMetadata:
@@ -110,9 +118,10 @@ def _upload_metadata(upload: ReceivedUpload) -> ContentMetadata:
         )
     except ValidationError as error:
         # The file part's name and type are checked as ContentMetadata's file_name and content_type.
-        renamed = {"file_name": "file", "content_type": "file"}
+        part_headers = {"file_name": ("file", "filename"), "content_type": ("file", "content_type")}
         raise RequestValidationError([
-            {**e, "loc": ("body", renamed.get(str(e["loc"][0]), e["loc"][0]), *e["loc"][1:])} for e in error.errors()
+            {**e, "loc": ("body", *part_headers.get(str(e["loc"][0]), e["loc"][:1]), *e["loc"][1:])}
+            for e in error.errors()
         ]) from None
 
 
