@@ -19,12 +19,15 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from api.problems import BodyTooLarge, FieldProblem, ProblemError
 from models.case import EvidenceRef
 from tipline.evidence import EvidenceStore
+from tipline.logging import get_logger
 
 T = TypeVar("T")
+log = get_logger(__name__)
 # Boundaries and part headers on top of the file and the fields (python-multipart caps each part's headers).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 _MAX_PART_HEADERS = 8
@@ -161,6 +164,10 @@ async def receive_upload(request: Request, store: EvidenceStore, *, file_field: 
             parser.finalize()
         except FormParserError:
             raise _invalid("body", "not valid multipart/form-data") from None
+        except ClientDisconnect:
+            # Nobody is left to answer; one line instead of a traceback, and the scratch file goes.
+            log.info("upload.client_disconnected", received_bytes=collector.upload.file_size)
+            raise ProblemError(400, "The request ended before its body did") from None
         if not collector.ended:
             raise _invalid("body", "the multipart body ends before its closing boundary")
         upload = collector.upload

@@ -214,3 +214,19 @@ async def test_media_is_served_as_a_download_typed_by_its_bytes_not_by_the_platf
         assert response.headers["content-disposition"].startswith('attachment; filename="media-')
         assert "sandbox" in response.headers["content-security-policy"]
     assert served["png-as-html"].content == png
+
+
+async def test_an_unexpected_error_is_a_bare_problem_with_the_security_headers(settings: Settings) -> None:
+    app = create_app(settings, temporal=object())  # type: ignore[arg-type]
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("internal detail that must not leak")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tipline.test") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Internal error" and "internal detail" not in response.text
+    assert_security_headers(response)

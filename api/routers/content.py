@@ -101,7 +101,8 @@ def _upload_openapi() -> dict[str, Any]:
               "properties": properties}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}},
-            "responses": {"415": {"description": "Not multipart/form-data", "content": problem}}}
+            "responses": {"400": {"description": "The body ended early (the client went away)", "content": problem},
+                          "415": {"description": "Not multipart/form-data", "content": problem}}}
 
 
 UPLOAD_OPENAPI = _upload_openapi()
