@@ -11,11 +11,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.problems import ProblemError
-from models.records import NCMEC_ROLES, ApiKey, Role
+from models.records import NCMEC_ROLES, ApiKey, Role, utcnow
 from tipline.evidence import EvidenceStore
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
@@ -40,6 +40,32 @@ def create_api_key(engine: Engine, org_id: str, role: Role, label: str = "") -> 
         session.add(ApiKey(org_id=org_id, role=Role(role).value, key_hash=hash_api_key(key), label=label))
         session.commit()
     return key
+
+
+def list_api_keys(engine: Engine, org_id: str | None = None) -> list[ApiKey]:
+    """Every key (or an org's), oldest first; rows carry hashes, so callers print only their other columns."""
+    with Session(engine) as session:
+        query = select(ApiKey).order_by(col(ApiKey.id))
+        if org_id is not None:
+            query = query.where(ApiKey.org_id == org_id)
+        return list(session.exec(query).all())
+
+
+def revoke_api_key(engine: Engine, key_id: int) -> ApiKey | None:
+    """Revoke a key from now on (``authenticate`` checks every request); None if there is no such key.
+
+    Revoking a revoked key keeps its first revocation time.
+    """
+    with Session(engine) as session:
+        row = session.get(ApiKey, key_id)
+        if row is None:
+            return None
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        return row
 
 
 @dataclass(frozen=True)

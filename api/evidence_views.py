@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -12,18 +14,33 @@ from api.deps import Principal
 from api.problems import ProblemError
 from models.records import MediaView
 from tipline.evidence import EvidenceMissing, EvidenceStore
+from tipline.media_types import EXTENSIONS, SNIFF_BYTES, sniff_media_type
+
+# Media is shown only as an image or video the review page fetches; as a document it could do nothing at all.
+MEDIA_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
 
 
 async def evidence_response(store: EvidenceStore, engine: Engine, principal: Principal, *, sha256: str,
-                            content_type: str | None, ref: str, media_id: str) -> StreamingResponse:
+                            ref: str, media_id: str) -> StreamingResponse:
+    """The preserved bytes as a download, typed by what they are (the platform's Content-Type is never used)."""
     try:
         # Opening authenticates the header and the last chunk: a missing or damaged object fails before headers.
         reader = await run_in_threadpool(store.open, sha256)
     except EvidenceMissing:
         raise ProblemError(404, "The preserved bytes of this media are missing from the evidence store") from None
-    await run_in_threadpool(_record_view, engine, principal, ref, media_id)
-    return StreamingResponse(reader.iter_chunks(), media_type=content_type or "application/octet-stream",
-                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size)},
+    try:
+        media_type = sniff_media_type(await run_in_threadpool(reader.read, SNIFF_BYTES))
+        reader.seek(0)
+        await run_in_threadpool(_record_view, engine, principal, ref, media_id)
+    except BaseException:
+        reader.close()
+        raise
+    # The name is ours: the platform's file name could carry anything into a header or a save dialog.
+    file_name = f"media-{sha256[:16]}.{EXTENSIONS[media_type]}"
+    return StreamingResponse(reader.iter_chunks(), media_type=media_type,
+                             headers={"Cache-Control": "no-store", "Content-Length": str(reader.size),
+                                      "Content-Disposition": f'attachment; filename="{file_name}"',
+                                      "Content-Security-Policy": MEDIA_CSP},
                              background=BackgroundTask(reader.close))
 
 
@@ -32,3 +49,9 @@ def _record_view(engine: Engine, principal: Principal, ref: str, media_id: str) 
         session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
                               workflow_id=ref, media_id=media_id))
         session.commit()
+
+
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The media bytes as a download, typed by what they are",
+          "content": {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in EXTENSIONS}},
+}

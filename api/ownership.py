@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import DbEngine, DbSession, NcmecReviewer, Principal, RecordsReader, Registry
 from api.problems import ProblemError
+from api.requests import ReportId, WorkflowRef
 from models.records import FiledReport, RefKind, TriageItem
 
 # Report ids are database keys (INTEGER); a larger number names nothing, and must not reach the database driver.
@@ -28,11 +29,11 @@ async def _owned_ref(registry: Registry, principal: Principal, kind: RefKind, re
     return ref
 
 
-async def owned_case_ref(case_ref: str, principal: NcmecReviewer, registry: Registry) -> str:
+async def owned_case_ref(case_ref: WorkflowRef, principal: NcmecReviewer, registry: Registry) -> str:
     return await _owned_ref(registry, principal, RefKind.CASE, case_ref, "No such case")
 
 
-async def owned_screening_ref(screening_ref: str, principal: NcmecReviewer, registry: Registry) -> str:
+async def owned_screening_ref(screening_ref: WorkflowRef, principal: NcmecReviewer, registry: Registry) -> str:
     return await _owned_ref(registry, principal, RefKind.SCREENING, screening_ref, "No such screening")
 
 
@@ -44,7 +45,7 @@ def triage_item_of(engine: DbEngine, principal: Principal, screening_ref: str) -
     return row
 
 
-async def owned_triage_item(screening_ref: str, principal: NcmecReviewer, engine: DbEngine) -> TriageItem:
+async def owned_triage_item(screening_ref: WorkflowRef, principal: NcmecReviewer, engine: DbEngine) -> TriageItem:
     return await run_in_threadpool(triage_item_of, engine, principal, screening_ref)
 
 
@@ -55,7 +56,7 @@ def report_of(session: Session, principal: Principal, report_id: int) -> FiledRe
     return report
 
 
-def owned_report(report_id: int, principal: RecordsReader, session: DbSession) -> FiledReport:
+def owned_report(report_id: ReportId, principal: RecordsReader, session: DbSession) -> FiledReport:
     return report_of(session, principal, report_id)
 
 

@@ -70,7 +70,8 @@ class EnqueueReason(BaseModel):
 class PlatformIndicators(BaseModel):
     """What the platform knows that bears on urgency."""
 
-    model_config = ConfigDict(frozen=True)
+    # A misspelt indicator must be refused, not dropped: a lost live_session_active is a lost urgent case.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     live_session_active: bool = Field(default=False, description="The user is in a live stream or call now")
     victim_age: int | None = Field(default=None, ge=0, le=150, description="Apparent or stated age of a victim")

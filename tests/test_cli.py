@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
+from api.deps import hash_api_key
 from models.records import ApiKey
 from tests.helpers import ORG
 from tipline.cli import main
@@ -50,3 +52,39 @@ def test_apikey_create_refuses_an_org_that_is_not_configured(
     use_settings(monkeypatch, settings)
     with pytest.raises(LookupError):
         main(["apikey", "create", "--org", "no-such-org", "--role", "admin"])
+
+
+async def test_apikey_list_shows_keys_without_secrets_and_revoke_refuses_the_key_at_once(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, api: httpx.AsyncClient, api_keys: dict,
+    capsys: pytest.CaptureFixture
+) -> None:
+    use_settings(monkeypatch, settings)
+    main(["apikey", "create", "--org", ORG, "--role", "child_safety_moderator", "--label", "revoke me"])
+    key = capsys.readouterr().out.strip()
+    assert (await api.get("/v1/cases", headers={"X-API-Key": key})).status_code == 200
+
+    main(["apikey", "list", "--org", ORG])
+    listing = capsys.readouterr().out
+    header, *rows = listing.splitlines()
+    assert header.split() == ["ID", "ORG", "ROLE", "LABEL", "CREATED", "REVOKED"]
+    assert rows and all(row.split()[1] == ORG for row in rows)  # --org: no other org's keys
+    assert key not in listing and hash_api_key(key) not in listing
+    for secret in (k for org in api_keys.values() for k in org.values()):
+        assert secret not in listing and hash_api_key(secret) not in listing
+    mine = next(row for row in rows if "revoke me" in row)
+    key_id, _, role, *_, revoked = mine.split()
+    assert role == "child_safety_moderator" and revoked == "-"
+
+    main(["apikey", "revoke", key_id])
+    assert f"API key {key_id} ({ORG}, child_safety_moderator) is revoked" in capsys.readouterr().out
+    refused = await api.get("/v1/cases", headers={"X-API-Key": key})
+    assert refused.status_code == 401
+    main(["apikey", "list"])
+    mine = next(row for row in capsys.readouterr().out.splitlines() if row.split()[0] == key_id)
+    assert mine.split()[-1].endswith("Z")  # the revocation time, instead of "-"
+
+
+def test_apikey_revoke_of_an_unknown_id_fails(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    use_settings(monkeypatch, settings)
+    with pytest.raises(SystemExit, match="no API key with id 987654321"):
+        main(["apikey", "revoke", "987654321"])

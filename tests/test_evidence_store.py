@@ -25,6 +25,7 @@ from tipline.evidence import (
     EvidenceKeyMissing,
     EvidenceMissing,
     EvidenceStore,
+    EvidenceTooLarge,
     KeyRing,
 )
 from tipline.evidence_keys import CURRENT_KEY_ENV, KEYS_ENV, LOCAL_KEY_FILE_NAME, main
@@ -498,3 +499,13 @@ def test_new_key_command_prints_a_usable_ring_entry(capsys: pytest.CaptureFixtur
     ring = KeyRing.parse(capsys.readouterr().out)
     assert ring.current_id == "2026-11" and ring.ids == ("2026-11",)
     assert main([]) == 2
+
+
+def test_put_stream_refuses_a_stream_over_max_bytes_and_stores_nothing(store: EvidenceStore) -> None:
+    data = synthetic(3 * CHUNK + 1)
+    source = io.BytesIO(data)
+    with pytest.raises(EvidenceTooLarge, match=f"larger than {3 * CHUNK} bytes"):
+        store.put_stream(source, max_bytes=3 * CHUNK)
+    assert not store.exists(hashlib.sha256(data).hexdigest())
+    assert list(store.root.glob("incoming/*")) == []  # the scratch file went with it
+    assert store.put_stream(io.BytesIO(data), max_bytes=len(data)).size == len(data)  # at the limit: stored

@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -51,7 +52,8 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tipline"), "up"], cwd=tmp_path, env=env, stdout=out, stderr=out
+            [str(Path(sys.executable).parent / "tipline"), "up"], cwd=tmp_path, env=env, stdout=out, stderr=out,
+            umask=0o022,  # a usual permissive umask: private files must come from the stack, not the caller
         )
     try:
         deadline = time.monotonic() + STARTUP_DEADLINE
@@ -66,6 +68,7 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{ports['sandbox']}/ispws/status").status_code == 401  # asks for login
         assert _accepts_connections(ports["temporal"])
         assert (tmp_path / "data" / "tipline.db").exists()  # the SQLite default
+        assert_only_the_owner_can_read(tmp_path / "data")
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_DEADLINE) == 0, log.read_text()
@@ -77,6 +80,18 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def assert_only_the_owner_can_read(data_dir: Path) -> None:
+    """The database and its WAL, Temporal's files, the evidence store and the keys: 0700 folders, 0600 files."""
+    found = {path.relative_to(data_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in [data_dir, *data_dir.rglob("*")]}
+    for expected in ("tipline.db", "tipline.db-wal", "tipline.db-shm", "temporal.db", "temporal.log", "orgs.toml",
+                     "evidence-keys.json", "evidence", "evidence/incoming"):
+        assert expected in found, f"{expected} not in the data folder: {sorted(found)}"
+    shared = {name: oct(mode) for name, mode in found.items() if mode & (stat.S_IRWXG | stat.S_IRWXO)}
+    assert not shared, f"readable by others: {shared}"
+    assert found["."] == 0o700 and found["evidence"] == 0o700 and found["tipline.db"] == 0o600
 
 
 async def test_worker_exits_cleanly_on_sigterm(settings: Settings, temporal_client: Client) -> None:

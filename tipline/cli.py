@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+from tipline.db import PRIVATE_UMASK
 from tipline.logging import configure_logging
 from tipline.settings import Settings
+
+
+def _private_files() -> None:
+    # What a server writes (database, evidence, keys, logs) is its owner's alone, whatever umask it inherited.
+    os.umask(PRIVATE_UMASK)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,6 +32,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    _private_files()
     import worker
 
     configure_logging()
@@ -32,6 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
+    _private_files()
     import uvicorn
 
     from api.app import create_app
@@ -42,6 +52,7 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    _private_files()
     from tipline.db import upgrade
 
     settings = _settings(args)
@@ -59,6 +70,43 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     settings.orgs.get(args.org)  # refuse keys for orgs this deployment does not serve
     upgrade(settings.resolved_database_url)
     print(create_api_key(make_engine(settings.resolved_database_url), args.org, Role(args.role), args.label))
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> None:
+    from api.deps import list_api_keys
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url)
+    keys = list_api_keys(make_engine(settings.resolved_database_url), args.org)
+    # Never the key (it is not stored) nor its hash: what identifies a key here is its id.
+    rows = [("ID", "ORG", "ROLE", "LABEL", "CREATED", "REVOKED")] + [
+        (str(key.id), key.org_id, key.role, key.label, _when(key.created_at), _when(key.revoked_at) or "-")
+        for key in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> None:
+    from api.deps import revoke_api_key
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url)
+    key = revoke_api_key(make_engine(settings.resolved_database_url), args.id)
+    if key is None:
+        raise SystemExit(f"no API key with id {args.id}")
+    print(f"API key {key.id} ({key.org_id}, {key.role}) is revoked since {_when(key.revoked_at)}; "
+          "requests with it are refused")
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    # SQLite hands timestamps back without their zone; they were written in UTC.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cmd_ncmec_fetch_xsd(args: argparse.Namespace) -> None:
@@ -111,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--label", default="")
     create.set_defaults(run=cmd_apikey_create)
+    listing = apikey.add_parser("list", help="list keys: id, org, role, label, created, revoked (never a key)")
+    listing.add_argument("--org", help="only this org's keys")
+    listing.set_defaults(run=cmd_apikey_list)
+    revoke = apikey.add_parser("revoke", help="revoke a key by its id (from list); it is refused from then on")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(run=cmd_apikey_revoke)
 
     ncmec = commands.add_parser("ncmec", help="NCMEC's CyberTipline").add_subparsers(required=True, metavar="ACTION")
     fetch_xsd = ncmec.add_parser("fetch-xsd", help="download the report schema from the org's NCMEC environment")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -21,9 +23,27 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# Files (and folders) only their owner may read: the database holds case records, the evidence store media.
+PRIVATE_UMASK = 0o077
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file as 0600 before SQLite does (it would use 0644, less the umask).
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are private too.
+    """
+    url = make_url(normalize_url(url))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -47,6 +67,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     """Bring the schema to the newest migration; safe to run on every start."""
+    create_private_sqlite_file(url)
     command.upgrade(alembic_config(url), "head")
 
 

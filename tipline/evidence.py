@@ -65,6 +65,7 @@ __all__ = [
     "EvidenceMissing",
     "EvidenceReader",
     "EvidenceStore",
+    "EvidenceTooLarge",
     "KeyRing",
 ]
 
@@ -89,6 +90,12 @@ STALE_SCRATCH_SECONDS = 24 * 3600
 
 class EvidenceMissing(FileNotFoundError):
     pass
+
+
+class EvidenceTooLarge(ValueError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"media is larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
 
 
 class EvidenceCorrupted(Exception):
@@ -521,12 +528,16 @@ class EvidenceStore:
         return _ref(digests)
 
     def put_stream(self, source: BinaryIO, *, max_bytes: int | None = None) -> EvidenceRef:
+        """Store everything ``source`` yields; over ``max_bytes`` raises ``EvidenceTooLarge`` and stores nothing.
+
+        At most one read past the limit is taken from ``source``: a huge stream is refused, not drained.
+        """
         with self.incoming_file() as (path, sink):
             copied = 0
-            while chunk := source.read(1 << 20):
+            while chunk := source.read(1 << 20 if max_bytes is None else min(1 << 20, max_bytes - copied + 1)):
                 copied += len(chunk)
                 if max_bytes is not None and copied > max_bytes:
-                    raise ValueError(f"media is larger than {max_bytes} bytes")
+                    raise EvidenceTooLarge(max_bytes)
                 sink.write(chunk)
             sink.close()
             return self.put_path(path)

@@ -9,10 +9,12 @@ start without a schema; ``off`` is for tests of what happens after a schema fail
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from cybertipline.sandbox import SandboxConfig
+from tipline.db import PRIVATE_UMASK
 from tipline.settings import NcmecEnvironment, Settings
 
 # Where `tipline ncmec fetch-xsd` writes by default.
@@ -68,6 +70,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     from cybertipline.sandbox import create_sandbox_app
     from tipline.logging import configure_logging
 
+    os.umask(PRIVATE_UMASK)  # what the sandbox keeps (reports, files) is its owner's alone
     configure_logging()
     settings = Settings(**_overrides(args))
     config = sandbox_config(settings)

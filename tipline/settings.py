@@ -207,6 +207,14 @@ class Settings(BaseSettings):
             raise ValueError("must be 200 (NCMEC's own behaviour) or an error status, 400-599")
         return status
 
+    # Request size limits (bytes), checked before a body is read whole; larger requests get 413 naming the limit.
+    # One item's JSON, or an upload's form fields together: a case signal must stay well inside Temporal's 2 MB.
+    max_json_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_batch_body_bytes: int = Field(default=8 << 20, ge=1024)
+    max_conversation_body_bytes: int = Field(default=2 << 20, ge=1024)
+    # The media bytes of one upload.
+    max_upload_bytes: int = Field(default=32 << 20, ge=1024)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tipline.db').resolve()}"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from cybertipline.sandbox import create_sandbox_app
-from tipline.db import make_engine, upgrade
+from tipline.db import PRIVATE_UMASK, make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
 from tipline.sandbox_cli import sandbox_config
@@ -30,9 +31,20 @@ log = get_logger(__name__)
 DEMO_ORG = "demo"
 
 
+def make_data_dir_private(data_dir: Path) -> None:
+    """The data folder holds the database, Temporal's history and the evidence: its owner's alone (0700).
+
+    Files an earlier version left readable to others are closed too.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        if not path.is_symlink() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def ensure_local_config(settings: Settings) -> bool:
     """Write a demo org for the sandbox on first start. True if it was written now."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir_private(settings.data_dir)
     orgs_file = settings.resolved_orgs_file
     if orgs_file.exists():
         return False
@@ -57,12 +69,14 @@ def sandbox_app(settings: Settings) -> FastAPI:
 def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     host, port = settings.temporal_address.rsplit(":", 1)
     ui_port = settings.temporal_ui_url.rsplit(":", 1)[1]
-    log_file = (settings.data_dir / "temporal.log").open("ab")
+    log_file = os.fdopen(os.open(settings.data_dir / "temporal.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                         "ab")
     return subprocess.Popen(
         [temporal_binary(), "server", "start-dev", "--ip", host, "--port", port, "--ui-port", ui_port,
          "--db-filename", str(settings.data_dir / "temporal.db"), "--log-level", "warn",
          *sa.dev_server_flags()],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        # Its SQLite files (temporal.db and journals) are created under this umask: private like ours.
+        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK,
     )
 
 
@@ -81,6 +95,7 @@ async def wait_for_temporal(settings: Settings, process: subprocess.Popen[bytes]
 
 async def run_stack(settings: Settings) -> None:
     cancel_on_sigterm()
+    os.umask(PRIVATE_UMASK)  # everything the stack writes from here on: the owner's only
     first_start = ensure_local_config(settings)
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)

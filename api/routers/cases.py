@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -16,9 +16,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
-from api.evidence_views import evidence_response
+from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
+from api.requests import IdempotencyKey, RequestBody
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
 from models.case import (
     OPEN_STATUSES,
@@ -97,7 +98,7 @@ class CaseView(BaseModel):
     temporal_ui_url: str
 
 
-class MediaDecisionIn(BaseModel):
+class MediaDecisionIn(RequestBody):
     media_id: str
     reported: bool = Field(description="Sent to NCMEC as a Reported file")
     classification: IndustryClassification | None = None
@@ -105,7 +106,7 @@ class MediaDecisionIn(BaseModel):
     supplemental: bool = Field(default=False, description="Sent as Supplemental Reported (a screenshot, context)")
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestBody):
     incident_type: IncidentType | None = Field(default=None, description="Required; one of NCMEC's eight")
     media: list[MediaDecisionIn] = []
     report_annotations: list[ReportAnnotation] = []
@@ -122,7 +123,7 @@ class DecisionIn(BaseModel):
                     "\"\" if none): the record says confirmed when escalate_to_high_priority equals it")
 
 
-class DismissalIn(BaseModel):
+class DismissalIn(RequestBody):
     reason: str = Field(min_length=1, max_length=3000)
 
 
@@ -165,21 +166,21 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
 
 @router.get("/{case_ref}/media/{media_id}/content", response_class=StreamingResponse,
             summary="A media item's preserved bytes (the view is recorded)",
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses=MEDIA_RESPONSES)
 async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: NcmecReviewer, temporal: Temporal,
                             store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
     state = await _case_state(temporal, principal, case_ref)
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
-    return await evidence_response(store, engine, principal, sha256=media.evidence.sha256,
-                                   content_type=media.content.content_type, ref=case_ref, media_id=media_id)
+    return await evidence_response(store, engine, principal, sha256=media.evidence.sha256, ref=case_ref,
+                                   media_id=media_id)
 
 
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                 idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+                 idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     decision = ReviewDecision(
         reviewer_id=principal.actor, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump()) for m in body.media],
@@ -193,7 +194,7 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
 
 @router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
-                  idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+                  idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.dismiss, Dismissal(reviewer_id=principal.actor, reason=body.reason),
                          idempotency_key)
@@ -202,7 +203,7 @@ async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecRev
 @router.post("/{case_ref}/retry", response_model=DecisionAccepted,
              summary="Resume a filing that needs attention, once its cause is fixed")
 async def retry(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
-                idempotency_key: Annotated[str | None, Header()] = None) -> DecisionAccepted:
+                idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.retry_filing, RetryFiling(reviewer_id=principal.actor),
                          idempotency_key)

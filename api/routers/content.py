@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, Json, ValidationError
-from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.deps import AppSettings, Platform, Registry, Store, Temporal
-from api.problems import PROBLEM_RESPONSES
+from api.problems import PROBLEM_RESPONSES, BodyTooLarge
+from api.requests import CONTENT_TYPE_PATTERN, PRINTABLE_PATTERN, RequestBody
+from api.uploads import ReceivedUpload, UploadLimits, receive_upload
 from models.case import (
     ContentItem,
     ConversationThread,
@@ -33,11 +34,12 @@ router = APIRouter(prefix="/v1/content", tags=["platform"], responses=PROBLEM_RE
 log = get_logger(__name__)
 
 
-class ContentMetadata(BaseModel):
+class ContentMetadata(RequestBody):
     content_id: str = Field(min_length=1, max_length=200, description="The platform's id for this item")
     creator_id: str = Field(min_length=1, max_length=200, description="The platform's id of the user who posted it")
-    file_name: str | None = Field(default=None, max_length=2056)
-    content_type: str | None = Field(default=None, max_length=200)
+    file_name: str | None = Field(default=None, max_length=2056, pattern=PRINTABLE_PATTERN)
+    content_type: str | None = Field(default=None, max_length=200, pattern=CONTENT_TYPE_PATTERN,
+                                     description="The platform's MIME type for the item, e.g. image/jpeg")
     uploaded_at: datetime | None = None
     upload_ip: IpAddress | None = None
     location_url: str | None = Field(default=None, max_length=2083, pattern=r"^\S+$")
@@ -71,29 +73,68 @@ class UploadedContent:
     evidence: EvidenceRef
 
 
-async def uploaded_content(
-    store: Store,
-    file: Annotated[UploadFile, File(description="The media bytes")],
-    content_id: Annotated[str, Form(min_length=1, max_length=200)],
-    creator_id: Annotated[str, Form(min_length=1, max_length=200)],
-    uploaded_at: Annotated[datetime | None, Form()] = None,
-    upload_ip: Annotated[str | None, Form(max_length=64)] = None,
-    location_url: Annotated[str | None, Form(max_length=2083)] = None,
-    report_text: Annotated[str | None, Form(max_length=10000)] = None,
-    indicators: Annotated[Json[PlatformIndicators] | None, Form(description="PlatformIndicators as JSON")] = None,
-    user: Annotated[Json[UserMetadata] | None, Form(description="UserMetadata as JSON")] = None,
-    file_metadata: Annotated[Json[FileMetadata] | None, Form(description="FileMetadata as JSON")] = None,
-) -> UploadedContent:
-    """A multipart item (the fields of ContentMetadata, and the file), its media preserved before anything else."""
+class UploadForm(RequestBody):
+    """The form fields of a multipart upload besides ``file``: those of ContentMetadata, nested ones as JSON."""
+
+    content_id: str = Field(min_length=1, max_length=200)
+    creator_id: str = Field(min_length=1, max_length=200)
+    uploaded_at: datetime | None = None
+    upload_ip: str | None = Field(default=None, max_length=64)
+    location_url: str | None = Field(default=None, max_length=2083)
+    report_text: str | None = Field(default=None, max_length=10000)
+    indicators: Json[PlatformIndicators] | None = None
+    user: Json[UserMetadata] | None = None
+    file_metadata: Json[FileMetadata] | None = None
+
+
+def _upload_openapi() -> dict[str, Any]:
+    """The multipart body as OpenAPI describes it (FastAPI cannot: the endpoint reads the stream itself)."""
+    json_fields = {"indicators": PlatformIndicators, "user": UserMetadata, "file_metadata": FileMetadata}
+    properties: dict[str, Any] = {"file": {
+        "type": "string", "format": "binary",
+        "description": "The media bytes, not empty; the part's filename and Content-Type are kept as the "
+                       "platform's file name and content type"}}
+    for name in UploadForm.model_fields:
+        properties[name] = {"type": "string"}
+        if name in json_fields:
+            properties[name]["description"] = f"{json_fields[name].__name__} as JSON"
+    schema = {"type": "object", "additionalProperties": False, "required": ["file", "content_id", "creator_id"],
+              "properties": properties}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}},
+            "responses": {"400": {"description": "The body ended early (the client went away)", "content": problem},
+                          "415": {"description": "Not multipart/form-data", "content": problem}}}
+
+
+UPLOAD_OPENAPI = _upload_openapi()
+
+
+def _upload_metadata(upload: ReceivedUpload) -> ContentMetadata:
     try:
-        metadata = ContentMetadata(content_id=content_id, creator_id=creator_id, file_name=file.filename,
-                                   content_type=file.content_type, uploaded_at=uploaded_at, upload_ip=upload_ip,
-                                   location_url=location_url, report_text=report_text, indicators=indicators,
-                                   user=user, file=file_metadata)
+        form = UploadForm.model_validate(upload.fields)
+        return ContentMetadata(
+            content_id=form.content_id, creator_id=form.creator_id, file_name=upload.file_name,
+            content_type=upload.file_content_type, uploaded_at=form.uploaded_at, upload_ip=form.upload_ip,
+            location_url=form.location_url, report_text=form.report_text, indicators=form.indicators,
+            user=form.user, file=form.file_metadata,
+        )
     except ValidationError as error:
-        raise RequestValidationError(error.errors()) from None
+        # The file part's name and type are checked as ContentMetadata's file_name and content_type.
+        part_headers = {"file_name": ("file", "filename"), "content_type": ("file", "content_type")}
+        raise RequestValidationError([
+            {**e, "loc": ("body", *part_headers.get(str(e["loc"][0]), e["loc"][:1]), *e["loc"][1:])}
+            for e in error.errors()
+        ]) from None
+
+
+async def uploaded_content(request: Request, store: Store, settings: AppSettings) -> UploadedContent:
+    """A multipart item (the fields of ContentMetadata, and the file), its media preserved before anything else."""
+    limits = UploadLimits(max_file_bytes=settings.max_upload_bytes, max_fields_bytes=settings.max_json_body_bytes)
     # Preserved before a workflow hears of it: workflows get a reference, never the bytes.
-    return UploadedContent(metadata, await run_in_threadpool(store.put_stream, file.file))
+    metadata, evidence = await receive_upload(request, store, file_field="file",
+                                              field_names=frozenset(UploadForm.model_fields), limits=limits,
+                                              validate=_upload_metadata)
+    return UploadedContent(metadata, evidence)
 
 
 # Declared after the principal in each endpoint, so a request that fails authentication stores nothing.
@@ -101,7 +142,7 @@ Upload = Annotated[UploadedContent, Depends(uploaded_content)]
 
 
 @router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
-             summary="Send a content item with its media bytes")
+             summary="Send a content item with its media bytes", openapi_extra=UPLOAD_OPENAPI)
 async def upload_content(principal: Platform, temporal: Temporal, registry: Registry, settings: AppSettings,
                          upload: Upload) -> ContentAccepted:
     return await _enqueue(temporal, registry, settings, principal.org_id, upload.metadata,
@@ -126,7 +167,7 @@ async def _enqueue(temporal: Client, registry: RefRegistry, settings: Settings, 
                            content_id=metadata.content_id)
 
 
-class ContentBatch(BaseModel):
+class ContentBatch(RequestBody):
     items: list[ContentByUrl] = Field(min_length=1, max_length=500)
 
 
@@ -138,13 +179,17 @@ class BatchAccepted(BaseModel):
              summary="Send several content items fetched by URL; each joins its creator's case")
 async def send_content_batch(body: ContentBatch, principal: Platform, temporal: Temporal, registry: Registry,
                              settings: AppSettings) -> BatchAccepted:
+    for index, item in enumerate(body.items):
+        # Each item becomes one case signal, which has to stay within what one item may be on its own.
+        if len(item.model_dump_json()) > settings.max_json_body_bytes:
+            raise BodyTooLarge(settings.max_json_body_bytes, "TIPLINE_MAX_JSON_BODY_BYTES", f"body.items.{index}")
     return BatchAccepted(accepted=[
         await _enqueue(temporal, registry, settings, principal.org_id, item, MediaSource(url=item.media_url))
         for item in body.items
     ])
 
 
-class ConversationIn(BaseModel):
+class ConversationIn(RequestBody):
     creator_id: str = Field(min_length=1, max_length=200, description="The reported user this conversation is about")
     thread_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
     messages: list[ConversationMessage] = Field(min_length=1, max_length=1000)

@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AppSettings, NcmecReviewer, Platform, Registry, Temporal
 from api.ownership import OwnedScreeningRef
 from api.problems import PROBLEM_RESPONSES, ProblemError
-from api.routers.content import ContentByUrl, ContentMetadata, Upload, content_item
+from api.routers.content import UPLOAD_OPENAPI, ContentByUrl, ContentMetadata, Upload, content_item
 from models.case import EnqueueReason, MediaSource
 from models.routing import ClassifierThresholds
 from models.screening import ScreeningOutcome, ScreeningStart
@@ -61,7 +61,8 @@ async def screen(body: ContentByUrl, principal: Platform, temporal: Temporal, re
 
 
 @router.post("/v1/screenings/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ScreeningAccepted,
-             summary="Screen an item sent with its media bytes (multipart, the fields of /v1/content/upload)")
+             summary="Screen an item sent with its media bytes (multipart, the fields of /v1/content/upload)",
+             openapi_extra=UPLOAD_OPENAPI)
 async def screen_upload(principal: Platform, temporal: Temporal, registry: Registry, settings: AppSettings,
                         upload: Upload) -> ScreeningAccepted:
     media = MediaSource(evidence=upload.evidence)

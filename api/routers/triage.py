@@ -15,9 +15,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
-from api.evidence_views import evidence_response
+from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedTriageItem
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from api.requests import RequestBody
 from models.records import TriageItem
 from models.screening import ScreeningOutcome, TriageDecision
 from workflows.screening import ScreeningWorkflow
@@ -38,7 +39,7 @@ class TriageEntry(BaseModel):
     content_url: str
 
 
-class TriageDecisionIn(BaseModel):
+class TriageDecisionIn(RequestBody):
     reason: str | None = Field(default=None, max_length=3000)
 
 
@@ -55,11 +56,11 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
 
 
 @router.get("/{screening_ref}/content", response_class=StreamingResponse, summary="The item's bytes (view recorded)",
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses=MEDIA_RESPONSES)
 async def triage_content(item: OwnedTriageItem, principal: NcmecReviewer, store: Store,
                          engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
-    return await evidence_response(store, engine, principal, sha256=item.evidence_sha256,
-                                   content_type=item.content_type, ref=item.screening_id, media_id=item.content_id)
+    return await evidence_response(store, engine, principal, sha256=item.evidence_sha256, ref=item.screening_id,
+                                   media_id=item.content_id)
 
 
 @router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
