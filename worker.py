@@ -32,6 +32,8 @@ from workflows.case import CaseWorkflow
 from workflows.screening import ScreeningWorkflow
 
 MAX_ACTIVITIES = 8
+# Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
+WORKFLOWS = [CaseWorkflow, ScreeningWorkflow]
 
 
 @asynccontextmanager
@@ -55,7 +57,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[CaseWorkflow, ScreeningWorkflow],
+                workflows=WORKFLOWS,
                 activities=[
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,

@@ -1,34 +1,57 @@
-"""Recorded case histories replay on today's code.
+"""Recorded histories replay on today's code: every path a case or a screening can take.
 
-A change to workflow code that would make running cases (or an auditor's replay) diverge fails here. Such a
-change must keep old histories valid with ``workflow.patched(...)``; to add a history, export one with
-``handle.fetch_history().to_json()`` (or ``temporal workflow show -w ID --output json``) into
-``tests/fixtures/histories``.
+A change to workflow code that would make running workflows (or an auditor's replay) diverge fails here. Such a
+change must keep old histories valid with ``workflow.patched(...)``. The histories in ``tests/fixtures/histories``
+were recorded from real runs by ``tests/record_histories.py`` (see the README, "Changing workflow code").
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from tipline.codec import DATA_CONVERTER
-from workflows.case import CaseWorkflow
-from workflows.screening import ScreeningWorkflow
+from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
 
 
+async def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_a_recorded_history_replays_without_divergence(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
-    replayer = Replayer(workflows=[CaseWorkflow, ScreeningWorkflow], data_converter=DATA_CONVERTER)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 
-def test_there_is_a_history_to_replay() -> None:
-    assert HISTORIES
+def test_every_workflow_the_worker_runs_has_a_recorded_history() -> None:
+    recorded = {json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]
+                ["workflowType"]["name"] for path in HISTORIES}
+    registered = {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS}
+    assert registered <= recorded, f"no recorded history for {sorted(registered - recorded)}"
+
+
+@workflow.defn(name="CaseWorkflow")
+class _CaseWorkflowThatWaitsInstead:
+    @workflow.run
+    async def run(self, start: object) -> None:
+        await workflow.sleep(3600)
+
+
+async def test_a_workflow_that_takes_another_path_fails_to_replay() -> None:
+    """The check has teeth: code that no longer issues the recorded commands is caught."""
+    # Unsandboxed: the sandbox would re-import this test module, and with it the worker, for the stand-in.
+    replayer = Replayer(workflows=[_CaseWorkflowThatWaitsInstead], data_converter=DATA_CONVERTER,
+                        workflow_runner=UnsandboxedWorkflowRunner())
+    history = await load(Path(__file__).parent / "fixtures" / "histories" / "dismissal.json")
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
