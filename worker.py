@@ -21,16 +21,16 @@ from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
-from detection import pdq_index
-from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
+from tipline.logging import get_logger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
 from workflows.screening import ScreeningWorkflow
 
+log = get_logger(__name__)
 MAX_ACTIVITIES = 8
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
 WORKFLOWS = [CaseWorkflow, ScreeningWorkflow]
@@ -42,10 +42,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
-    matcher = BankMatcher(engine, snapshot_dir=settings.data_dir / "bank-snapshots")
-    await asyncio.to_thread(matcher.load)
-    await asyncio.to_thread(pdq_index.warm_up)
-    detection = DetectionActivities(settings, store, matcher)
+    detection = DetectionActivities(settings, store, engine)
     triage = TriageActivities(settings, engine, client)
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), follow_redirects=True) as http:
         media = MediaActivities(store, http)
@@ -73,7 +70,22 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                 graceful_shutdown_timeout=timedelta(seconds=15),
             )
             async with worker:
-                yield worker
+                # Polling has begun; the banks and the compiled scan load meanwhile (detection activities wait).
+                preparing = asyncio.create_task(_prepare_detection(detection))
+                try:
+                    yield worker
+                finally:
+                    preparing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await preparing
+
+
+async def _prepare_detection(detection: DetectionActivities) -> None:
+    try:
+        await asyncio.to_thread(detection.prepare)
+    except Exception:
+        # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
+        log.warning("worker.detection_prepare_failed", exc_info=True)
 
 
 async def run(settings: Settings) -> None:

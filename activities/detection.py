@@ -1,47 +1,81 @@
-"""Hashing, bank matching and classification of preserved media."""
+"""Hashing, bank matching and classification of preserved media.
+
+The hashing and matching libraries (numpy, numba, scipy, imagehash, PIL) take seconds to import, and the
+banks and the compiled PDQ scan more to load; none of that is on the worker's start path. ``prepare`` does it
+once, in the background after the worker polls, and every detection activity waits for it (or does it itself
+if the background attempt failed), so the first match sees the full banks.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import threading
+import time
+from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from detection.banks import BankRepository
-from detection.classifier import (
-    ClassifierRejected,
-    ClassifierUnavailable,
-    ContentSafetyHttpClassifier,
-    SandboxClassifier,
-)
-from detection.matcher import BankMatcher
-from detection.media_hashes import hash_media
 from models.case import BankMatchSummary, MediaAnalysis
 from models.filing import AnalyzeMediaInput, BankReportedMediaInput
 from tipline.evidence import EvidenceStore
+from tipline.logging import get_logger
 from tipline.settings import Settings
 
+if TYPE_CHECKING:
+    from detection.banks import BankRepository
+    from detection.matcher import BankMatcher
+
+log = get_logger(__name__)
 # Larger files (videos) are kept and filed by their digests; perceptual hashing is for images.
 MAX_ANALYZED_BYTES = 64 * 1024 * 1024
 
 
 class DetectionActivities:
-    def __init__(self, settings: Settings, store: EvidenceStore, matcher: BankMatcher) -> None:
+    def __init__(self, settings: Settings, store: EvidenceStore, engine: Engine) -> None:
         self.settings = settings
         self.store = store
-        self.matcher = matcher
-        self.banks = BankRepository(matcher.engine)
+        self.engine = engine
+        self._matcher: BankMatcher | None = None
+        self._banks: BankRepository | None = None
+        self._prepare_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+
+    def prepare(self) -> BankMatcher:
+        """Import the detection libraries, load every enabled bank and compile the PDQ scan, once.
+
+        Thread-safe: a caller that arrives while another prepares waits for it and shares the result."""
+        with self._prepare_lock:
+            if self._matcher is not None:
+                return self._matcher
+            started = time.perf_counter()
+            from detection import pdq_index
+            from detection.banks import BankRepository
+            from detection.matcher import BankMatcher
+
+            matcher = BankMatcher(self.engine, snapshot_dir=self.settings.data_dir / "bank-snapshots")
+            matcher.load()
+            pdq_index.warm_up()
+            self._banks = BankRepository(self.engine)
+            self._matcher = matcher
+            log.info("worker.detection_ready", seconds=round(time.perf_counter() - started, 3),
+                     entries=matcher.entry_count())
+            return matcher
 
     @activity.defn
     def analyze_media(self, request: AnalyzeMediaInput) -> MediaAnalysis:
         """Hash the item and look it up in every enabled bank of the org."""
         if request.evidence.size > MAX_ANALYZED_BYTES:
             return MediaAnalysis(unhashable_reason="too large to hash perceptually; matched by its digests only")
+        from detection.media_hashes import hash_media
+
+        matcher = self.prepare()
         # The dihedral variants catch mirrored and rotated copies at about the cost of one more hash.
         hashes = hash_media(self.store.read_bytes(request.evidence.sha256), dihedral=True)
-        self._refresh_banks()
-        matches = self.matcher.match(request.org_id, hashes)
+        self._refresh_banks(matcher)
+        matches = matcher.match(request.org_id, hashes)
         image = hashes.image
         return MediaAnalysis(
             pdq=image.pdq if image else None, pdq_quality=image.pdq_quality if image else None,
@@ -53,14 +87,19 @@ class DetectionActivities:
     @activity.defn
     async def classify_media(self, request: AnalyzeMediaInput) -> str | None:
         """The classifier's priority (VERY_LOW … VERY_HIGH), or None for what it cannot read."""
+        # Imported on a thread the first time: an import of numpy and fastapi would hold the event loop.
+        classifiers = await asyncio.to_thread(importlib.import_module, "detection.classifier")
+        ClassifierRejected, ClassifierUnavailable = classifiers.ClassifierRejected, classifiers.ClassifierUnavailable
+
         config = self.settings.orgs.get(request.org_id).classifier
         data = self.store.read_bytes(request.evidence.sha256)
         try:
             if config.endpoint is None:
-                priority = await SandboxClassifier().classify(data)
+                priority = await classifiers.SandboxClassifier().classify(data)
             else:
                 api_key = config.api_key.get_secret_value() if config.api_key else ""
-                async with ContentSafetyHttpClassifier(config.endpoint, api_key, timeout=30.0) as classifier:
+                http_classifier = classifiers.ContentSafetyHttpClassifier(config.endpoint, api_key, timeout=30.0)
+                async with http_classifier as classifier:
                     priority = await classifier.classify(data)
         except ClassifierRejected:
             return None
@@ -71,16 +110,20 @@ class DetectionActivities:
     @activity.defn
     def bank_reported_media(self, request: BankReportedMediaInput) -> int:
         """Add what the org just reported to its own bank, so crops and edits of it are caught next time."""
+        from detection.media_hashes import hash_media
+
+        self.prepare()
+        assert self._banks is not None
         added = 0
         for item in request.items:
             hashes = hash_media(self.store.read_bytes(item.evidence.sha256))
-            added += len(self.banks.add_reported_media(request.org_id, hashes,
+            added += len(self._banks.add_reported_media(request.org_id, hashes,
                                                        external_id=f"{request.report_id}:{item.media_id}",
                                                        classification=item.classification))
         return added
 
-    def _refresh_banks(self) -> None:
+    def _refresh_banks(self, matcher: BankMatcher) -> None:
         # A refresh that finds nothing new costs a millisecond or two, so bank changes (imports, allowlist,
         # feed deletions) apply to the very next item, without a restart.
         with self._refresh_lock:
-            self.matcher.refresh()
+            matcher.refresh()
