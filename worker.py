@@ -90,10 +90,22 @@ async def _prepare_detection(detection: DetectionActivities) -> None:
 
 async def run(settings: Settings) -> None:
     cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
-    client = await connect(settings)
+    client = await connect_patiently(settings)
     engine = make_engine(settings.resolved_database_url)
     async with case_worker(client, settings, engine):
         await asyncio.Event().wait()
+
+
+async def connect_patiently(settings: Settings) -> Client:
+    """Connect to Temporal, waiting while it is down (restarting, or not up yet) instead of exiting."""
+    delay = 0.1
+    while True:
+        try:
+            return await connect(settings)
+        except RuntimeError as error:
+            log.warning("worker.temporal_unreachable", retry_in=delay, error=str(error)[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 if __name__ == "__main__":
