@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -18,14 +19,18 @@ import httpx
 from sqlalchemy import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from detection.banks import BankRepository, NewEntry
 from detection.media_hashes import hash_media
 from models.records import Role
 from tests.helpers import ORG, eventually, headers
+from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
+from tipline.temporal import temporal_binary
+from workflows import search_attributes as sa
 
 # The benchmark's target is 1 s; six helpers' test runs share this machine's two cores.
 FIRST_TASK_BOUND = 8.0
@@ -98,3 +103,50 @@ async def test_a_new_worker_takes_a_waiting_screening_at_once_and_matches_it_aga
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_worker_started_before_temporal_waits_for_it_and_then_takes_work(
+    settings: Settings, engine: Engine, api_keys: dict, tmp_path: Path
+) -> None:
+    """A worker that starts while Temporal is down (restarting, or not up yet) waits instead of exiting."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    local = settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    queue = f"tipline-late-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "tipline"), "worker", env=worker_environment(local, queue),
+            stdout=out, stderr=out)
+    try:
+        async def waiting() -> bool:
+            assert process.returncode is None, await asyncio.to_thread(log.read_text)
+            return "worker.temporal_unreachable" in await asyncio.to_thread(log.read_text)
+
+        await eventually(waiting, timeout=30, what="the worker to report Temporal unreachable")
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_binary(), port=port, search_attributes=[key for key, _ in sa.ALL],
+            data_converter=DATA_CONVERTER, dev_server_log_level="error")
+        try:
+            app = create_app(local.model_copy(update={"task_queue": queue}), temporal=env.client, engine=engine)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as api:
+                name = uuid.uuid4().hex[:10]
+                response = await api.post("/v1/screenings/upload", headers=headers(api_keys, Role.PLATFORM),
+                                          data={"content_id": f"c-{name}", "creator_id": f"user-{name}"},
+                                          files={"file": ("a.png", synthetic_image(7002), "image/png")})
+                ref = response.json()["screening_ref"]
+
+                async def screened() -> dict | None:
+                    answer = await api.get(f"/v1/screenings/{ref}", headers=headers(api_keys, Role.ADMIN))
+                    return answer.json() if answer.status_code == 200 and answer.json() else None
+
+                assert (await eventually(screened, timeout=60, what="the screening outcome"))["route"]
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), STOP_DEADLINE) == 0
+        finally:
+            await env.shutdown()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
