@@ -58,6 +58,7 @@ class DetectionActivities:
             matcher = BankMatcher(self.engine, snapshot_dir=self.settings.data_dir / "bank-snapshots")
             matcher.load()
             pdq_index.warm_up()
+            importlib.import_module("detection.classifier")  # so the first classify_media finds it imported
             self._banks = BankRepository(self.engine)
             self._matcher = matcher
             log.info("worker.detection_ready", seconds=round(time.perf_counter() - started, 3),

@@ -350,10 +350,11 @@ async def get_case(api: httpx.AsyncClient, key: str, case_ref: str) -> dict[str,
 
 async def wait_for_case(api: httpx.AsyncClient, key: str, case_ref: str, until: float, media: int = 0
                         ) -> dict[str, Any] | None:
-    """The case once a query answers and it shows at least ``media`` preserved items; None at ``until``."""
+    """The case once a query answers, it is in the review queue (assessed) and shows at least ``media`` preserved
+    items; None at ``until``."""
     while time.monotonic() < until:
         case = await get_case(api, key, case_ref)
-        if case is not None and sum(1 for m in case["media"] if m["evidence"]) >= media:
+        if case is not None and case["urgency"] and sum(1 for m in case["media"] if m["evidence"]) >= media:
             return case
         await asyncio.sleep(0.5)
     return None
@@ -566,6 +567,7 @@ class Figures:
     db_finished: int = 0
     db_statuses: Counter[str] = field(default_factory=Counter)
     closed_badly: dict[str, list[str]] = field(default_factory=dict)
+    escalated: int = 0
 
 
 async def final_cases(api: httpx.AsyncClient, key: str, users: list[User]) -> dict[str, dict[str, Any] | None]:
@@ -621,6 +623,8 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         figures.not_settled += status not in SETTLED
         if case and case["attention_reason"]:
             figures.attention_reasons[case["attention_reason"]] += 1
+        if case and case["escalated_at"]:
+            figures.escalated += 1
         if case and case["case_number"] > 1:
             figures.renumbered += 1
         if status not in SETTLED:
@@ -665,7 +669,8 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"faults: worker kills {chaos.kills} (every {options.kill_every:g} s), worker exits by itself "
           f"{chaos.worker_exits}, PostgreSQL restarts {chaos.postgres.restarts}, Temporal restarts "
           f"{chaos.temporal.restarts}, callback outages {chaos.callbacks.outages} "
-          f"({chaos.callbacks.refused} calls refused), escalation webhook refusing every connection")
+          f"({chaos.callbacks.refused} calls refused), review timers fired {figures.escalated} (the escalation "
+          f"webhook refusing every connection)")
     print(f"wall time:                          {wall:.1f} s")
     print("--- details ---")
     for status, ids in sorted(figures.closed_badly.items()):
