@@ -441,3 +441,29 @@ async def test_screening_clear(api: httpx.AsyncClient, api_keys: dict, temporal_
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_screening_unfetchable(api: httpx.AsyncClient, api_keys: dict, temporal_client: Client,
+                                     platform: FakePlatform) -> None:
+    """The media link is already gone: nothing to screen, cleared with the reason."""
+    name = uuid.uuid4().hex[:12]
+    body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": f"{platform.url}/media/{name}"}
+    ref = await screen(api, api_keys, body, org=UNBANKED_ORG)
+    outcome = await outcome_of(api, api_keys, ref, org=UNBANKED_ORG)
+    assert outcome["route"] == "clear" and outcome["error"], outcome
+    await save(temporal_client, "screening_unfetchable", ref, expect=(COMPLETED,))
+
+
+async def test_screening_classifier_unavailable(api: httpx.AsyncClient, api_keys: dict, temporal_client: Client,
+                                               platform: FakePlatform) -> None:
+    """The classifier stays unavailable through every retry (about 15 s): cleared with the reason."""
+    image = make_sandbox_image(None, seed=9, outage=True)
+    ref = await screen(api, api_keys, screened_item(platform, image), org=UNBANKED_ORG)
+    outcome = await eventually(lambda: _cleared(api, api_keys, ref), timeout=90, what="the cleared screening")
+    assert "classifier" in outcome["error"], outcome
+    await save(temporal_client, "screening_classifier_unavailable", ref, expect=(COMPLETED,))
+
+
+async def _cleared(api: httpx.AsyncClient, api_keys: dict, ref: str) -> dict | None:
+    response = await api.get(f"/v1/screenings/{ref}", headers=headers(api_keys, Role.ADMIN, org=UNBANKED_ORG))
+    return response.json() if response.status_code == 200 and response.json() else None
