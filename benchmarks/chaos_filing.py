@@ -444,14 +444,18 @@ class Chaos:
         await asyncio.gather(*faults)
 
     async def _kill_workers(self) -> None:
-        """SIGKILL the worker every ``--kill-every`` s and restart it 0.3-1.5 s later; restart one that died."""
-        while not await self._sleep(self.options.kill_every):
+        """SIGKILL the worker every ``--kill-every`` s and restart it 0.3-1.5 s later (so it runs the rest of
+        each period); restart one that died by itself."""
+        while True:
+            down_for = self.rng.uniform(0.3, 1.5)
+            if await self._sleep(max(self.options.kill_every - down_for, 0.1)):
+                return
             if self.worker.exited_by_itself:
                 self.worker_exits += 1
                 say("the worker had exited by itself; restarting it")
             await asyncio.to_thread(self.worker.kill)
             self.kills += 1
-            await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+            await asyncio.sleep(down_for)
             self.worker.start()
 
     async def _every(self, period: float, fault: Any) -> None:
@@ -590,8 +594,16 @@ def reports_by_user(reports: list[dict[str, Any]]) -> dict[str, list[dict[str, A
     return grouped
 
 
-def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[str, Any]], figures: Figures) -> None:
-    """Count items missing from the case, and reported items missing from its finished report."""
+def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[str, Any]], figures: Figures,
+                  ended_badly: bool) -> None:
+    """Count items missing from the case, reported items missing from its finished report, and every item of a
+    case whose workflow ended badly without filing (it left the queue: nobody will report them)."""
+    if ended_badly and not finished:
+        figures.lost_items += len(user.items)
+        figures.lost_detail.extend(f"{user.creator_id}/{item.content_id}: its case's workflow ended badly"
+                                   for item in user.items)
+        figures.unfiled_items += len(user.items)
+        return
     if case is None:
         figures.unreadable += 1  # no query answered: a measuring failure, not a loss
     else:
@@ -612,8 +624,9 @@ def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[s
 
 
 def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], reports: list[dict[str, Any]],
-                    engine: Engine) -> Figures:
-    figures = Figures(cases=len(users))
+                    engine: Engine, closed_badly: dict[str, list[str]]) -> Figures:
+    figures = Figures(cases=len(users), closed_badly=closed_badly)
+    ended_badly = {workflow_id for ids in closed_badly.values() for workflow_id in ids}
     grouped = reports_by_user(reports)
     for user in users:
         case = cases.get(user.creator_id)
@@ -634,7 +647,7 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         figures.duplicates += len(finished) > 1
         if case and finished and case["filing"]["report_id"] != finished[0]["report_id"]:
             figures.wrong_report_id += 1
-        lost_items_of(user, case, finished, figures)
+        lost_items_of(user, case, finished, figures, user.case_ref in ended_badly)
     figures.finished_reports = sum(1 for r in reports if r["status"] == "finished")
     figures.open_reports = sum(1 for r in reports if r["status"] == "open")
     with Session(engine) as session:
@@ -784,8 +797,7 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         cases = await final_cases(api, keys[Role.ADMIN], users)
         wall = time.monotonic() - started
         reports = await sandbox.reports()
-        figures = compute_figures(users, cases, reports, engine)
-        figures.closed_badly = await closed_badly(client, settings.task_queue)
+        figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
