@@ -11,7 +11,11 @@ from datetime import timedelta
 
 import httpx
 from sqlalchemy import Engine
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.case_index import CaseIndexActivities
@@ -70,8 +74,9 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                 graceful_shutdown_timeout=timedelta(seconds=15),
             )
             async with worker:
-                # Polling has begun; the banks and the compiled scan load meanwhile (detection activities wait).
-                preparing = asyncio.create_task(_prepare_detection(detection))
+                # The banks and the compiled scan load once the worker polls (detection activities wait for
+                # them): their imports hold the GIL, and would otherwise slow the worker's own start.
+                preparing = asyncio.create_task(_prepare_detection(client, settings.task_queue, detection))
                 try:
                     yield worker
                 finally:
@@ -80,12 +85,27 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                         await preparing
 
 
-async def _prepare_detection(detection: DetectionActivities) -> None:
+async def _prepare_detection(client: Client, task_queue: str, detection: DetectionActivities) -> None:
+    await _until_polling(client, task_queue)
     try:
         await asyncio.to_thread(detection.prepare)
     except Exception:
         # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
         log.warning("worker.detection_prepare_failed", exc_info=True)
+
+
+async def _until_polling(client: Client, task_queue: str, patience: float = 5.0) -> None:
+    """Return once Temporal lists this worker among the queue's pollers, or after ``patience`` seconds."""
+    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+                                       task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + patience
+    while loop.time() < give_up_at:
+        with contextlib.suppress(RPCError):
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+            if any(poller.identity == client.identity for poller in pollers):
+                return
+        await asyncio.sleep(0.05)
 
 
 async def run(settings: Settings) -> None:

@@ -1,13 +1,14 @@
 """How soon a freshly started worker takes work. A script, not a test:
 
-    .venv/bin/python benchmarks/bench_worker_start.py [--rounds 5] [--bank-entries 100000] [--source DIR]
+    .venv/bin/python benchmarks/bench_worker_start.py [--rounds 5] [--bank-entries 100000] [--source DIR ...]
 
 On loopback it brings up a Temporal dev server and a SQLite database holding one org with a PDQ bank of
 ``--bank-entries`` entries, then, each round, starts a case on a task queue nobody polls yet, spawns
 ``tipline worker`` for that queue, and prints the seconds from the spawn until the worker polls the queue (the
 server lists it as a poller), until the case's first workflow task is picked up, and until the worker says its
 detection (bank loaded, PDQ scan compiled) is ready. Target: the workflow task within 1 s. ``--source`` runs
-the worker from another checkout (e.g. ``git worktree add /tmp/before HEAD~3``) to compare before and after.
+the worker from another checkout (e.g. ``git archive <commit> | tar -x -C /tmp/before``); given several times,
+rounds alternate between them, so a busy machine slows each alike.
 """
 
 from __future__ import annotations
@@ -120,27 +121,31 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bank-entries", type=int, default=100_000)
-    parser.add_argument("--source", type=Path, default=REPO, help="the checkout whose worker is started")
+    parser.add_argument("--source", type=Path, action="append", help="a checkout whose worker is started "
+                        "(default: this one); repeat to compare")
     args = parser.parse_args()
+    sources = [source.resolve() for source in args.source or [REPO]]
+    figures: dict[Path, list[tuple[float, float, float | None]]] = {source: [] for source in sources}
     with tempfile.TemporaryDirectory(prefix="tipline-start-") as tmp:
         settings = await asyncio.to_thread(prepare, Path(tmp), args.bank_entries)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
             data_converter=DATA_CONVERTER, dev_server_log_level="error")
         try:
-            log, source = Path(tmp) / "worker.log", args.source.resolve()
-            figures = [await one_round(env.client, settings, log, source) for _ in range(args.rounds)]
+            for _ in range(args.rounds):
+                for source in sources:
+                    figures[source].append(await one_round(env.client, settings, Path(tmp) / "worker.log", source))
         finally:
             await env.shutdown()
-    print(f"=== worker start from {args.source}, {args.rounds} rounds, a bank of {args.bank_entries} PDQ entries, "
+    print(f"=== worker start, {args.rounds} rounds each, a bank of {args.bank_entries} PDQ entries, "
           f"load average {os.getloadavg()[0]:.1f} ===")
-    for n, (polled, picked, ready) in enumerate(figures, 1):
-        print(f"round {n}: polls {polled:.2f} s, first workflow task {picked:.2f} s, detection ready "
-              f"{ready:.2f} s" if ready is not None else f"round {n}: polls {polled:.2f} s, first task {picked:.2f} s")
-    for label, index in (("polls", 0), ("first workflow task", 1), ("detection ready", 2)):
-        values = [f[index] for f in figures if f[index] is not None]
-        if values:
-            print(f"{label}: median {statistics.median(values):.2f} s, max {max(values):.2f} s")
+    for source, rounds in figures.items():
+        print(f"--- worker from {source}")
+        for label, index in (("polls", 0), ("first workflow task", 1), ("detection ready", 2)):
+            values = [f[index] for f in rounds if f[index] is not None]
+            if values:
+                print(f"{label}: median {statistics.median(values):.2f} s, min {min(values):.2f} s, "
+                      f"max {max(values):.2f} s")
 
 
 if __name__ == "__main__":
