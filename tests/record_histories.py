@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -51,7 +52,8 @@ from tipline.temporal import temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
 
-HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+# TIPLINE_RECORD_HISTORIES_TO writes elsewhere, e.g. to try the recorder without touching the fixtures.
+HISTORIES = Path(os.environ.get("TIPLINE_RECORD_HISTORIES_TO") or Path(__file__).parent / "fixtures" / "histories")
 ORG = "acme"
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
 URGENT_INDICATORS = '{"live_session_active": true, "victim_age": 8}'
@@ -71,7 +73,7 @@ async def save(client: Client, name: str, workflow_id: str, run_id: str | None =
         return history if all(kind in seen for kind in expect) else None
 
     history = await eventually(complete, timeout=60, what=f"the history of {name}")
-    HISTORIES.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(HISTORIES.mkdir, parents=True, exist_ok=True)
     # Compact: the fixtures are read by the replayer, not by people, and stay small in the repository.
     text = json.dumps(history.to_json_dict(), separators=(",", ":"))
     await asyncio.to_thread((HISTORIES / f"{name}.json").write_text, text + "\n")
