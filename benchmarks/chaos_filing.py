@@ -495,6 +495,29 @@ async def closed_badly(client: Client, task_queue: str) -> dict[str, list[str]]:
     return found
 
 
+async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[str]:
+    """Why the workflows failed: the innermost cause of each run's failure, as Temporal recorded it."""
+    reasons: Counter[str] = Counter()
+    for workflow_id in workflow_ids:
+        try:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        except Exception:
+            reasons["(history unreadable)"] += 1
+            continue
+        last = history.events[-1]
+        failure = (last.workflow_execution_failed_event_attributes.failure
+                   if last.HasField("workflow_execution_failed_event_attributes") else None)
+        if failure is None:
+            reasons[f"({last.event_type})"] += 1
+            continue
+        messages = [failure.message]
+        while failure.HasField("cause"):
+            failure = failure.cause
+            messages.append(failure.message)
+        reasons[" <- ".join(m for m in messages if m)[:300]] += 1
+    return reasons
+
+
 async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
     """Statuses of our cases in the review queue table (readable while no worker runs); per case, the row
     with the highest case number."""
@@ -571,6 +594,7 @@ class Figures:
     db_finished: int = 0
     db_statuses: Counter[str] = field(default_factory=Counter)
     closed_badly: dict[str, list[str]] = field(default_factory=dict)
+    failure_reasons: Counter[str] = field(default_factory=Counter)
     escalated: int = 0
 
 
@@ -686,6 +710,8 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
           f"webhook refusing every connection)")
     print(f"wall time:                          {wall:.1f} s")
     print("--- details ---")
+    for reason, count in figures.failure_reasons.most_common():
+        print(f"workflows failed ({count}): {reason}")
     for status, ids in sorted(figures.closed_badly.items()):
         for workflow_id in ids[:20]:
             print(f"ended {status}: {workflow_id}")
@@ -798,6 +824,7 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         wall = time.monotonic() - started
         reports = await sandbox.reports()
         figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
+        figures.failure_reasons = await failure_reasons(client, figures.closed_badly.get("FAILED", []))
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
