@@ -70,3 +70,19 @@ async def test_a_workflow_that_takes_another_path_fails_to_replay() -> None:
     history = await load(Path(__file__).parent / "fixtures" / "histories" / "dismissal.json")
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
+
+
+KNOWN_NONDETERMINISM = Path(__file__).parent / "fixtures" / "known_nondeterminism"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "recorded by benchmarks/chaos_filing.py on this code: the worker was killed while two analyze_media results "
+    "were in flight; the next worker applied the reviewer's decision after those results (search attributes "
+    "upserted as awaiting_review, then the update accepted), but a replay applies the update first, so the case's "
+    "workflow task fails forever and the case is stuck in 'filing'. Passes once the workflow no longer depends on "
+    "that order (or the SDK replays it as it ran); then move the file into fixtures/histories."))
+async def test_a_decision_that_arrived_beside_activity_results_replays() -> None:
+    path = KNOWN_NONDETERMINISM / "decision_beside_activity_results_after_a_kill.json"
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
