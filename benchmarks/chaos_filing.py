@@ -28,15 +28,17 @@ upload until every case settles:
 * the org's escalation webhook refuses every connection, and cases must be decided within ``--review-seconds``
   (most are not, so their review timers fire and the escalation fails).
 
-Once every case is ``filed`` or ``needs_attention``, or its workflow ended otherwise (or ``--deadline`` passes),
+Once every case is ``filed`` or ``needs_attention``, or its workflow ended otherwise or is stuck on a failing
+workflow task (or ``--deadline`` passes),
 the faults stop, and ``--late-decisions`` of the users send their decision again (once with the same
 ``Idempotency-Key``, once with a new one), as a reviewer's client retrying long after: each must be refused,
 never filed twice. It prints: cases filed, finished reports at the sandbox, duplicates (cases with more than
-one finished report, matched by ``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT, content items
+one finished report, matched by ``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT, workflows
+stuck on a failing workflow task, content items
 lost (sent but missing from the case, or reported but not among the finished report's described files), cases
 whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the faults done;
 then details. Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
-Exits 1 if duplicates, failed workflows or lost items > 0.
+Exits 1 if duplicates, failed or stuck workflows or lost items > 0.
 """
 
 from __future__ import annotations
@@ -495,6 +497,17 @@ async def closed_badly(client: Client, task_queue: str) -> dict[str, list[str]]:
     return found
 
 
+async def stuck_workflows(client: Client, task_queue: str) -> list[str]:
+    """Workflow ids still running whose workflow task keeps failing or timing out (nondeterminism, a bug):
+    they make no progress until someone fixes the code and resets them."""
+    problems = '("category=WorkflowTaskFailed", "category=WorkflowTaskTimedOut")'
+    query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running" AND TemporalReportedProblems IN {problems}'
+    try:
+        return [execution.id async for execution in client.list_workflows(query)]
+    except Exception:  # Temporal restarting
+        return []
+
+
 async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[str]:
     """Why the workflows failed: the innermost cause of each run's failure, as Temporal recorded it."""
     reasons: Counter[str] = Counter()
@@ -544,12 +557,15 @@ async def wait_until_settled(api: httpx.AsyncClient, key: str, users: list[User]
     while time.monotonic() < until:
         statuses = await settled_cases(api, key, refs)
         dead = {ref for ids in (await closed_badly(client, task_queue)).values() for ref in ids} & refs
+        stuck = set(await stuck_workflows(client, task_queue)) & refs
         line = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()))
         line += f"; workflows ended badly {len(dead)}" if dead else ""
+        line += f"; workflows stuck on a failing workflow task {len(stuck)}" if stuck else ""
         if line != last:
             say(f"cases: {line}")
             last = line
-        if sum(statuses[s] for s in SETTLED) + len(dead) >= len(refs) and chaos.kills >= chaos.options.kills:
+        done = sum(statuses[s] for s in SETTLED) + len(dead) + len(stuck)
+        if done >= len(refs) and chaos.kills >= chaos.options.kills:
             return True
         await asyncio.sleep(1)
     return False
@@ -595,6 +611,7 @@ class Figures:
     db_statuses: Counter[str] = field(default_factory=Counter)
     closed_badly: dict[str, list[str]] = field(default_factory=dict)
     failure_reasons: Counter[str] = field(default_factory=Counter)
+    stuck: list[str] = field(default_factory=list)
     escalated: int = 0
 
 
@@ -695,6 +712,7 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"duplicates:                         {figures.duplicates}")
     print(f"workflows FAILED/TERMINATED/TIMED_OUT: {badly}"
           + "".join(f" ({status} {len(ids)})" for status, ids in sorted(figures.closed_badly.items())))
+    print(f"workflows stuck on a failing workflow task (running, no progress): {len(figures.stuck)}")
     print(f"content items lost:                 {figures.lost_items}")
     print(f"cases whose recorded report id is not the report NCMEC finished: {figures.wrong_report_id}")
     print(f"late decisions re-sent after filing: {sum(late.values())}, answered "
@@ -715,6 +733,8 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     for status, ids in sorted(figures.closed_badly.items()):
         for workflow_id in ids[:20]:
             print(f"ended {status}: {workflow_id}")
+    for workflow_id in figures.stuck:
+        print(f"stuck: {workflow_id}")
     print(f"content items sent (distinct):      {sum(len(u.items) for u in users)}"
           f" (+{sum(u.resent_before for u in users)} re-sent before the decision,"
           f" +{sum(u.resent_after for u in users)} while filing)")
@@ -825,11 +845,12 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         reports = await sandbox.reports()
         figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
         figures.failure_reasons = await failure_reasons(client, figures.closed_badly.get("FAILED", []))
+        figures.stuck = await stuck_workflows(client, settings.task_queue)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
     failed = sum(len(ids) for ids in figures.closed_badly.values())
-    return 1 if figures.duplicates or figures.lost_items or failed else 0
+    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck else 0
 
 
 def main() -> None:
