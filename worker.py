@@ -10,7 +10,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.case_index import CaseIndexActivities
@@ -20,18 +24,20 @@ from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
-from detection import pdq_index
-from detection.matcher import BankMatcher
 from tipline.db import make_engine
 from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
 from tipline.evidence import EvidenceStore
+from tipline.logging import get_logger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
 from workflows.screening import ScreeningWorkflow
 
+log = get_logger(__name__)
 MAX_ACTIVITIES = 8
+# Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
+WORKFLOWS = [CaseWorkflow, ScreeningWorkflow]
 
 
 @asynccontextmanager
@@ -40,10 +46,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
-    matcher = BankMatcher(engine, snapshot_dir=settings.data_dir / "bank-snapshots")
-    await asyncio.to_thread(matcher.load)
-    await asyncio.to_thread(pdq_index.warm_up)
-    detection = DetectionActivities(settings, store, matcher)
+    detection = DetectionActivities(settings, store, engine)
     triage = TriageActivities(settings, engine, client)
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
@@ -56,7 +59,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[CaseWorkflow, ScreeningWorkflow],
+                workflows=WORKFLOWS,
                 activities=[
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,
@@ -72,7 +75,38 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                 graceful_shutdown_timeout=timedelta(seconds=15),
             )
             async with worker:
-                yield worker
+                # The banks and the compiled scan load once the worker polls (detection activities wait for
+                # them): their imports hold the GIL, and would otherwise slow the worker's own start.
+                preparing = asyncio.create_task(_prepare_detection(client, settings.task_queue, detection))
+                try:
+                    yield worker
+                finally:
+                    preparing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await preparing
+
+
+async def _prepare_detection(client: Client, task_queue: str, detection: DetectionActivities) -> None:
+    await _until_polling(client, task_queue)
+    try:
+        await asyncio.to_thread(detection.prepare)
+    except Exception:
+        # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
+        log.warning("worker.detection_prepare_failed", exc_info=True)
+
+
+async def _until_polling(client: Client, task_queue: str, patience: float = 5.0) -> None:
+    """Return once Temporal lists this worker among the queue's pollers, or after ``patience`` seconds."""
+    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+                                       task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + patience
+    while loop.time() < give_up_at:
+        with contextlib.suppress(RPCError):
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+            if any(poller.identity == client.identity for poller in pollers):
+                return
+        await asyncio.sleep(0.05)
 
 
 def egress_client(settings: Settings) -> EgressClient:
@@ -86,10 +120,22 @@ def egress_client(settings: Settings) -> EgressClient:
 
 async def run(settings: Settings) -> None:
     cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
-    client = await connect(settings)
+    client = await connect_patiently(settings)
     engine = make_engine(settings.resolved_database_url)
     async with case_worker(client, settings, engine):
         await asyncio.Event().wait()
+
+
+async def connect_patiently(settings: Settings) -> Client:
+    """Connect to Temporal, waiting while it is down (restarting, or not up yet) instead of exiting."""
+    delay = 0.1
+    while True:
+        try:
+            return await connect(settings)
+        except RuntimeError as error:
+            log.warning("worker.temporal_unreachable", retry_in=delay, error=str(error)[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 if __name__ == "__main__":

@@ -1,33 +1,44 @@
 """Chaos benchmark for CyberTip filing. A script, not a test:
 
-    .venv/bin/python benchmarks/chaos_filing.py [--cases 100] [--error-rate 0.2] [--drop-rate 0.1] [--kills 5]
-                                                [--seed N] [--postgres URL] [--deadline 600]
-                                                [--concurrency 20] [--worker-log PATH]
+    .venv/bin/python benchmarks/chaos_filing.py [--cases 100] [--seed N] [--error-rate 0.2] [--drop-rate 0.1]
+        [--kill-every 5] [--postgres-restart-every 45] [--temporal-restart-every 60]
+        [--callback-outage-every 30] [--callback-outage 8] [--review-seconds 3] [--late-decisions 0.5]
+        [--kills 5] [--deadline 600] [--concurrency 20] [--worker-log PATH]
 
-It brings up, on loopback, a Temporal dev server, a database (a temporary SQLite file, or with ``--postgres URL``
-a fresh database created on that server and dropped afterwards), the CyberTipline sandbox (validating against
-``<repo>/../shared/ncmec/cyber_tipline.xsd`` when present) and the API in-process, and runs the worker as a
-subprocess (``python -m worker``) with short timeouts (NCMEC call 3 s, upload heartbeat 2 s), so activities a
-killed worker loses are retried within seconds. The worker runs from a copy of the source tree taken at start, so
-every restart runs the same code even while the checkout is being edited.
+It brings up, on loopback and all its own (see ``chaos_infra.py``): a PostgreSQL cluster (initdb into a
+temporary folder, as the ``postgres`` user when run as root), a Temporal dev server persisting to a SQLite file,
+the CyberTipline sandbox (validating against ``<repo>/../shared/ncmec/cyber_tipline.xsd`` when present), the
+org's enrichment and media-list callbacks, and the API in-process; the worker runs as a subprocess
+(``python -m worker``) with short timeouts (NCMEC call 3 s, upload heartbeat 2 s, enrichment retried every
+1 s), from a copy of the source tree taken at start, so every restart runs the same code.
 
-It then plays a platform and a reviewer: ``--cases`` made-up users each send 1-3 synthetic images through
-``POST /v1/content/upload`` (some items are sent twice, before and right after the decision, to exercise
-deduplication); once a case shows all its media, the reviewer reports every item (classification B1) with an
-``Idempotency-Key``, retrying on errors. Chaos runs from the very first upload: the sandbox answers
-``--error-rate`` of ``/ispws`` calls with a 503 (nothing committed) and drops ``--drop-rate`` of answers after
-committing; the worker is SIGKILLed every 2-8 s (until every case settles, and at least ``--kills`` times) and
-restarted after 0.3-3 s. Sandbox faults only touch NCMEC calls; kills also hit the reviewer's queries and
-decisions, which the reviewer retries.
+It plays a platform and a reviewer: ``--cases`` made-up users each send 1-3 synthetic images through
+``POST /v1/content/upload`` (some items twice, before and right after the decision); once a case shows all its
+media the reviewer reports every item with an ``Idempotency-Key``, retrying on errors. Faults, from the first
+upload until every case settles:
 
-Once every case is ``filed`` or ``needs_attention`` (or ``--deadline`` passes) the faults are turned off and
-it prints: cases filed, finished reports at the sandbox, duplicates (cases with more than one finished report,
-matched by ``<espIdentifier>``), reports left open, content items lost (sent but missing from the case, or
-reported but not among the finished report's described files), cases needing attention, kills, wall time;
-then, separately, the open reports orphaned by lost ``/submit`` answers, shown by moving the sandbox clock 25 h
-forward. Details follow: files uploaded twice into a finished report, cases numbered 2 or more, review-queue rows
-left awaiting review, the database's report rows, and every case that did not settle.
-Target: N filed, N finished, 0 duplicates, 0 open, 0 lost. Exits 1 if duplicates or lost items > 0.
+* the sandbox answers ``--error-rate`` of ``/ispws`` calls 503 (nothing committed) and drops ``--drop-rate`` of
+  answers after committing;
+* the worker is SIGKILLed every ``--kill-every`` s (and at least ``--kills`` times) and restarted 0.3-1.5 s later;
+* PostgreSQL is stopped as by a crash (``pg_ctl stop -m immediate``) every ``--postgres-restart-every`` s and
+  started again 1-3 s later; the Temporal dev server is stopped and started again on the same file every
+  ``--temporal-restart-every`` s;
+* the platform's enrichment and media-list callbacks answer 503 for ``--callback-outage`` s every
+  ``--callback-outage-every`` s;
+* the org's escalation webhook refuses every connection, and cases must be decided within ``--review-seconds``
+  (most are not, so their review timers fire and the escalation fails).
+
+Once every case is ``filed`` or ``needs_attention``, or its workflow ended otherwise or is stuck on a failing
+workflow task (or ``--deadline`` passes),
+the faults stop, and ``--late-decisions`` of the users send their decision again (once with the same
+``Idempotency-Key``, once with a new one), as a reviewer's client retrying long after: each must be refused,
+never filed twice. It prints: cases filed, finished reports at the sandbox, duplicates (cases with more than
+one finished report, matched by ``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT, workflows
+stuck on a failing workflow task, content items
+lost (sent but missing from the case, or reported but not among the finished report's described files), cases
+whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the faults done;
+then details. Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
+Exits 1 if duplicates, failed or stuck workflows or lost items > 0.
 """
 
 from __future__ import annotations
@@ -57,29 +68,35 @@ import httpx
 import psycopg
 from sqlalchemy import Engine
 from sqlmodel import Session, select
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from api.app import create_app  # noqa: E402
 from api.deps import create_api_key  # noqa: E402
+from benchmarks.chaos_infra import (  # noqa: E402
+    PlatformCallbacks,
+    PostgresCluster,
+    TemporalDevServer,
+    dead_webhook,
+    platform_callbacks,
+    postgres_cluster,
+)
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app  # noqa: E402
 from models.records import CaseSummary, FiledReport, Role  # noqa: E402
-from tipline.codec import DATA_CONVERTER  # noqa: E402
 from tipline.db import make_engine, upgrade  # noqa: E402
 from tipline.http_server import serve_app  # noqa: E402
 from tipline.logging import configure_logging  # noqa: E402
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml  # noqa: E402
 from tipline.synthetic import synthetic_image  # noqa: E402
-from tipline.temporal import temporal_binary  # noqa: E402
-from workflows import search_attributes as sa  # noqa: E402
 
 XSD_PATH = (REPO.parent / "shared" / "ncmec" / "cyber_tipline.xsd").resolve()
 ORG = "chaos"
 SANDBOX_USER = "chaos-esp"
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
 SETTLED = ("filed", "needs_attention")
+CLOSED_BADLY = ("Failed", "Terminated", "TimedOut")
 REQUEST_TIMEOUT = 20.0  # per API call; a query or update waits while no worker runs
 ESP_IDENTIFIER = re.compile(r"<espIdentifier>([^<]*)</espIdentifier>")
 START = time.monotonic()
@@ -99,10 +116,16 @@ class Options:
     drop_rate: float
     kills: int
     seed: int
-    postgres: str | None
     deadline: float
     concurrency: int
     worker_log: Path | None
+    kill_every: float
+    postgres_restart_every: float
+    temporal_restart_every: float
+    callback_outage_every: float
+    callback_outage: float
+    review_seconds: float
+    late_decisions: float
 
 
 def parse_options() -> Options:
@@ -111,9 +134,14 @@ def parse_options() -> Options:
     parser.add_argument("--error-rate", type=float, default=0.2, help="share of NCMEC calls answered 503")
     parser.add_argument("--drop-rate", type=float, default=0.1, help="share of answers dropped after commit")
     parser.add_argument("--kills", type=int, default=5, help="least number of worker SIGKILLs (default 5)")
+    parser.add_argument("--kill-every", type=float, default=5, help="seconds between worker SIGKILLs")
+    parser.add_argument("--postgres-restart-every", type=float, default=45, help="0: never restart PostgreSQL")
+    parser.add_argument("--temporal-restart-every", type=float, default=60, help="0: never restart Temporal")
+    parser.add_argument("--callback-outage-every", type=float, default=30, help="0: the callbacks never fail")
+    parser.add_argument("--callback-outage", type=float, default=8, help="seconds each callback outage lasts")
+    parser.add_argument("--review-seconds", type=float, default=3, help="review window before escalation")
+    parser.add_argument("--late-decisions", type=float, default=0.5, help="share of users deciding again late")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
-    parser.add_argument("--postgres", metavar="URL", default=None,
-                        help="create a fresh database on this PostgreSQL server instead of using SQLite")
     parser.add_argument("--deadline", type=float, default=600, help="seconds to wait for every case to settle")
     parser.add_argument("--concurrency", type=int, default=20, help="users sending and reviewed at once")
     parser.add_argument("--worker-log", type=Path, default=None,
@@ -121,8 +149,11 @@ def parse_options() -> Options:
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     return Options(cases=args.cases, error_rate=args.error_rate, drop_rate=args.drop_rate, kills=args.kills,
-                   seed=seed, postgres=args.postgres, deadline=args.deadline, concurrency=args.concurrency,
-                   worker_log=args.worker_log)
+                   seed=seed, deadline=args.deadline, concurrency=args.concurrency, worker_log=args.worker_log,
+                   kill_every=args.kill_every, postgres_restart_every=args.postgres_restart_every,
+                   temporal_restart_every=args.temporal_restart_every,
+                   callback_outage_every=args.callback_outage_every, callback_outage=args.callback_outage,
+                   review_seconds=args.review_seconds, late_decisions=args.late_decisions)
 
 
 # ---- the ledger: what the platform sent --------------------------------------------------------------------
@@ -148,6 +179,7 @@ class User:
     resent_after: int = 0
     decision_attempts: int = 0
     refusal: str | None = None
+    late_answers: list[tuple[str, int | None]] = field(default_factory=list)  # (same key | new key, status)
 
 
 def make_users(count: int, rng: random.Random) -> list[User]:
@@ -179,36 +211,23 @@ def snapshot_source(workdir: Path) -> tuple[Path, str]:
 
 
 @contextlib.asynccontextmanager
-async def database(postgres: str | None, workdir: Path) -> AsyncIterator[str]:
-    """A migrated, empty database; with ``postgres`` a fresh one on that server, dropped afterwards."""
-    if postgres is None:
-        url = f"sqlite:///{workdir / 'tipline.db'}"
-        await asyncio.to_thread(upgrade, url)
-        yield url
-        return
-    name = f"tipline_chaos_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = postgres.rsplit("/", 1)[0] + "/" + name
-    try:
-        await asyncio.to_thread(upgrade, url)
-        yield url
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def database(cluster: PostgresCluster) -> AsyncIterator[str]:
+    """A migrated, empty database on the benchmark's own cluster."""
+    with psycopg.connect(cluster.url, autocommit=True) as admin:
+        admin.execute('CREATE DATABASE "tipline"')
+    url = cluster.url.rsplit("/", 1)[0] + "/tipline"
+    await asyncio.to_thread(upgrade, url)
+    yield url
 
 
 @contextlib.asynccontextmanager
-async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
-    temporal = temporal_binary()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal, search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error",
-    )
+async def temporal_server(workdir: Path) -> AsyncIterator[tuple[TemporalDevServer, Client]]:
+    server = TemporalDevServer(workdir)
     try:
-        yield env
+        client = await server.start()
+        yield server, client
     finally:
-        await env.shutdown()
+        await asyncio.to_thread(server.stop)
 
 
 @dataclass
@@ -239,12 +258,14 @@ async def sandbox_server(password: str) -> AsyncIterator[Sandbox]:
         yield Sandbox(url=url, app=app, http=http)
 
 
-def write_orgs_file(path: Path, password: str) -> None:
+def write_orgs_file(path: Path, password: str, callbacks: PlatformCallbacks, webhook_url: str) -> None:
     org = OrgSettings(
         id=ORG, name="Chaos Test Platform", platform_name="Chaos Photos",
         ncmec=NcmecCredentials(username=SANDBOX_USER, password=password),
         reporter=ReporterSettings(first_name="Chaos", last_name="Reporter", email="safety@chaos.example.com"),
         company_template="Synthetic benchmark platform", legal_url="https://example.com/legal",
+        escalation_webhook_url=webhook_url, callback_secret=callbacks.secret.decode(),
+        enrichment_url=f"{callbacks.url}/enrich", media_list_url=f"{callbacks.url}/media-list",
     )
     path.write_text(orgs_toml([org]))
 
@@ -272,6 +293,7 @@ class WorkerProcess:
             "TIPLINE_NCMEC_CALL_TIMEOUT_SECONDS": s.ncmec_call_timeout_seconds,
             "TIPLINE_UPLOAD_HEARTBEAT_TIMEOUT_SECONDS": s.upload_heartbeat_timeout_seconds,
             "TIPLINE_UPLOAD_CONCURRENCY": s.upload_concurrency,
+            "TIPLINE_ENRICHMENT_RETRY_SECONDS": s.enrichment_retry_seconds,
         }
         if s.ncmec_xsd_path is not None:
             values["TIPLINE_NCMEC_XSD_PATH"] = s.ncmec_xsd_path
@@ -280,6 +302,10 @@ class WorkerProcess:
     @property
     def running(self) -> bool:
         return self.process is not None
+
+    @property
+    def exited_by_itself(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def start(self) -> None:
         self.starts += 1
@@ -326,10 +352,11 @@ async def get_case(api: httpx.AsyncClient, key: str, case_ref: str) -> dict[str,
 
 async def wait_for_case(api: httpx.AsyncClient, key: str, case_ref: str, until: float, media: int = 0
                         ) -> dict[str, Any] | None:
-    """The case once a query answers and it shows at least ``media`` preserved items; None at ``until``."""
+    """The case once a query answers, it is in the review queue (assessed) and shows at least ``media`` preserved
+    items; None at ``until``."""
     while time.monotonic() < until:
         case = await get_case(api, key, case_ref)
-        if case is not None and sum(1 for m in case["media"] if m["evidence"]) >= media:
+        if case is not None and case["urgency"] and sum(1 for m in case["media"] if m["evidence"]) >= media:
             return case
         await asyncio.sleep(0.5)
     return None
@@ -359,7 +386,7 @@ async def decide(api: httpx.AsyncClient, key: str, user: User, until: float) -> 
 
 
 async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, rng: random.Random,
-                    until: float) -> None:
+                    until: float, review_seconds: float) -> None:
     """The platform sends the user's items (some twice), the reviewer decides, a late duplicate follows."""
     platform, reviewer = keys[Role.PLATFORM], keys[Role.ADMIN]
     for item in user.items:
@@ -371,6 +398,8 @@ async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, r
     if await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items)) is None:
         user.refusal = "the case never showed all its media"
         return
+    # About half the reviewers take longer than the review window: those cases escalate first.
+    await asyncio.sleep(rng.uniform(0, 2 * review_seconds))
     await decide(api, reviewer, user, until)
     if user.decided and rng.random() < 0.1:
         # Sent again while the case is filing: it is already in the case and must be ignored.
@@ -379,12 +408,12 @@ async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, r
 
 
 async def play_all(api: httpx.AsyncClient, keys: dict[Role, str], users: list[User], rng: random.Random,
-                   concurrency: int, until: float) -> None:
+                   concurrency: int, until: float, review_seconds: float) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(user: User, seed: int) -> None:
         async with gate:
-            await play_user(api, keys, user, random.Random(seed), until)
+            await play_user(api, keys, user, random.Random(seed), until, review_seconds)
 
     await asyncio.gather(*(one(user, rng.randrange(1 << 30)) for user in users))
 
@@ -394,28 +423,112 @@ async def play_all(api: httpx.AsyncClient, keys: dict[Role, str], users: list[Us
 
 @dataclass
 class Chaos:
+    """Every fault of the run, each on its own schedule, until told to stop."""
+
     worker: WorkerProcess
+    postgres: PostgresCluster
+    temporal: TemporalDevServer
+    callbacks: PlatformCallbacks
+    options: Options
     rng: random.Random
-    minimum: int
     kills: int = 0
+    worker_exits: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
-        """Kill the worker every 2-8 s and restart it after 0.3-3 s, until told to stop."""
-        while not self.stop.is_set():
-            if await self._sleep(self.rng.uniform(2, 8)):
-                break
+        faults = [self._kill_workers()]
+        if self.options.postgres_restart_every > 0:
+            faults.append(self._every(self.options.postgres_restart_every, self._restart_postgres))
+        if self.options.temporal_restart_every > 0:
+            faults.append(self._every(self.options.temporal_restart_every, self._restart_temporal))
+        if self.options.callback_outage_every > 0:
+            faults.append(self._every(self.options.callback_outage_every, self._callback_outage))
+        await asyncio.gather(*faults)
+
+    async def _kill_workers(self) -> None:
+        """SIGKILL the worker every ``--kill-every`` s and restart it 0.3-1.5 s later (so it runs the rest of
+        each period); restart one that died by itself."""
+        while True:
+            down_for = self.rng.uniform(0.3, 1.5)
+            if await self._sleep(max(self.options.kill_every - down_for, 0.1)):
+                return
+            if self.worker.exited_by_itself:
+                self.worker_exits += 1
+                say("the worker had exited by itself; restarting it")
             await asyncio.to_thread(self.worker.kill)
             self.kills += 1
-            say(f"worker killed ({self.kills})")
-            await asyncio.sleep(self.rng.uniform(0.3, 3))
+            await asyncio.sleep(down_for)
             self.worker.start()
+
+    async def _every(self, period: float, fault: Any) -> None:
+        while not await self._sleep(period * self.rng.uniform(0.8, 1.2)):
+            await fault()
+
+    async def _restart_postgres(self) -> None:
+        say("PostgreSQL stopped (immediate, as by a crash)")
+        await self.postgres.restart(down_for=self.rng.uniform(1, 3))
+        say(f"PostgreSQL started again ({self.postgres.restarts})")
+
+    async def _restart_temporal(self) -> None:
+        say("Temporal dev server stopped")
+        await self.temporal.restart(down_for=self.rng.uniform(0.5, 2))
+        say(f"Temporal dev server started again ({self.temporal.restarts})")
+
+    async def _callback_outage(self) -> None:
+        say(f"platform callbacks down for {self.options.callback_outage:.0f} s")
+        await self.callbacks.outage(self.options.callback_outage)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep; True if told to stop meanwhile."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), seconds)
         return self.stop.is_set()
+
+
+async def closed_badly(client: Client, task_queue: str) -> dict[str, list[str]]:
+    """Workflow ids of the run that ended FAILED, TERMINATED or TIMED_OUT, by status (all runs, every type)."""
+    statuses = " OR ".join(f'ExecutionStatus = "{status}"' for status in CLOSED_BADLY)
+    found: dict[str, list[str]] = {}
+    try:
+        async for execution in client.list_workflows(f'TaskQueue = "{task_queue}" AND ({statuses})'):
+            found.setdefault(execution.status.name if execution.status else "?", []).append(execution.id)
+    except Exception:  # Temporal restarting: nothing known this time
+        return {}
+    return found
+
+
+async def stuck_workflows(client: Client, task_queue: str) -> list[str]:
+    """Workflow ids still running whose workflow task keeps failing or timing out (nondeterminism, a bug):
+    they make no progress until someone fixes the code and resets them."""
+    problems = '("category=WorkflowTaskFailed", "category=WorkflowTaskTimedOut")'
+    query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running" AND TemporalReportedProblems IN {problems}'
+    try:
+        return [execution.id async for execution in client.list_workflows(query)]
+    except Exception:  # Temporal restarting
+        return []
+
+
+async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[str]:
+    """Why the workflows failed: the innermost cause of each run's failure, as Temporal recorded it."""
+    reasons: Counter[str] = Counter()
+    for workflow_id in workflow_ids:
+        try:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        except Exception:
+            reasons["(history unreadable)"] += 1
+            continue
+        last = history.events[-1]
+        failure = (last.workflow_execution_failed_event_attributes.failure
+                   if last.HasField("workflow_execution_failed_event_attributes") else None)
+        if failure is None:
+            reasons[f"({last.event_type})"] += 1
+            continue
+        messages = [failure.message]
+        while failure.HasField("cause"):
+            failure = failure.cause
+            messages.append(failure.message)
+        reasons[" <- ".join(m for m in messages if m)[:300]] += 1
+    return reasons
 
 
 async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
@@ -436,20 +549,40 @@ async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -
 
 
 async def wait_until_settled(api: httpx.AsyncClient, key: str, users: list[User], chaos: Chaos,
-                             until: float) -> bool:
-    """Poll until every decided case is filed or needs attention, and at least the asked kills happened."""
-    refs = {u.case_ref for u in users if u.decided and u.case_ref}
+                             client: Client, task_queue: str, until: float) -> bool:
+    """Poll until every case is filed, needs attention or has a workflow that ended badly (it will not change
+    any more), and at least the asked kills happened."""
+    refs = {u.case_ref for u in users if u.case_ref}
     last = ""
     while time.monotonic() < until:
         statuses = await settled_cases(api, key, refs)
+        dead = {ref for ids in (await closed_badly(client, task_queue)).values() for ref in ids} & refs
+        stuck = set(await stuck_workflows(client, task_queue)) & refs
         line = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()))
+        line += f"; workflows ended badly {len(dead)}" if dead else ""
+        line += f"; workflows stuck on a failing workflow task {len(stuck)}" if stuck else ""
         if line != last:
             say(f"cases: {line}")
             last = line
-        if sum(statuses[s] for s in SETTLED) >= len(refs) and chaos.kills >= chaos.minimum:
+        done = sum(statuses[s] for s in SETTLED) + len(dead) + len(stuck)
+        if done >= len(refs) and chaos.kills >= chaos.options.kills:
             return True
         await asyncio.sleep(1)
     return False
+
+
+async def decide_late(api: httpx.AsyncClient, key: str, users: list[User], rng: random.Random,
+                      share: float) -> None:
+    """Some reviewers' clients send their decision again long after the case was filed, with the same
+    Idempotency-Key and with a new one: each answer is recorded; none may file anything."""
+    for user in users:
+        if not (user.decided and user.case_ref and rng.random() < share):
+            continue
+        for kind, idempotency_key in (("same key", f"decision-{user.creator_id}"),
+                                      ("new key", f"late-{uuid.uuid4().hex}")):
+            response = await call(api, "POST", f"/v1/cases/{user.case_ref}/decision", json=decision_body(user),
+                                  headers={"X-API-Key": key, "Idempotency-Key": idempotency_key})
+            user.late_answers.append((kind, response.status_code if response is not None else None))
 
 
 # ---- the figures ----------------------------------------------------------------------------------------------
@@ -476,6 +609,10 @@ class Figures:
     attention_reasons: Counter[str] = field(default_factory=Counter)
     db_finished: int = 0
     db_statuses: Counter[str] = field(default_factory=Counter)
+    closed_badly: dict[str, list[str]] = field(default_factory=dict)
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+    stuck: list[str] = field(default_factory=list)
+    escalated: int = 0
 
 
 async def final_cases(api: httpx.AsyncClient, key: str, users: list[User]) -> dict[str, dict[str, Any] | None]:
@@ -498,8 +635,16 @@ def reports_by_user(reports: list[dict[str, Any]]) -> dict[str, list[dict[str, A
     return grouped
 
 
-def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[str, Any]], figures: Figures) -> None:
-    """Count items missing from the case, and reported items missing from its finished report."""
+def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[str, Any]], figures: Figures,
+                  ended_badly: bool) -> None:
+    """Count items missing from the case, reported items missing from its finished report, and every item of a
+    case whose workflow ended badly without filing (it left the queue: nobody will report them)."""
+    if ended_badly and not finished:
+        figures.lost_items += len(user.items)
+        figures.lost_detail.extend(f"{user.creator_id}/{item.content_id}: its case's workflow ended badly"
+                                   for item in user.items)
+        figures.unfiled_items += len(user.items)
+        return
     if case is None:
         figures.unreadable += 1  # no query answered: a measuring failure, not a loss
     else:
@@ -520,8 +665,9 @@ def lost_items_of(user: User, case: dict[str, Any] | None, finished: list[dict[s
 
 
 def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], reports: list[dict[str, Any]],
-                    engine: Engine) -> Figures:
-    figures = Figures(cases=len(users))
+                    engine: Engine, closed_badly: dict[str, list[str]]) -> Figures:
+    figures = Figures(cases=len(users), closed_badly=closed_badly)
+    ended_badly = {workflow_id for ids in closed_badly.values() for workflow_id in ids}
     grouped = reports_by_user(reports)
     for user in users:
         case = cases.get(user.creator_id)
@@ -531,6 +677,8 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         figures.not_settled += status not in SETTLED
         if case and case["attention_reason"]:
             figures.attention_reasons[case["attention_reason"]] += 1
+        if case and case["escalated_at"]:
+            figures.escalated += 1
         if case and case["case_number"] > 1:
             figures.renumbered += 1
         if status not in SETTLED:
@@ -540,7 +688,7 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         figures.duplicates += len(finished) > 1
         if case and finished and case["filing"]["report_id"] != finished[0]["report_id"]:
             figures.wrong_report_id += 1
-        lost_items_of(user, case, finished, figures)
+        lost_items_of(user, case, finished, figures, user.case_ref in ended_badly)
     figures.finished_reports = sum(1 for r in reports if r["status"] == "finished")
     figures.open_reports = sum(1 for r in reports if r["status"] == "open")
     with Session(engine) as session:
@@ -552,20 +700,41 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
     return figures
 
 
-def print_figures(figures: Figures, users: list[User], kills: int, wall: float, options: Options) -> None:
+def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float, options: Options) -> None:
     n = figures.cases
+    badly = sum(len(ids) for ids in figures.closed_badly.values())
+    late = Counter(answer for u in users for answer in u.late_answers)
     print()
     print(f"=== chaos filing: {n} cases, error rate {options.error_rate:.0%}, drop rate {options.drop_rate:.0%}, "
           f"seed {options.seed} ===")
     print(f"cases filed:                        {figures.filed} / {n}")
     print(f"finished reports at the sandbox:    {figures.finished_reports}")
     print(f"duplicates:                         {figures.duplicates}")
-    print(f"reports left open:                  {figures.open_reports}")
+    print(f"workflows FAILED/TERMINATED/TIMED_OUT: {badly}"
+          + "".join(f" ({status} {len(ids)})" for status, ids in sorted(figures.closed_badly.items())))
+    print(f"workflows stuck on a failing workflow task (running, no progress): {len(figures.stuck)}")
     print(f"content items lost:                 {figures.lost_items}")
+    print(f"cases whose recorded report id is not the report NCMEC finished: {figures.wrong_report_id}")
+    print(f"late decisions re-sent after filing: {sum(late.values())}, answered "
+          + (", ".join(f"{kind} {code} x{count}" for (kind, code), count in sorted(late.items(), key=str))
+             or "-")
+          + f"; a new decision accepted {late[('new key', 200)]} (a same-key 200 is the first answer again)")
+    print(f"reports left open:                  {figures.open_reports}")
     print(f"cases needing attention:            {figures.needs_attention}")
-    print(f"worker kills performed:             {kills}")
+    print(f"faults: worker kills {chaos.kills} (every {options.kill_every:g} s), worker exits by itself "
+          f"{chaos.worker_exits}, PostgreSQL restarts {chaos.postgres.restarts}, Temporal restarts "
+          f"{chaos.temporal.restarts}, callback outages {chaos.callbacks.outages} "
+          f"({chaos.callbacks.refused} calls refused), review timers fired {figures.escalated} (the escalation "
+          f"webhook refusing every connection)")
     print(f"wall time:                          {wall:.1f} s")
     print("--- details ---")
+    for reason, count in figures.failure_reasons.most_common():
+        print(f"workflows failed ({count}): {reason}")
+    for status, ids in sorted(figures.closed_badly.items()):
+        for workflow_id in ids[:20]:
+            print(f"ended {status}: {workflow_id}")
+    for workflow_id in figures.stuck:
+        print(f"stuck: {workflow_id}")
     print(f"content items sent (distinct):      {sum(len(u.items) for u in users)}"
           f" (+{sum(u.resent_before for u in users)} re-sent before the decision,"
           f" +{sum(u.resent_after for u in users)} while filing)")
@@ -575,7 +744,6 @@ def print_figures(figures: Figures, users: list[User], kills: int, wall: float, 
     print(f"cases whose state no query could read: {figures.unreadable}")
     print(f"items in cases without a finished report: {figures.unfiled_items}")
     print(f"extra files in finished reports (uploaded again, no details): {figures.extra_files}")
-    print(f"cases whose recorded report id is not their finished report: {figures.wrong_report_id}")
     print(f"cases numbered 2 or more (every user has exactly one case): {figures.renumbered}")
     print(f"review-queue rows still awaiting review (every case was decided): {figures.stale_queue_rows}")
     print(f"database filed_report rows by status: {dict(sorted(figures.db_statuses.items()))}")
@@ -614,60 +782,75 @@ async def run(options: Options) -> int:
     users = make_users(options.cases, rng)
     password = "sandbox-" + uuid.uuid4().hex
     say(f"seed {options.seed}; {len(users)} users, {sum(len(u.items) for u in users)} items")
-    with tempfile.TemporaryDirectory(prefix="tipline-chaos-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tipline-chaos-") as tmp, dead_webhook() as webhook_url:
         workdir = Path(tmp)
         source, source_hash = snapshot_source(workdir)
         say(f"worker code: snapshot of {REPO} (Python files hash {source_hash})")
-        async with database(options.postgres, workdir) as url, temporal_server() as env, \
-                sandbox_server(password) as sandbox:
-            write_orgs_file(workdir / "orgs.toml", password)
+        async with postgres_cluster() as cluster, database(cluster) as url, \
+                temporal_server(workdir) as (temporal, client), sandbox_server(password) as sandbox, \
+                platform_callbacks(uuid.uuid4().hex.encode()) as callbacks:
+            say(f"own PostgreSQL on port {cluster.port}, own Temporal dev server at {temporal.address}")
+            write_orgs_file(workdir / "orgs.toml", password, callbacks, webhook_url)
             settings = Settings(
                 data_dir=workdir, database_url=url, orgs_file=workdir / "orgs.toml",
                 sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=XSD_PATH if XSD_PATH.exists() else None,
-                task_queue=f"tipline-chaos-{uuid.uuid4().hex[:8]}",
-                temporal_address=env.client.service_client.config.target_host,
+                task_queue=f"tipline-chaos-{uuid.uuid4().hex[:8]}", temporal_address=temporal.address,
                 ncmec_call_timeout_seconds=3, upload_heartbeat_timeout_seconds=2, upload_concurrency=2,
+                enrichment_retry_seconds=1, urgent_review_minutes=options.review_seconds / 60,
+                elevated_review_minutes=options.review_seconds / 60,
+                normal_review_minutes=options.review_seconds / 60,
             )
             engine = make_engine(url)
             worker = WorkerProcess(settings, options.worker_log or workdir / "worker.log", source)
+            chaos = Chaos(worker, cluster, temporal, callbacks, options, random.Random(rng.randrange(1 << 30)))
             try:
-                return await exercise(options, settings, engine, env, sandbox, worker, users, rng)
+                return await exercise(options, settings, engine, client, sandbox, chaos, users, rng)
             finally:
                 worker.kill()
                 engine.dispose()
 
 
-async def exercise(options: Options, settings: Settings, engine: Engine, env: WorkflowEnvironment, sandbox: Sandbox,
-                   worker: WorkerProcess, users: list[User], rng: random.Random) -> int:
+async def exercise(options: Options, settings: Settings, engine: Engine, client: Client, sandbox: Sandbox,
+                   chaos: Chaos, users: list[User], rng: random.Random) -> int:
     keys = create_api_keys(engine)
-    app = create_app(settings, temporal=env.client, engine=engine)
+    worker = chaos.worker
+    app = create_app(settings, temporal=client, engine=engine)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://tipline.chaos") as api:
         started = time.monotonic()
         worker.start()
         sandbox.configure_faults(error_rate=options.error_rate, drop_rate=options.drop_rate, seed=options.seed)
-        chaos = Chaos(worker, random.Random(rng.randrange(1 << 30)), minimum=options.kills)
-        say(f"faults on (error {options.error_rate:.0%}, drop {options.drop_rate:.0%}); killing the worker "
-            f"at random from now on")
+        say(f"faults on (NCMEC error {options.error_rate:.0%}, drop {options.drop_rate:.0%}, worker kill every "
+            f"{options.kill_every:g} s, PostgreSQL restart every {options.postgres_restart_every:g} s, Temporal "
+            f"restart every {options.temporal_restart_every:g} s, callback outage of {options.callback_outage:g} s "
+            f"every {options.callback_outage_every:g} s, dead escalation webhook, review window "
+            f"{options.review_seconds:g} s)")
         chaos_task = asyncio.create_task(chaos.run())
         until = started + options.deadline
-        await play_all(api, keys, users, rng, options.concurrency, until)
+        await play_all(api, keys, users, rng, options.concurrency, until, options.review_seconds)
         say(f"decisions accepted: {sum(u.decided for u in users)} / {len(users)}")
-        settled = await wait_until_settled(api, keys[Role.ADMIN], users, chaos, until)
+        settled = await wait_until_settled(api, keys[Role.ADMIN], users, chaos, client, settings.task_queue, until)
         chaos.stop.set()
         await chaos_task
         sandbox.configure_faults(error_rate=0.0, drop_rate=0.0)
-        if not worker.running:
+        if not worker.running or worker.exited_by_itself:
+            worker.kill()
             worker.start()
         say("every case settled; faults off" if settled else "deadline passed; faults off")
+        await decide_late(api, keys[Role.ADMIN], users, random.Random(rng.randrange(1 << 30)),
+                          options.late_decisions)
+        await asyncio.sleep(3)  # a late decision that was wrongly accepted would be filing by now
         cases = await final_cases(api, keys[Role.ADMIN], users)
         wall = time.monotonic() - started
         reports = await sandbox.reports()
-        figures = compute_figures(users, cases, reports, engine)
+        figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
+        figures.failure_reasons = await failure_reasons(client, figures.closed_badly.get("FAILED", []))
+        figures.stuck = await stuck_workflows(client, settings.task_queue)
         worker.kill()
-        print_figures(figures, users, chaos.kills, wall, options)
+        print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
-    return 1 if figures.duplicates or figures.lost_items else 0
+    failed = sum(len(ids) for ids in figures.closed_badly.values())
+    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck else 0
 
 
 def main() -> None:

@@ -68,6 +68,9 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{ports['sandbox']}/ispws/status").status_code == 401  # asks for login
         assert _accepts_connections(ports["temporal"])
         assert (tmp_path / "data" / "tipline.db").exists()  # the SQLite default
+        # A key lookup reads the database, so its WAL files exist (the worker no longer opens it at start).
+        assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/cases",
+                         headers={"X-API-Key": "tpl_not-a-key"}).status_code == 401
         assert_only_the_owner_can_read(tmp_path / "data")
 
         process.send_signal(signal.SIGTERM)

@@ -156,8 +156,8 @@ def cmd_bank_list(args: argparse.Namespace) -> None:
 
 def add_bank_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``tipline bank ...`` to the ``tipline`` command's subparsers."""
+    # Only light modules here: every ``tipline`` command builds this parser, ``tipline worker`` included.
     from detection.bank_file import HEX_LENGTHS
-    from detection.hashsharing import DEFAULT_BASE_URL
     from models.hash_banks import DEFAULT_PDQ_DISTANCE, BankSource
 
     bank = commands.add_parser("bank", help="hash banks: known-CSAM hash lists matched on intake")
@@ -184,7 +184,7 @@ def add_bank_commands(commands: argparse._SubParsersAction) -> None:
              f"(credentials from {USERNAME_ENV} / {PASSWORD_ENV})")
     fetch.add_argument("--org", required=True)
     fetch.add_argument("--bank", required=True)
-    fetch.add_argument("--url", default=DEFAULT_BASE_URL,
+    fetch.add_argument("--url", default="industry",
                        help="base URL, or one of: industry, ngo, exploitative, test_industry, test_ngo, "
                             "test_exploitative (default: industry)")
     fetch.set_defaults(run=cmd_bank_fetch_ncmec)
