@@ -29,6 +29,7 @@ from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
+from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
 MAX_ACTIVITIES = 8
@@ -55,7 +56,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=[CaseWorkflow, ScreeningWorkflow],
+                workflows=[CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow],
                 activities=[
                     index.publish_case_summary, index.user_history,
                     media.preserve_media,

@@ -39,7 +39,7 @@ async def case_with_one_item(api: httpx.AsyncClient, api_keys: dict, org: str) -
 
 
 async def decide(api: httpx.AsyncClient, api_keys: dict, case_ref: str, org: str, **extra: object) -> None:
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}], **extra}
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}], **extra}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision,
                               headers=headers(api_keys, Role.ADMIN, org=org))
     assert response.status_code == 200, response.text
@@ -101,6 +101,7 @@ async def test_an_attached_conversation_is_filed_as_a_supplemental_csv(
 
     await eventually(has_thread, what="the conversation in the case")
     bad = await api.post(f"/v1/cases/{case_ref}/decision", headers=headers(api_keys, Role.ADMIN), json={
+        "case_number": 1,
         "incident_type": INCIDENT, "media": [], "attach_conversations": ["no-such-thread"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "attach_conversations[0]"
     await decide(api, api_keys, case_ref, "acme", attach_conversations=["thread-9"])

@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 
 from tipline.codec import DATA_CONVERTER
 from workflows.case import CaseWorkflow
+from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
@@ -25,7 +26,7 @@ HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.js
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_a_recorded_history_replays_without_divergence(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
-    replayer = Replayer(workflows=[CaseWorkflow, ScreeningWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

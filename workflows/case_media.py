@@ -32,6 +32,9 @@ class CaseMediaSteps:
     _changed: bool
     _awaiting_preservation: list[str]
     _awaiting_analysis: list[str]
+    listing_media: bool
+    media_cursor: str | None
+    media_pages: int
 
     def add_content(self, item: ContentItem) -> None:
         raise NotImplementedError
@@ -65,6 +68,39 @@ class CaseMediaSteps:
                 return
             cursor = page.next_cursor
         self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
+
+    async def _list_media_page(self) -> None:
+        """One page of the platform's media list; the cursor is kept, so the list can be gathered across
+        continue-as-new. What it cannot deliver is recorded rather than failing the case."""
+        try:
+            page = await workflow.execute_activity_method(
+                PlatformCallbackActivities.list_user_media,
+                ListUserMediaInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                   user_id=self.state.user_id, cursor=self.media_cursor),
+                start_to_close_timeout=self.policy.call_timeout,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+            )
+        except ActivityError as error:
+            self.state.media_list_error = reviewer_safe_reason(error)
+            self.listing_media = False
+            self._changed = True
+            return
+        for entry in page.items:
+            self.add_content(ContentItem(
+                content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
+                media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
+                uploaded_at=entry.uploaded_at, received_at=workflow.now(),
+                reason=EnqueueReason(kind="associated_media", at=workflow.now()),
+            ))
+        self.media_pages += 1
+        self.media_cursor = page.next_cursor
+        if page.next_cursor is None:
+            self.state.media_listed = True
+            self.listing_media = False
+        elif self.media_pages >= MAX_MEDIA_PAGES:
+            self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
+            self.listing_media = False
+        self._changed = True
 
     async def _continue_user_history(self) -> None:
         """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
