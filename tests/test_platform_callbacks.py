@@ -39,7 +39,8 @@ async def case_with_one_item(api: httpx.AsyncClient, api_keys: dict, org: str) -
 
 
 async def decide(api: httpx.AsyncClient, api_keys: dict, case_ref: str, org: str, **extra: object) -> None:
-    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}], **extra}
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}],
+                **extra}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision,
                               headers=headers(api_keys, Role.ADMIN, org=org))
     assert response.status_code == 200, response.text

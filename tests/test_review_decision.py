@@ -62,7 +62,8 @@ async def test_a_bad_decision_is_refused_and_the_case_keeps_waiting(
 async def test_an_unknown_incident_type_is_refused_by_the_api(api: httpx.AsyncClient, api_keys: dict,
                                                               waiting_case: tuple[str, str]) -> None:
     case_ref, _ = waiting_case
-    response = await api.post(f"/v1/cases/{case_ref}/decision", json={"case_number": 1, "incident_type": "Something else"},
+    response = await api.post(f"/v1/cases/{case_ref}/decision",
+                              json={"case_number": 1, "incident_type": "Something else"},
                               headers=headers(api_keys, Role.ADMIN))
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.incident_type"
@@ -83,8 +84,8 @@ async def test_dismissal_closes_the_case_with_its_reason(api: httpx.AsyncClient,
                                                          waiting_case: tuple[str, str]) -> None:
     case_ref, _ = waiting_case
     reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR)
-    response = await api.post(f"/v1/cases/{case_ref}/dismissal", json={"case_number": 1, "reason": "Benign synthetic pattern"},
-                              headers=reviewer)
+    response = await api.post(f"/v1/cases/{case_ref}/dismissal",
+                              json={"case_number": 1, "reason": "Benign synthetic pattern"}, headers=reviewer)
     assert response.status_code == 200, response.text
 
     async def dismissed() -> dict | None:
