@@ -324,7 +324,8 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
                                  urgency_level=state.urgency.level.value, review_deadline=state.review_deadline,
                                  escalated_at=state.escalated_at),
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5),
+                # A few quick tries; after that the case's own durable retry takes over.
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
             )
         except ActivityError as error:
             self._record_failure(state, "escalation_webhook", error)
