@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from models.filing import PreservedMedia, PreserveMediaInput
+from models.filing import PreservedMedia, PreserveMediaBatch, PreserveMediaInput
 from tipline.evidence import EvidenceStore
 from tipline.logging import fingerprint, get_logger
 
 MAX_MEDIA_BYTES = 2 * 1024**3
+BATCH_CONCURRENCY = 8
+BATCH_ATTEMPTS = 3
 log = get_logger(__name__)
 
 
@@ -50,3 +54,26 @@ class MediaActivities:
             raise
         bound.info("media.preserved", size=evidence.size)
         return PreservedMedia(evidence=evidence)
+
+    @activity.defn
+    async def preserve_media_batch(self, batch: PreserveMediaBatch) -> list[PreservedMedia]:
+        """Preserve several items, a few at a time; one that cannot be had is answered with its reason, so the
+        others are kept whatever happens to it."""
+        limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def one(request: PreserveMediaInput) -> PreservedMedia:
+            async with limit:
+                for attempt in range(1, BATCH_ATTEMPTS + 1):
+                    try:
+                        return await self.preserve_media(request)
+                    except ApplicationError as error:
+                        if error.non_retryable or attempt == BATCH_ATTEMPTS:
+                            return PreservedMedia(error=error.message)
+                    except (httpx.HTTPError, OSError) as error:
+                        if attempt == BATCH_ATTEMPTS:
+                            return PreservedMedia(error=f"the media could not be downloaded ({type(error).__name__})")
+                    await asyncio.sleep(attempt)
+                raise AssertionError("unreachable")
+
+        async with heartbeating():
+            return list(await asyncio.gather(*(one(request) for request in batch.items)))

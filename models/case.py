@@ -350,6 +350,8 @@ class CaseStart(BaseModel):
     listing_media: bool = False
     media_cursor: str | None = None
     media_pages: int = 0
+    # Continue as new at this many history events even if Temporal never suggests it (its hard limit: 51,200).
+    history_event_limit: int = Field(default=20_000, ge=100, le=40_000)
 
 
 class DecisionAccepted(BaseModel):

@@ -253,3 +253,18 @@ class FilingReport(BaseModel):
 def filing_workflow_id(parent_workflow_id: str, case_number: int, attempt: int) -> str:
     """One id per attempt at one case: a retried start never files twice, a new attempt never collides."""
     return f"{parent_workflow_id}/filing/{case_number}/{attempt}"
+
+
+class PreserveMediaBatch(BaseModel):
+    """Several items preserved in one activity: a case with thousands of items keeps its history short."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[PreserveMediaInput] = Field(max_length=100)
+
+
+class AnalyzeMediaBatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    items: list[EvidenceRef] = Field(max_length=100)

@@ -8,6 +8,7 @@ media, the queue row) that fail are recorded on the case and tried again later; 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
@@ -44,8 +45,7 @@ with workflow.unsafe.imports_passed_through():
 # Every case now runs the user-workflow process (filing in a child); histories from before replay the old one.
 USER_WORKFLOW_PATCH = "user-workflow-with-child-filing"
 
-# Continue as new well before Temporal's own limits (51,200 events, 50 MB), even if it never suggests it.
-HARD_HISTORY_EVENTS = 20_000
+# Continue as new well before Temporal's own limit of 50 MB, even if it never suggests it (events: CaseStart).
 HARD_HISTORY_BYTES = 20 * 1024 * 1024
 QUEUE_ROW_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 
@@ -78,8 +78,11 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         self.listing_media = start.listing_media
         self.media_cursor = start.media_cursor
         self.media_pages = start.media_pages
+        self.history_event_limit = start.history_event_limit
         self.next_case: list[ContentItem] = []
         self.next_conversations: list[ConversationThread] = list(start.carried_conversations)
+        # Cases can hold thousands of items: look them up by id, not by scanning.
+        self._media_index = {m.media_id: m for m in self.state.media}
         self._awaiting_preservation = [m.media_id for m in self.state.media
                                        if m.evidence is None and m.preservation_error is None]
         self._awaiting_analysis = [m.media_id for m in self.state.media
@@ -101,7 +104,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         if item.org_id != self.state.org_id or item.user_id != self.state.user_id:
             workflow.logger.warning("content for another case ignored")
             return
-        known = self.state.media_item(item.content_id)
+        known = self._media_index.get(item.content_id)
         if known is not None:
             # The same item again, perhaps for another reason (a user report after a hash match): keep every reason.
             if self._add_reason(known, item.reason):
@@ -120,6 +123,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
             known = self.state.user_metadata
             self.state.user_metadata = item.user if known is None else merge_user_metadata(known, item.user)
         self.state.media.append(media)
+        self._media_index[media.media_id] = media
         if media.evidence is None:
             self._awaiting_preservation.append(media.media_id)
         elif media.analysis is None:
@@ -285,13 +289,19 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
             )
 
     async def _gather_media(self) -> None:
-        """One round of gathering: a page of the platform's media list, a batch preserved, a batch analysed."""
+        """One round of gathering, its steps side by side: the next page of the platform's media list, a batch
+        preserved, and a batch (preserved earlier) hashed and matched."""
+        steps = []
         if self.listing_media:
-            await self._list_media_page()
+            steps.append(self._list_media_page())
         if self._awaiting_preservation:
-            await self._preserve_media()
+            steps.append(self._preserve_media_batch())
         if self._awaiting_analysis:
-            await self._analyze_media()
+            steps.append(self._analyze_media_batch())
+        await asyncio.gather(*steps)
+
+    def _media(self, media_id: str) -> MediaItem | None:
+        return self._media_index.get(media_id)
 
     def _review_deadline_to_watch(self) -> datetime | None:
         state = self.state
@@ -350,6 +360,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
             user_id=reviewed.user_id, opened_at=workflow.now(), prior_report_ids=list(reviewed.prior_report_ids),
             media=moving, media_listed=reviewed.media_listed, media_list_error=reviewed.media_list_error,
         )
+        self._media_index = {m.media_id: m for m in moving}
         self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
         self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
         if reviewed.status is CaseStatus.DISMISSED:
@@ -398,7 +409,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
     def _history_is_long(self) -> bool:
         """At the top of the loop every step has finished: a safe point to continue as new, in any phase."""
         info = workflow.info()
-        return (info.is_continue_as_new_suggested() or info.get_current_history_length() >= HARD_HISTORY_EVENTS
+        return (info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.history_event_limit
                 or info.get_current_history_size() >= HARD_HISTORY_BYTES)
 
     def _continued_start(self) -> CaseStart:
@@ -407,7 +418,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
                          carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
                          state=self.state, decided_cases=list(self.decided.values()), last_closed=self.last_closed,
                          listing_media=self.listing_media, media_cursor=self.media_cursor,
-                         media_pages=self.media_pages)
+                         media_pages=self.media_pages, history_event_limit=self.history_event_limit)
 
     # ---- the process of histories recorded before the patch: one case per run, filed inline ----
 

@@ -18,11 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.media import MediaActivities
     from activities.platform_callbacks import PlatformCallbackActivities
     from models.case import CaseState, ContentItem, EnqueueReason, FilingPolicy, MediaAnalysis, MediaItem, MediaSource
-    from models.filing import AnalyzeMediaInput, ListUserMediaInput, PreserveMediaInput
+    from models.filing import (
+        AnalyzeMediaBatch,
+        AnalyzeMediaInput,
+        ListUserMediaInput,
+        PreserveMediaBatch,
+        PreserveMediaInput,
+    )
     from workflows.errors import reviewer_safe_reason
 
 LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PRESERVE_BATCH = 8
+# Items per batch activity: a few history events per batch instead of several per item.
+MEDIA_BATCH = 64
 MAX_MEDIA_PAGES = 1000
 
 
@@ -163,6 +171,58 @@ class CaseMediaSteps:
                         kind="hash_match", at=workflow.now(),
                         detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
         self._changed = True
+
+    async def _preserve_media_batch(self) -> None:
+        """Preserve the next items in one activity; an item the platform cannot deliver keeps its reason."""
+        batch, self._awaiting_preservation = (self._awaiting_preservation[:MEDIA_BATCH],
+                                              self._awaiting_preservation[MEDIA_BATCH:])
+        items = [item for item in map(self._media, batch) if item is not None]
+        try:
+            results = await workflow.execute_activity_method(
+                MediaActivities.preserve_media_batch,
+                PreserveMediaBatch(items=[PreserveMediaInput(org_id=self.state.org_id,
+                                                             workflow_id=self.state.workflow_id,
+                                                             media_id=item.media_id, source=item.content.media)
+                                          for item in items]),
+                start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+            )
+        except ActivityError as error:
+            for item in items:
+                item.preservation_error = reviewer_safe_reason(error)
+            self._changed = True
+            return
+        for item, result in zip(items, results, strict=True):
+            item.evidence = result.evidence
+            item.preservation_error = result.error
+            if item.evidence is not None and item.analysis is None:
+                self._awaiting_analysis.append(item.media_id)
+        self._changed = True
+
+    async def _analyze_media_batch(self) -> None:
+        """Hash the next preserved items and look them up in the org's banks, in one activity."""
+        batch, self._awaiting_analysis = self._awaiting_analysis[:MEDIA_BATCH], self._awaiting_analysis[MEDIA_BATCH:]
+        items = [item for item in map(self._media, batch) if item is not None and item.evidence is not None]
+        try:
+            results = await workflow.execute_activity_method(
+                DetectionActivities.analyze_media_batch,
+                AnalyzeMediaBatch(org_id=self.state.org_id,
+                                  items=[item.evidence for item in items if item.evidence is not None]),
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as error:
+            results = [MediaAnalysis(unhashable_reason=reviewer_safe_reason(error)) for _ in items]
+        for item, result in zip(items, results, strict=True):
+            item.analysis = result
+            for match in result.matches:
+                self._add_reason(item, EnqueueReason(
+                    kind="hash_match", at=workflow.now(),
+                    detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
+        self._changed = True
+
+    def _media(self, media_id: str) -> MediaItem | None:
+        return self.state.media_item(media_id)
 
     @staticmethod
     def _add_reason(item: MediaItem, reason: EnqueueReason) -> bool:
