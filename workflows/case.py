@@ -392,7 +392,9 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
     async def _publish_row(self, case: CaseState) -> None:
         """The case's queue row, when it changed; a database that cannot take it is recorded and retried."""
         row = _summary_row(case)
-        if self._published_rows.get(case.case_number) == row or not failure_due(case, "queue_row"):
+        failure = open_failure(case, "queue_row")
+        waiting_to_retry = failure is not None and failure.retry_at is not None and failure.retry_at > workflow.now()
+        if self._published_rows.get(case.case_number) == row or waiting_to_retry:
             return
         try:
             await workflow.execute_local_activity_method(
