@@ -40,7 +40,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.case_decided import DecidedCaseSteps, failure_due, open_failure, resolve_failure
     from workflows.case_filing import CaseFilingSteps
-    from workflows.case_media import LOCAL_RETRY, CaseMediaSteps
+    from workflows.case_inline import InlineCaseSteps
+    from workflows.case_media import CaseMediaSteps
 
 # Every case now runs the user-workflow process (filing in a child); histories from before replay the old one.
 USER_WORKFLOW_PATCH = "user-workflow-with-child-filing"
@@ -58,7 +59,7 @@ class StaleCase(ApplicationError):
 
 
 @workflow.defn
-class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
+class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
         info = workflow.info()
@@ -242,7 +243,9 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         return case
 
     def _in_decided_case(self, content_id: str) -> bool:
-        return any(case.media_item(content_id) is not None for case in self.decided.values())
+        """Already in a case the reviewer decided: the same content must not be queued (and reported) again."""
+        closed = [self.last_closed] if self.last_closed is not None else []
+        return any(case.media_item(content_id) is not None for case in [*self.decided.values(), *closed])
 
     @staticmethod
     def _has_content(case: CaseState) -> bool:
@@ -355,6 +358,9 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         moving = [m for m in reviewed.media if m.media_id in unsettled]
         reviewed.media = [m for m in reviewed.media if m.media_id not in unsettled]
         reviewed.review_deadline = None
+        escalation = open_failure(reviewed, "escalation_webhook")
+        if escalation is not None:
+            escalation.retry_at = None  # reviewed after all: nobody needs to be told it is overdue
         self.state = CaseState(
             workflow_id=reviewed.workflow_id, case_number=reviewed.case_number + 1, org_id=reviewed.org_id,
             user_id=reviewed.user_id, opened_at=workflow.now(), prior_report_ids=list(reviewed.prior_report_ids),
@@ -387,7 +393,7 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         self._changed = False
         head = self.case()
         self._upsert_search_attributes(head)
-        workflow.set_current_details(_details_markdown(head))
+        self._show_details(head)
 
     async def _publish_row(self, case: CaseState) -> None:
         """The case's queue row, when it changed; a database that cannot take it is recorded and retried."""
@@ -422,80 +428,6 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
                          listing_media=self.listing_media, media_cursor=self.media_cursor,
                          media_pages=self.media_pages, history_event_limit=self.history_event_limit)
 
-    # ---- the process of histories recorded before the patch: one case per run, filed inline ----
-
-    async def _run_one_case_inline(self, start: CaseStart) -> CaseState:
-        if start.state is None:
-            if start.case_number == 1 and not start.prior_report_ids:
-                await self._continue_user_history()
-            await self._list_user_media()
-        while True:
-            try:
-                await workflow.wait_condition(
-                    lambda: bool(self._awaiting_preservation or self._awaiting_analysis) or self._changed
-                    or self._ready_to_file(),
-                    timeout=self._time_to_review_deadline(),
-                )
-            except TimeoutError:
-                await self._escalate_overdue_review()
-            if self._awaiting_preservation:
-                await self._preserve_media()
-            if self._awaiting_analysis:
-                await self._analyze_media()
-            if self._changed:
-                await self._publish()
-            if self._history_is_long_inline():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._same_case_start())
-            if self.state.status is CaseStatus.DISMISSED:
-                break
-            if self._ready_to_file() and await self._file_cybertip():
-                break
-        await self._publish()
-        if self.state.status is CaseStatus.FILED:
-            await self._bank_reported_media()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.next_case or self.next_conversations:
-            workflow.continue_as_new(self._next_case_start())
-        return self.state
-
-    def _history_is_long_inline(self) -> bool:
-        """Continue as new while waiting for a reviewer, never mid-filing, once Temporal suggests it."""
-        return (workflow.info().is_continue_as_new_suggested() and self.state.status is CaseStatus.AWAITING_REVIEW
-                and not self._awaiting_preservation and not self._awaiting_analysis and not self._changed)
-
-    def _same_case_start(self) -> CaseStart:
-        return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id, case_number=self.state.case_number,
-                         prior_report_ids=self.state.prior_report_ids, carried_content=self.next_case,
-                         carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
-                         state=self.state)
-
-    def _time_to_review_deadline(self) -> timedelta | None:
-        deadline = self.state.review_deadline
-        if deadline is None or self.state.escalated_at is not None:
-            return None
-        return max(deadline - workflow.now(), timedelta(seconds=1))
-
-    async def _escalate_overdue_review(self) -> None:
-        """Nobody decided in time: raise the case to Moderator Managers (queue, search attribute, webhook)."""
-        state = self.state
-        if state.status is not CaseStatus.AWAITING_REVIEW or state.escalated_at is not None:
-            return
-        assert state.review_deadline is not None and state.urgency is not None
-        state.escalated_at = workflow.now()
-        self._changed = True
-        try:
-            await workflow.execute_activity_method(
-                NotificationActivities.notify_escalation,
-                EscalationNotice(org_id=state.org_id, case_ref=state.workflow_id, case_number=state.case_number,
-                                 urgency_level=state.urgency.level.value, review_deadline=state.review_deadline,
-                                 escalated_at=state.escalated_at),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-        except ActivityError as error:
-            self._record_failure(state, "escalation_webhook", error)
-
     def _reassess_urgency(self) -> None:
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""
         state = self.state
@@ -505,47 +437,8 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
         else:
             state.review_deadline = None
 
-    def _reviewable(self) -> bool:
-        return self.state.status is CaseStatus.AWAITING_REVIEW or (
-            self.state.status is CaseStatus.NEEDS_ATTENTION and self.state.filing.report_id is None
-        )
-
-    def _ready_to_file(self) -> bool:
-        return self.state.status is CaseStatus.FILING and not self._awaiting_preservation
-
-    async def _publish(self) -> None:
-        """Bring the queue row, the search attributes and the UI details up to date."""
-        self._changed = False
-        self._reassess_urgency()
-        state = self.state
-        assert state.urgency is not None
-        deadline = self._ncmec_deadline()
-        self._upsert_search_attributes(state)
+    def _show_details(self, state: CaseState) -> None:
         workflow.set_current_details(_details_markdown(state))
-        await workflow.execute_local_activity_method(
-            CaseIndexActivities.publish_case_summary,
-            CaseSummaryUpdate(
-                workflow_id=state.workflow_id, case_number=state.case_number, org_id=state.org_id,
-                status=state.status, urgent=state.urgent, urgency_level=state.urgency.level.value,
-                urgency_score=state.urgency.score, review_deadline=state.review_deadline,
-                escalated_at=state.escalated_at, media_count=len(state.media),
-                ncmec_report_id=state.filing.report_id, ncmec_deadline=deadline,
-                opened_at=state.opened_at, updated_at=workflow.now(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
-        )
-
-    def _next_case_start(self) -> CaseStart:
-        prior = list(self.state.prior_report_ids)
-        if self.state.status is CaseStatus.FILED and self.state.filing.report_id is not None:
-            prior.append(self.state.filing.report_id)
-        return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
-                         case_number=self.state.case_number + 1, prior_report_ids=prior,
-                         carried_content=self.next_case, carried_conversations=self.next_conversations,
-                         policy=self.policy,
-                         review=self.review)
-
-
 
     def _upsert_search_attributes(self, state: CaseState) -> None:
         """What an operator filters by in the Temporal UI, for the user's head case; sent only when changed."""
