@@ -143,8 +143,9 @@ async def test_a_new_case_gathers_every_media_item_the_platform_has_for_the_user
     # Two pages; the platform has already deleted old-3, and item-1 (the item being sent) is listed too.
     platform_callbacks.user_media[creator] = [[listed("old-1"), listed("item-1")], [listed("old-2"), listed("old-3")]]
     response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, org=OTHER_ORG),
+                              # Not an image reported earlier (it would match the org's own bank as soon as hashed).
                               data={"content_id": "item-1", "creator_id": creator},
-                              files={"file": ("a.png", synthetic_image(21), "image/png")})
+                              files={"file": ("a.png", synthetic_image(24), "image/png")})
     case_ref = response.json()["case_ref"]
 
     async def gathered() -> dict | None:
