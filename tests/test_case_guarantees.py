@@ -237,6 +237,34 @@ async def test_content_arriving_while_a_case_files_is_the_next_case_at_once_and_
     await record(stack.client, "child_filing", filing_workflow_id(case_ref, 1, 1))
 
 
+async def test_banking_that_fails_after_the_filing_is_recorded_retried_and_the_case_still_closes_filed(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "item-1", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
+    case = await stack.settled(case_ref, ["item-1"])
+    sandbox.state.faults.configure(latency_ms=1000)  # seconds between the upload and the end of the filing
+    assert (await stack.decide(case_ref, 1, ["item-1"])).status_code == 200
+
+    async def uploaded() -> bool:
+        return any(r["files"] for r in await sandbox.reports() if f"<espIdentifier>{user}<" in r["report_xml"])
+
+    await eventually(uploaded, what="the file at NCMEC")
+    # NCMEC has the bytes; the evidence store's copy now fails its integrity check, so banking cannot read it.
+    path = stack.store.path_for(case["media"][0]["evidence"]["sha256"])
+    path.write_bytes(path.read_bytes()[:40])
+
+    async def given_up() -> dict | None:
+        current = await stack.case(case_ref)
+        failures = [f for f in current["side_effect_failures"] if f["what"] == "bank_reported_media"]
+        return current if failures and failures[0]["retry_at"] is None else None
+
+    filed = await eventually(given_up, timeout=60, what="banking failed, retried and given up")
+    [failure] = filed["side_effect_failures"]
+    assert filed["status"] == "filed" and failure["attempts"] == 2 and "truncated" in failure["reason"]
+    await eventually(lambda: _closed(stack, case_ref), what="the user's workflow closed")
+
+
 async def case_stuck_with_an_open_report(stack: Stack) -> tuple[str, int]:
     """A decided case whose second file cannot be uploaded (its evidence fails the integrity check): NCMEC
     refuses nothing, but the filing cannot go on, and the report stays open."""

@@ -115,7 +115,9 @@ class DecidedCaseSteps:
                 await workflow.execute_activity_method(
                     DetectionActivities.bank_reported_media,
                     BankReportedMediaInput(org_id=case.org_id, report_id=report_id, items=items),
-                    start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=5),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    # A few quick tries; after that the case's own durable retry takes over.
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
                 )
             except ActivityError as error:
                 self._record_failure(case, "bank_reported_media", error)
