@@ -147,8 +147,8 @@ class DecidedCaseSteps:
         failure.reason = reason
         retries_left = failure.attempts <= self.policy.side_effect_retries
         failure.retry_at = now + self.policy.side_effect_retry_every if retries_left else None
-        workflow.logger.warning("a side effect of the case failed", extra={"what": what,
-                                                                          "attempts": failure.attempts})
+        # ``what`` is one of three fixed names: the log carries no content and no address.
+        workflow.logger.warning(f"side effect {what} failed (attempt {failure.attempts})")
         self._changed = True
 
     def _next_retry_at(self) -> datetime | None:
