@@ -75,7 +75,9 @@ class DecidedCaseSteps:
                 filing_ahead = True
                 continue
             if case.status is CaseStatus.FILING or case.retract_report is not None:
-                if not filing_ahead:
+                if filing_ahead:
+                    case.waiting_reason = "waiting for the user's earlier case to be filed, whose CyberTip it names"
+                else:
                     await self._start_filing(case)
                     filing_ahead = True
                 continue
