@@ -219,9 +219,12 @@ async def test_content_arriving_while_a_case_files_is_the_next_case_at_once_and_
     unchanged = await stack.case(case_ref, 2)
     assert unchanged["decision"] is None and unchanged["status"] == "awaiting_review"
 
-    first = await stack.until_status(case_ref, "filed", case_number=1)
-    sandbox.state.faults.configure(latency_ms=0)
+    # Decided while case 1 is still with NCMEC: it files next, naming case 1's CyberTip.
     assert (await stack.decide(case_ref, 2, ["second"])).status_code == 200
+    queued = await stack.case(case_ref, 2)
+    if (await stack.case(case_ref, 1))["status"] == "filing":
+        assert queued["status"] == "filing" and "earlier case" in queued["waiting_reason"]
+    first = await stack.until_status(case_ref, "filed", case_number=1)
     second = await stack.until_status(case_ref, "filed", case_number=2)
     assert second["prior_report_ids"] == [first["filing"]["report_id"]]
     assert second["filing"]["report_id"] != first["filing"]["report_id"]
