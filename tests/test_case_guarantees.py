@@ -208,6 +208,8 @@ async def test_content_arriving_while_a_case_files_is_the_next_case_at_once_and_
     second = await stack.settled(case_ref, ["second"], case_number=2)
     assert (await stack.case(case_ref, 1))["status"] == "filing"
     assert second["status"] == "awaiting_review" and [m["media_id"] for m in second["media"]] == ["second"]
+    viewed = await stack.api.get(second["media"][0]["content_url"], headers=stack.as_())
+    assert viewed.status_code == 200 and viewed.content.startswith(b"\x89PNG")
     queue = {(e["case_number"], e["status"]) for e in (await stack.api.get("/v1/cases", headers=stack.as_())).json()
              if e["case_ref"] == case_ref}
     assert queue == {(1, "filing"), (2, "awaiting_review")}

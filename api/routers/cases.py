@@ -170,7 +170,8 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal, 
                           content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
                           evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,
                           analysis=m.analysis,
-                          content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content")
+                          content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content"
+                                      f"?case_number={state.case_number}")
                for m in state.media],
     )
 
@@ -179,8 +180,11 @@ async def get_case(case_ref: str, principal: NcmecReviewer, temporal: Temporal, 
             summary="A media item's preserved bytes (the view is recorded)",
             responses={200: {"content": {"application/octet-stream": {}}}})
 async def get_media_content(case_ref: str, media_id: str, principal: NcmecReviewer, temporal: Temporal,
-                            store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
-    state = await _case_state(temporal, principal, case_ref)
+                            store: Store, engine: Annotated[Engine, Depends(get_engine)],
+                            case_number: Annotated[int | None, Query(ge=1, description="The case holding the "
+                                                                     "media; default: the oldest still open")] = None
+                            ) -> StreamingResponse:
+    state = await _case_state(temporal, principal, case_ref, case_number)
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
