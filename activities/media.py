@@ -69,8 +69,9 @@ class MediaActivities:
                     except ApplicationError as error:
                         if error.non_retryable or attempt == BATCH_ATTEMPTS:
                             return PreservedMedia(error=error.message)
-                    except (httpx.HTTPError, OSError) as error:
+                    except Exception as error:  # noqa: BLE001 - one item's failure must not cost the batch
                         if attempt == BATCH_ATTEMPTS:
+                            # The kind of failure only: the message could tell what answered at that address.
                             return PreservedMedia(error=f"the media could not be downloaded ({type(error).__name__})")
                     await asyncio.sleep(attempt)
                 raise AssertionError("unreachable")

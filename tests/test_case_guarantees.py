@@ -346,3 +346,27 @@ async def test_a_screening_step_that_gives_up_leaves_the_item_in_triage_with_the
     assert "no longer has this media" in entry["screening_error"]
     outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()
     assert outcome["route"] == "triage" and outcome["error"] == entry["screening_error"]
+
+
+async def test_one_item_that_cannot_be_downloaded_does_not_cost_its_batch(
+    settings: Settings, platform: FakePlatform
+) -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.media import MediaActivities
+    from models.filing import PreserveMediaBatch, PreserveMediaInput
+
+    name = uuid.uuid4().hex[:12]
+    good = platform.add(name, fresh_seed())
+    dead = f"http://127.0.0.1:{refused_port()}/media/{name}"
+    store = EvidenceStore.from_settings(settings)
+    async with httpx.AsyncClient() as http:
+        batch = PreserveMediaBatch(items=[
+            PreserveMediaInput(org_id="acme", workflow_id="case-acme-batch", media_id=media_id,
+                               source=MediaSource(url=url))
+            for media_id, url in (("good", good), ("dead", dead), ("gone", f"{platform.url}/media/missing"))])
+        kept, refused, gone = await ActivityEnvironment().run(MediaActivities(store, http).preserve_media_batch,
+                                                              batch)
+    assert kept.evidence is not None and store.read_bytes(kept.evidence.sha256) == platform.media[name]
+    assert refused.evidence is None and refused.error == "the media could not be downloaded (ConnectError)"
+    assert gone.evidence is None and "no longer has this media" in (gone.error or "")
