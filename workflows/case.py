@@ -366,6 +366,11 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             user_id=reviewed.user_id, opened_at=workflow.now(), prior_report_ids=list(reviewed.prior_report_ids),
             media=moving, media_listed=reviewed.media_listed, media_list_error=reviewed.media_list_error,
         )
+        for media in moving:
+            if media.content.user is not None:
+                known = self.state.user_metadata
+                self.state.user_metadata = (media.content.user if known is None
+                                            else merge_user_metadata(known, media.content.user))
         self._media_index = {m.media_id: m for m in moving}
         self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
         self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
