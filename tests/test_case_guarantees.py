@@ -370,3 +370,41 @@ async def test_one_item_that_cannot_be_downloaded_does_not_cost_its_batch(
     assert kept.evidence is not None and store.read_bytes(kept.evidence.sha256) == platform.media[name]
     assert refused.evidence is None and refused.error == "the media could not be downloaded (ConnectError)"
     assert gone.evidence is None and "no longer has this media" in (gone.error or "")
+
+
+async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_with_the_reason(
+    api: httpx.AsyncClient, api_keys: dict, platform: FakePlatform, temporal_client: Client
+) -> None:
+    from detection.classifier import make_sandbox_image
+
+    name = uuid.uuid4().hex[:12]
+    # The sandbox classifier answers this image with "unavailable" on every attempt, until the step gives up.
+    url = platform.add_bytes(name, make_sandbox_image(None, outage=True, seed=fresh_seed()))
+    body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": url}
+    response = await api.post("/v1/screenings", json=body, headers={"X-API-Key": api_keys["acme"][Role.PLATFORM]})
+    assert response.status_code == 202, response.text
+    ref = response.json()["screening_ref"]
+    reviewer = {"X-API-Key": api_keys["acme"][Role.ADMIN]}
+
+    async def in_triage() -> dict | None:
+        listed = (await api.get("/v1/triage", headers=reviewer)).json()
+        return next((e for e in listed if e["screening_ref"] == ref), None)
+
+    entry = await eventually(in_triage, timeout=60, what="the unclassified item in triage")
+    assert entry["classifier_priority"] == "unscreened" and "classifier" in entry["screening_error"]
+    assert entry["content_url"] is not None  # preserved: the reviewer can look at it
+    escalated = await api.post(f"/v1/triage/{ref}/escalation", json={"reason": "looked at it"}, headers=reviewer)
+    assert escalated.status_code == 200, escalated.text
+    assert escalated.json()["route"] == "triage"
+    outcome = await eventually(lambda: _screening_case_ref(api, reviewer, ref), what="the item in its case")
+    assert outcome.startswith("case-acme-")
+
+    async def finished() -> bool:
+        return (await temporal_client.get_workflow_handle(ref).describe()).status is WorkflowExecutionStatus.COMPLETED
+
+    await eventually(finished, what="the screening finished")
+    await record(temporal_client, "screening_unclassifiable_waits_in_triage", ref)
+
+
+async def _screening_case_ref(api: httpx.AsyncClient, reviewer: dict, ref: str) -> str | None:
+    return (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json().get("case_ref")
