@@ -57,6 +57,7 @@ async def own_dev_server(settings: Settings, engine: Engine, *extra_args: str, o
         data_converter=DATA_CONVERTER, dev_server_log_level="error", dev_server_extra_args=list(extra_args))
     local = settings.model_copy(update={"task_queue": f"tipline-can-{uuid.uuid4().hex[:8]}",
                                         "orgs_file": orgs_file or settings.orgs_file})
+    local.__dict__.pop("orgs", None)  # a copy keeps the cached org directory: read the orgs file given here
     app = create_app(local, temporal=env.client, engine=engine)
     try:
         async with case_worker(env.client, local, engine), httpx.AsyncClient(

@@ -130,6 +130,7 @@ async def stack(settings: Settings, temporal_client: Client, engine: Engine,
         "escalation_webhook_url": f"http://127.0.0.1:{refused_port()}/escalations"})
     orgs_file.write_text(orgs_toml([org]))
     local = settings.model_copy(update={"orgs_file": orgs_file, "task_queue": f"tipline-h1-{uuid.uuid4().hex[:8]}"})
+    local.__dict__.pop("orgs", None)  # a copy keeps the cached org directory: read the orgs file given here
     keys = {role: create_api_key(engine, DEAD_HOOK_ORG, role, f"test {role}") for role in Role}
     app = create_app(local, temporal=temporal_client, engine=engine)
     async with case_worker(temporal_client, local, engine), httpx.AsyncClient(
