@@ -32,12 +32,13 @@ from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect
 from workflows.case import CaseWorkflow
+from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
 log = get_logger(__name__)
 MAX_ACTIVITIES = 8
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
-WORKFLOWS = [CaseWorkflow, ScreeningWorkflow]
+WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
 
 
 @asynccontextmanager
@@ -62,11 +63,12 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                 workflows=WORKFLOWS,
                 activities=[
                     index.publish_case_summary, index.user_history,
-                    media.preserve_media,
+                    media.preserve_media, media.preserve_media_batch,
                     filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
                     filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
                     notifications.notify_escalation, callbacks.enrich_user, callbacks.list_user_media,
-                    detection.analyze_media, detection.classify_media, detection.bank_reported_media,
+                    detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
+                    detection.bank_reported_media,
                     triage.record_triage, triage.close_triage, triage.enqueue_in_case,
                 ],
                 activity_executor=executor,

@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.case import BankMatchSummary, EvidenceRef, MediaAnalysis
-from models.filing import AnalyzeMediaInput, BankReportedMediaInput
+from models.filing import AnalyzeMediaBatch, AnalyzeMediaInput, BankReportedMediaInput
 from tipline.evidence import EvidenceStore
 from tipline.logging import get_logger
 from tipline.settings import Settings
@@ -89,6 +89,19 @@ class DetectionActivities:
             matches=[BankMatchSummary(bank_name=m.bank_name, hash_type=m.hash_type, distance=m.distance,
                                       external_id=m.external_id, classification=m.classification) for m in matches],
         )
+
+    @activity.defn
+    def analyze_media_batch(self, batch: AnalyzeMediaBatch) -> list[MediaAnalysis]:
+        """Hash and match several items in one activity; one that cannot be hashed says why, the rest go on."""
+        results = []
+        for evidence in batch.items:
+            activity.heartbeat()
+            try:
+                results.append(self.analyze_media(AnalyzeMediaInput(org_id=batch.org_id, evidence=evidence)))
+            except Exception as error:  # noqa: BLE001 - one unreadable item must not cost the batch
+                results.append(MediaAnalysis(unhashable_reason=f"the media could not be hashed "
+                                                               f"({type(error).__name__})"))
+        return results
 
     @activity.defn
     async def classify_media(self, request: AnalyzeMediaInput) -> str | None:

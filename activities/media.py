@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.heartbeat import heartbeating
-from models.filing import PreservedMedia, PreserveMediaInput
+from models.filing import PreservedMedia, PreserveMediaBatch, PreserveMediaInput
 from tipline.egress import EgressClient, EgressRefused
 from tipline.evidence import EvidenceStore
 from tipline.logging import fingerprint, get_logger
@@ -21,6 +21,9 @@ from tipline.settings import Settings
 MEDIA_NOT_FETCHED = "the media could not be fetched"
 MEDIA_GONE = "the platform no longer has this media"
 CHUNK_BYTES = 1 << 20
+# A batch preserves a few items at once, and tries each a few times before giving its reason.
+BATCH_CONCURRENCY = 8
+BATCH_ATTEMPTS = 3
 log = get_logger(__name__)
 
 
@@ -67,6 +70,30 @@ class MediaActivities:
             return self._failed(bound, type(error).__name__, retry=True)
         bound.info("media.preserved", size=evidence.size)
         return PreservedMedia(evidence=evidence)
+
+    @activity.defn
+    async def preserve_media_batch(self, batch: PreserveMediaBatch) -> list[PreservedMedia]:
+        """Preserve several items, a few at a time; one that cannot be had is answered with its reason, so the
+        others are kept whatever happens to it."""
+        limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def one(request: PreserveMediaInput) -> PreservedMedia:
+            async with limit:
+                for attempt in range(1, BATCH_ATTEMPTS + 1):
+                    try:
+                        return await self.preserve_media(request)
+                    except ApplicationError as error:
+                        if error.non_retryable or attempt == BATCH_ATTEMPTS:
+                            return PreservedMedia(error=error.message)
+                    except Exception as error:  # noqa: BLE001 - one item's failure must not cost the batch
+                        if attempt == BATCH_ATTEMPTS:
+                            # The kind of failure only: the message could tell what answered at that address.
+                            return PreservedMedia(error=f"the media could not be downloaded ({type(error).__name__})")
+                    await asyncio.sleep(attempt)
+                raise AssertionError("unreachable")
+
+        async with heartbeating():
+            return list(await asyncio.gather(*(one(request) for request in batch.items)))
 
     @staticmethod
     def _failed(bound: BoundLogger, reason: str, *, retry: bool) -> PreservedMedia:

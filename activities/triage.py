@@ -30,9 +30,10 @@ class TriageActivities:
             if session.get(TriageItem, record.screening_id) is None:  # a retried activity adds nothing
                 session.add(TriageItem(
                     screening_id=record.screening_id, org_id=record.org_id, creator_id=record.creator_id,
-                    content_id=record.content_id, evidence_sha256=record.evidence.sha256,
+                    content_id=record.content_id,
+                    evidence_sha256=record.evidence.sha256 if record.evidence else None,
                     content_type=record.content_type, classifier_priority=record.classifier_priority,
-                    status="pending", created_at=record.created_at,
+                    status="pending", created_at=record.created_at, screening_error=record.screening_error,
                 ))
                 session.commit()
 

@@ -161,12 +161,17 @@ class MediaDecision(BaseModel):
         return self.reported or self.supplemental
 
 
+CASE_NUMBER_FIELD = Field(default=None, ge=1, description="The case the reviewer looked at; any other is refused")
+
+
 class ReviewDecision(BaseModel):
     """What a reviewer decided. Checked against the case by ``decision_errors``."""
 
     model_config = ConfigDict(frozen=True)
 
     reviewer_id: str = Field(min_length=1)
+    # None only in histories recorded before decisions named their case.
+    case_number: int | None = CASE_NUMBER_FIELD
     incident_type: IncidentType | None = None
     media: list[MediaDecision] = Field(default_factory=list)
     report_annotations: list[ReportAnnotation] = Field(default_factory=list)
@@ -184,6 +189,7 @@ class Dismissal(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reviewer_id: str = Field(min_length=1)
+    case_number: int | None = CASE_NUMBER_FIELD
     reason: str = Field(min_length=1, max_length=3000)
 
 
@@ -191,6 +197,19 @@ class RetryFiling(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reviewer_id: str = Field(min_length=1)
+    case_number: int | None = CASE_NUMBER_FIELD
+
+
+class SideEffectFailure(BaseModel):
+    """A step around the case that failed (a webhook, banking, the queue row): shown, retried, never fatal."""
+
+    what: Literal["escalation_webhook", "bank_reported_media", "queue_row"]
+    reason: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    attempts: int = 1
+    retry_at: datetime | None = Field(default=None, description="When it is tried again; None once given up")
+    resolved_at: datetime | None = None
 
 
 class FiledFile(BaseModel):
@@ -217,6 +236,11 @@ class FilingPolicy(BaseModel):
     # How long to keep asking a platform whose enrichment callback fails before the case needs attention.
     enrichment_patience: timedelta = timedelta(hours=6)
     enrichment_retry_every: timedelta = timedelta(minutes=1)
+    # A failed side effect (webhook, banking, queue row) is tried again this often, this many times.
+    side_effect_retry_every: timedelta = timedelta(minutes=5)
+    side_effect_retries: int = Field(default=12, ge=0)
+    # How many times a reviewer may send a case that needs attention back to filing.
+    max_filing_attempts: int = Field(default=10, ge=1)
 
 
 class FiledConversation(BaseModel):
@@ -278,6 +302,13 @@ class CaseState(BaseModel):
     urgency: UrgencyAssessment | None = None
     review_deadline: datetime | None = None
     escalated_at: datetime | None = None
+    side_effect_failures: list[SideEffectFailure] = Field(default_factory=list)
+    # Filing: which attempt (one child workflow each), and whether NCMEC refused for good (retry is pointless).
+    filing_attempt: int = 0
+    attention_permanent: bool = False
+    retract_report: str | None = Field(default=None, description="Why the open report is withdrawn before filing")
+    filing_running: bool = Field(default=False, description="A filing attempt (child workflow) is under way")
+    reported_media_banked: bool = False
 
     @property
     def urgent(self) -> bool:
@@ -306,6 +337,15 @@ class CaseStart(BaseModel):
     policy: FilingPolicy = FilingPolicy()
     review: ReviewPolicy = ReviewPolicy()
     state: CaseState | None = Field(default=None, description="The same case, continued as new")
+    # The user's workflow continued as new: decided cases still filing (or needing attention), where the
+    # platform's media list had got to, and side effects still to retry.
+    decided_cases: list[CaseState] = Field(default_factory=list)
+    last_closed: CaseState | None = None
+    listing_media: bool = False
+    media_cursor: str | None = None
+    media_pages: int = 0
+    # Continue as new at this many history events even if Temporal never suggests it (its hard limit: 51,200).
+    history_event_limit: int = Field(default=20_000, ge=100, le=40_000)
 
 
 class DecisionAccepted(BaseModel):

@@ -8,9 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.case import (
+    CaseState,
     CaseStatus,
     ConversationThread,
     EvidenceRef,
+    FilingPolicy,
     MediaDecision,
     MediaItem,
     MediaSource,
@@ -231,3 +233,40 @@ class AssociatedMediaItem(BaseModel):
 class UserMediaPage(BaseModel):
     items: list[AssociatedMediaItem] = Field(default_factory=list, max_length=1000)
     next_cursor: str | None = None
+
+
+class FilingStart(BaseModel):
+    """Input of one filing attempt (a child workflow): the decided case, with only the media it sends."""
+
+    parent_workflow_id: str
+    case: CaseState
+    policy: FilingPolicy
+
+
+class FilingReport(BaseModel):
+    """A filing attempt tells the user's workflow where it is (progress) and how it ended (``ended``)."""
+
+    case_number: int
+    attempt: int
+    case: CaseState
+    ended: bool = False
+
+
+def filing_workflow_id(parent_workflow_id: str, case_number: int, attempt: int) -> str:
+    """One id per attempt at one case: a retried start never files twice, a new attempt never collides."""
+    return f"{parent_workflow_id}/filing/{case_number}/{attempt}"
+
+
+class PreserveMediaBatch(BaseModel):
+    """Several items preserved in one activity: a case with thousands of items keeps its history short."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[PreserveMediaInput] = Field(max_length=100)
+
+
+class AnalyzeMediaBatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    items: list[EvidenceRef] = Field(max_length=100)

@@ -155,9 +155,11 @@ class TriageItem(SQLModel, table=True):
     org_id: str = Field(index=True, max_length=40)
     creator_id: str = Field(max_length=200)
     content_id: str = Field(max_length=200)
-    evidence_sha256: str = Field(max_length=64)
+    evidence_sha256: str | None = Field(default=None, max_length=64)
     content_type: str | None = Field(default=None, max_length=200)
     classifier_priority: str = Field(max_length=20)
+    # Set when a step of the screening gave up: the item waits here for a person rather than being dropped.
+    screening_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: str = Field(index=True, max_length=20)
     created_at: datetime = Field(sa_column=_timestamp())
     decided_by: str | None = Field(default=None, max_length=200)

@@ -3,15 +3,19 @@ the tests call it alike."""
 
 from __future__ import annotations
 
-from models.case import CaseState, CaseStatus, ReviewDecision
+from models.case import CaseState, CaseStatus, FilingPolicy, ReviewDecision
 
 NCMEC_TEXT_LIMIT = 3000
 
 
-def decision_errors(case: CaseState, decision: ReviewDecision) -> list[str]:
-    """Every reason ``decision`` cannot be accepted for ``case``, each naming its field."""
+def decision_errors(case: CaseState, decision: ReviewDecision, *, can_retract: bool = False) -> list[str]:
+    """Every reason ``decision`` cannot be accepted for ``case``, each naming its field.
+
+    A case that needs attention can be decided again; with ``can_retract`` even when its report is open
+    (the report is withdrawn before the new decision is filed).
+    """
     errors: list[str] = []
-    reopenable = case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is None
+    reopenable = case.status is CaseStatus.NEEDS_ATTENTION and (can_retract or case.filing.report_id is None)
     if case.status is not CaseStatus.AWAITING_REVIEW and not reopenable:
         return [f"case: a case that is {case.status.value} takes no decision"]
     if decision.incident_type is None:
@@ -50,3 +54,15 @@ def decision_errors(case: CaseState, decision: ReviewDecision) -> list[str]:
         elif len(text) > NCMEC_TEXT_LIMIT:
             errors.append(f"{field}: {len(text)} characters, NCMEC accepts at most {NCMEC_TEXT_LIMIT}")
     return errors
+
+
+def retry_errors(case: CaseState, policy: FilingPolicy) -> list[str]:
+    """Why a case cannot be sent back to filing as decided: only one that needs attention, for a cause that
+    can pass, a bounded number of times."""
+    if case.status is not CaseStatus.NEEDS_ATTENTION:
+        return [f"case: only a case that needs attention can be retried, this one is {case.status.value}"]
+    if case.attention_permanent:
+        return ["case: NCMEC refused this report for good; decide the case again or dismiss it"]
+    if case.filing_attempt >= policy.max_filing_attempts:
+        return [f"case: filed {case.filing_attempt} times without success; decide the case again or dismiss it"]
+    return []

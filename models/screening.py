@@ -33,10 +33,11 @@ class TriageRecord(BaseModel):
     org_id: str
     creator_id: str
     content_id: str
-    evidence: EvidenceRef
+    evidence: EvidenceRef | None = Field(default=None, description="None when the item could not be preserved")
     content_type: str | None
     classifier_priority: str
     created_at: datetime
+    screening_error: str | None = Field(default=None, description="Why the item was not screened automatically")
 
 
 class TriageClosed(BaseModel):

@@ -45,6 +45,7 @@ async def test_every_block_the_platform_and_reviewer_fill_reaches_ncmec(
     await eventually(both_items, what="both items in the case")
     victim, recipient = full_victim(), full_recipient()
     decision = {
+        "case_number": 1,
         "incident_type": "Online Enticement of Children for Sexual Acts",
         "media": [
             {"media_id": "photo-1", "reported": True, "classification": "A2",

@@ -109,7 +109,7 @@ async def submitted_case(api: httpx.AsyncClient, api_keys: dict, files: int) -> 
         return len(case.get("media", [])) == files
 
     await eventually(complete, what="all media in the case")
-    decision = {"incident_type": INCIDENT,
+    decision = {"case_number": 1, "incident_type": INCIDENT,
                 "media": [{"media_id": f"item-{n}", "reported": True, "classification": "B1"} for n in range(files)]}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
     assert response.status_code == 200, response.text

@@ -40,13 +40,16 @@ async def media_count(api: httpx.AsyncClient, api_keys: dict, case_ref: str, exp
     return case if len(case.get("media", [])) == expected else None
 
 
-async def file_case(api: httpx.AsyncClient, api_keys: dict, case_ref: str, media_ids: list[str]) -> dict:
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": m, "reported": True} for m in media_ids]}
+async def file_case(api: httpx.AsyncClient, api_keys: dict, case_ref: str, media_ids: list[str],
+                    case_number: int = 1) -> dict:
+    decision = {"case_number": case_number, "incident_type": INCIDENT,
+                "media": [{"media_id": m, "reported": True} for m in media_ids]}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=headers(api_keys, Role.ADMIN))
     assert response.status_code == 200, response.text
 
     async def filed() -> dict | None:
-        case = (await api.get(f"/v1/cases/{case_ref}", headers=headers(api_keys, Role.ADMIN))).json()
+        case = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": case_number},
+                              headers=headers(api_keys, Role.ADMIN))).json()
         assert case["status"] != "needs_attention", case["attention_reason"]
         return case if case["status"] == "filed" else None
 
@@ -82,7 +85,7 @@ async def test_content_after_a_filing_opens_a_follow_up_case_naming_the_earlier_
     case = await eventually(follow_up, what="the follow-up case")
     assert case["prior_report_ids"] == [first["filing"]["report_id"]]
     assert [m["media_id"] for m in case["media"]] == ["second"]
-    second = await file_case(api, api_keys, case_ref, ["second"])
+    second = await file_case(api, api_keys, case_ref, ["second"], case_number=2)
     [report] = [r for r in await sandbox.reports() if r["report_id"] == second["filing"]["report_id"]]
     prior = etree.fromstring(report["report_xml"].encode()).findtext("personOrUserReported/priorCTReports")
     assert prior == str(first["filing"]["report_id"])

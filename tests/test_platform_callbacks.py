@@ -39,7 +39,8 @@ async def case_with_one_item(api: httpx.AsyncClient, api_keys: dict, org: str) -
 
 
 async def decide(api: httpx.AsyncClient, api_keys: dict, case_ref: str, org: str, **extra: object) -> None:
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}], **extra}
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}],
+                **extra}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision,
                               headers=headers(api_keys, Role.ADMIN, org=org))
     assert response.status_code == 200, response.text
@@ -102,6 +103,7 @@ async def test_an_attached_conversation_is_filed_as_a_supplemental_csv(
 
     await eventually(has_thread, what="the conversation in the case")
     bad = await api.post(f"/v1/cases/{case_ref}/decision", headers=headers(api_keys, Role.ADMIN), json={
+        "case_number": 1,
         "incident_type": INCIDENT, "media": [], "attach_conversations": ["no-such-thread"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "attach_conversations[0]"
     await decide(api, api_keys, case_ref, "acme", attach_conversations=["thread-9"])
@@ -142,8 +144,9 @@ async def test_a_new_case_gathers_every_media_item_the_platform_has_for_the_user
     # Two pages; the platform has already deleted old-3, and item-1 (the item being sent) is listed too.
     platform_callbacks.user_media[creator] = [[listed("old-1"), listed("item-1")], [listed("old-2"), listed("old-3")]]
     response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, org=OTHER_ORG),
+                              # Not an image reported earlier (it would match the org's own bank as soon as hashed).
                               data={"content_id": "item-1", "creator_id": creator},
-                              files={"file": ("a.png", synthetic_image(21), "image/png")})
+                              files={"file": ("a.png", synthetic_image(24), "image/png")})
     case_ref = response.json()["case_ref"]
 
     async def gathered() -> dict | None:

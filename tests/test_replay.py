@@ -23,7 +23,14 @@ HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.js
 
 
 async def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+    text = await asyncio.to_thread(path.read_text)
+    return WorkflowHistory.from_json(_recorded_workflow_id(text) or path.stem, text)
+
+
+def _recorded_workflow_id(text: str) -> str | None:
+    """The id the workflow ran under: a workflow may derive ids from it (a child filing's), so replay under it."""
+    started = json.loads(text)["events"][0].get("workflowExecutionStartedEventAttributes", {})
+    return started.get("workflowId")
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -33,14 +33,15 @@ async def waiting_case(api: httpx.AsyncClient, api_keys: dict) -> tuple[str, str
 
 
 @pytest.mark.parametrize(("decision", "field"), [
-    ({"media": [{"media_id": "m1", "reported": True}]}, "incident_type"),
-    ({"incident_type": INCIDENT, "media": [{"media_id": "nope", "reported": True}]}, "media[0].media_id"),
-    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": False, "classification": "A1"}]},
-     "media[0].classification"),
-    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}],
+    ({"case_number": 1, "media": [{"media_id": "m1", "reported": True}]}, "incident_type"),
+    ({"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "nope", "reported": True}]},
+     "media[0].media_id"),
+    ({"case_number": 1, "incident_type": INCIDENT,
+      "media": [{"media_id": "m1", "reported": False, "classification": "A1"}]}, "media[0].classification"),
+    ({"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}],
       "escalate_to_high_priority": "x" * 3001}, "escalate_to_high_priority"),
-    ({"incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}], "additional_info": "   "},
-     "additional_info"),
+    ({"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}],
+      "additional_info": "   "}, "additional_info"),
 ])
 async def test_a_bad_decision_is_refused_and_the_case_keeps_waiting(
     api: httpx.AsyncClient, api_keys: dict, waiting_case: tuple[str, str], decision: dict, field: str
@@ -61,7 +62,8 @@ async def test_a_bad_decision_is_refused_and_the_case_keeps_waiting(
 async def test_an_unknown_incident_type_is_refused_by_the_api(api: httpx.AsyncClient, api_keys: dict,
                                                               waiting_case: tuple[str, str]) -> None:
     case_ref, _ = waiting_case
-    response = await api.post(f"/v1/cases/{case_ref}/decision", json={"incident_type": "Something else"},
+    response = await api.post(f"/v1/cases/{case_ref}/decision",
+                              json={"case_number": 1, "incident_type": "Something else"},
                               headers=headers(api_keys, Role.ADMIN))
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body.incident_type"
@@ -71,7 +73,7 @@ async def test_a_retried_decision_request_is_answered_once(api: httpx.AsyncClien
                                                            waiting_case: tuple[str, str]) -> None:
     case_ref, media_id = waiting_case
     reviewer = {**headers(api_keys, Role.ADMIN), "Idempotency-Key": uuid.uuid4().hex}
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": media_id, "reported": True}]}
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": media_id, "reported": True}]}
     first = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
     again = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
     assert first.status_code == again.status_code == 200, (first.text, again.text)
@@ -82,8 +84,8 @@ async def test_dismissal_closes_the_case_with_its_reason(api: httpx.AsyncClient,
                                                          waiting_case: tuple[str, str]) -> None:
     case_ref, _ = waiting_case
     reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR)
-    response = await api.post(f"/v1/cases/{case_ref}/dismissal", json={"reason": "Benign synthetic pattern"},
-                              headers=reviewer)
+    response = await api.post(f"/v1/cases/{case_ref}/dismissal",
+                              json={"case_number": 1, "reason": "Benign synthetic pattern"}, headers=reviewer)
     assert response.status_code == 200, response.text
 
     async def dismissed() -> dict | None:

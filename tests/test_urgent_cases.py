@@ -68,7 +68,7 @@ async def test_the_reviewer_confirms_edits_or_clears_the_suggested_reason(
     assert suggestion
     sent = {"clear": None, "edit": suggestion + " Reviewer: victim appears to be in danger now.",
             "confirm": suggestion}[choice]
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}],
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True}],
                 "escalate_to_high_priority": sent}
     reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
     assert (await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)).status_code == 200

@@ -58,6 +58,7 @@ async def test_three_items_become_one_case_and_one_finished_cybertip(
 
     one, two, three = (m["media_id"] for m in case["media"])
     decision = {
+        "case_number": 1,
         "incident_type": INCIDENT,
         "media": [
             {"media_id": one, "reported": True, "classification": "A1", "annotations": ["infant", "generativeAi"]},

@@ -1,16 +1,20 @@
-"""One reported user's NCMEC case: gather content, wait for a reviewer, file the CyberTip.
+"""One reported user's NCMEC cases: gather content, wait for a reviewer, hand the decided case to filing, next case.
 
-A run is one case. When content arrives after the reviewer decided, it waits in ``next_case`` and the
-run continues as a new case for the same user once this one is filed or dismissed.
+The user's workflow never waits on NCMEC: each decided case is filed by a child workflow
+(``CaseFilingWorkflow``, one per attempt) while this one goes on preserving, hashing, matching and assessing
+what arrives, as the user's next case. Side effects around a case (the escalation webhook, banking reported
+media, the queue row) that fail are recorded on the case and tried again later; they never fail it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.case_index import CaseIndexActivities
@@ -28,20 +32,37 @@ with workflow.unsafe.imports_passed_through():
         ReviewDecision,
     )
     from models.case_urgency import case_urgency_signals
-    from models.filing import CaseSummaryUpdate, EscalationNotice
+    from models.deadlines import ncmec_deletion_time
+    from models.filing import CaseSummaryUpdate, EscalationNotice, FilingReport
     from models.platform_metadata import merge_user_metadata
-    from models.review_rules import decision_errors
+    from models.review_rules import decision_errors, retry_errors
     from models.urgency import DEFAULT_POLICY, URGENCY_POLICY_V1, assess_urgency
     from workflows import search_attributes as sa
+    from workflows.case_decided import DecidedCaseSteps, failure_due, open_failure, resolve_failure
     from workflows.case_filing import CaseFilingSteps
-    from workflows.case_media import LOCAL_RETRY, CaseMediaSteps
+    from workflows.case_inline import InlineCaseSteps
+    from workflows.case_media import CaseMediaSteps
+
+# Every case now runs the user-workflow process (filing in a child); histories from before replay the old one.
+USER_WORKFLOW_PATCH = "user-workflow-with-child-filing"
+
+# Continue as new well before Temporal's own limit of 50 MB, even if it never suggests it (events: CaseStart).
+HARD_HISTORY_BYTES = 20 * 1024 * 1024
+QUEUE_ROW_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+
+class StaleCase(ApplicationError):
+    """The request names a case of this user that is not the one it can act on (409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="StaleCase", non_retryable=True)
 
 # Marks runs that assess urgency with models.urgency.DEFAULT_POLICY (issue 12); older runs keep URGENCY_POLICY_V1.
 URGENCY_TABLE_PATCH = "urgency-table-v2"
 
 
 @workflow.defn
-class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
+class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCaseSteps):
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
         info = workflow.info()
@@ -56,14 +77,24 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
         )
         self.policy = start.policy
         self.review = start.review
+        self.decided = {case.case_number: case for case in start.decided_cases}
+        self.last_closed = start.last_closed
+        self.listing_media = start.listing_media
+        self.media_cursor = start.media_cursor
+        self.media_pages = start.media_pages
+        self.history_event_limit = start.history_event_limit
         self.next_case: list[ContentItem] = []
         self.next_conversations: list[ConversationThread] = list(start.carried_conversations)
+        # Cases can hold thousands of items: look them up by id, not by scanning.
+        self._media_index = {m.media_id: m for m in self.state.media}
         self._awaiting_preservation = [m.media_id for m in self.state.media
                                        if m.evidence is None and m.preservation_error is None]
         self._awaiting_analysis = [m.media_id for m in self.state.media
                                    if m.evidence is not None and m.analysis is None]
         self._changed = True
+        self._child_filing = False
         self._published_search_attributes: dict[str, object] = {}
+        self._published_rows: dict[int, CaseSummaryUpdate] = {}
         for item in start.carried_content:
             self.add_content(item)
         carried, self.next_conversations = self.next_conversations, []
@@ -77,23 +108,26 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
         if item.org_id != self.state.org_id or item.user_id != self.state.user_id:
             workflow.logger.warning("content for another case ignored")
             return
-        known = self.state.media_item(item.content_id)
+        known = self._media_index.get(item.content_id)
         if known is not None:
             # The same item again, perhaps for another reason (a user report after a hash match): keep every reason.
             if self._add_reason(known, item.reason):
                 self._changed = True
             return
-        if any(c.content_id == item.content_id for c in self.next_case):
+        if any(c.content_id == item.content_id for c in self.next_case) or self._in_decided_case(item.content_id):
             return
         if self.state.status is not CaseStatus.AWAITING_REVIEW:
             self.next_case.append(item)
             return
+        if self._child_filing and not self._has_content(self.state):
+            self.state.opened_at = workflow.now()  # the user's next case opens with its first content
         media = MediaItem(media_id=item.content_id, content=item, evidence=item.media.evidence,
                           reasons=[item.reason], analysis=item.analysis)
         if item.user is not None:
             known = self.state.user_metadata
             self.state.user_metadata = item.user if known is None else merge_user_metadata(known, item.user)
         self.state.media.append(media)
+        self._media_index[media.media_id] = media
         if media.evidence is None:
             self._awaiting_preservation.append(media.media_id)
         elif media.analysis is None:
@@ -108,126 +142,299 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
         if self.state.status is not CaseStatus.AWAITING_REVIEW:
             self.next_conversations.append(thread)
             return
+        if self._child_filing and not self._has_content(self.state):
+            self.state.opened_at = workflow.now()
         # A thread sent again (more messages arrived) replaces the earlier copy.
         self.state.conversations = [c for c in self.state.conversations if c.thread_id != thread.thread_id]
         self.state.conversations.append(thread)
         self._changed = True
 
+    @workflow.signal
+    def filing_report(self, report: FilingReport) -> None:
+        self._take_filing_report(report)
+
     @workflow.query
     def case(self) -> CaseState:
-        return self.state
+        """The user's oldest case still open (filing before awaiting review), else the last one closed."""
+        if self.decided:
+            return self.decided[min(self.decided)]
+        if self._has_content(self.state) or self.last_closed is None:
+            return self.state
+        return self.last_closed
+
+    @workflow.query
+    def case_numbered(self, case_number: int) -> CaseState | None:
+        """One case of the user by its number, while the user's workflow still holds it."""
+        for case in (self.state, *self.decided.values(), self.last_closed):
+            if case is not None and case.case_number == case_number:
+                return case
+        return None
 
     @workflow.update
     def decide(self, decision: ReviewDecision) -> DecisionAccepted:
-        self.state.decision = decision
-        self.state.status = CaseStatus.FILING
-        self.state.attention_reason = None
+        case = self._case_to_act_on(decision.case_number)
+        assert case is not None
+        if case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is not None:
+            case.retract_report = "the reviewer decided the case again"
+        case.decision = decision
+        case.status = CaseStatus.FILING
+        case.attention_reason = None
+        case.attention_permanent = False
         self._changed = True
-        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
 
     @decide.validator
     def _validate_decision(self, decision: ReviewDecision) -> None:
-        errors = decision_errors(self.state, decision)
+        case = self._case_or_refuse(decision.case_number)
+        errors = decision_errors(case, decision, can_retract=self._child_filing)
+        if errors and errors[0].startswith("case:"):
+            raise StaleCase(_naming_case_number(errors[0]))
         if errors:
             raise ApplicationError("; ".join(errors), type="InvalidDecision", non_retryable=True)
 
     @workflow.update
     def dismiss(self, dismissal: Dismissal) -> DecisionAccepted:
-        self.state.dismissal = dismissal
-        self.state.status = CaseStatus.DISMISSED
+        case = self._case_to_act_on(dismissal.case_number)
+        assert case is not None
+        if case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is not None:
+            case.retract_report = "the reviewer dismissed the case"
+        case.dismissal = dismissal
+        case.status = CaseStatus.DISMISSED
         self._changed = True
-        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
 
     @dismiss.validator
     def _validate_dismissal(self, dismissal: Dismissal) -> None:
-        if not self._reviewable():
-            raise ApplicationError(f"case: a case that is {self.state.status.value} cannot be dismissed",
-                                   type="InvalidDecision", non_retryable=True)
+        case = self._case_or_refuse(dismissal.case_number)
+        reviewable = case.status is CaseStatus.AWAITING_REVIEW or (
+            case.status is CaseStatus.NEEDS_ATTENTION and (self._child_filing or case.filing.report_id is None))
+        if not reviewable:
+            raise StaleCase(f"case_number: a case that is {case.status.value} cannot be dismissed")
 
     @workflow.update
     def retry_filing(self, request: RetryFiling) -> DecisionAccepted:
-        self.state.status = CaseStatus.FILING
-        self.state.attention_reason = None
+        case = self._case_to_act_on(request.case_number)
+        assert case is not None
+        case.status = CaseStatus.FILING
+        case.attention_reason = None
         self._changed = True
-        return DecisionAccepted(case_id=self.state.case_id, status=self.state.status)
+        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
 
     @retry_filing.validator
     def _validate_retry(self, request: RetryFiling) -> None:
-        if self.state.status is not CaseStatus.NEEDS_ATTENTION:
-            raise ApplicationError(f"case: only a case that needs attention can be retried, this one is "
-                                   f"{self.state.status.value}", type="InvalidDecision", non_retryable=True)
+        case = self._case_or_refuse(request.case_number)
+        errors = retry_errors(case, self.policy) if self._child_filing else (
+            [] if case.status is CaseStatus.NEEDS_ATTENTION else
+            [f"case: only a case that needs attention can be retried, this one is {case.status.value}"])
+        if errors:
+            raise StaleCase(_naming_case_number(errors[0]))
+
+    def _case_to_act_on(self, case_number: int | None) -> CaseState | None:
+        """The case a reviewer's request names: the open one, or a decided one that needs attention. A request
+        from before requests named their case acts on the open one."""
+        if case_number is None or case_number == self.state.case_number:
+            if case_number is not None and self._child_filing and not self._has_content(self.state):
+                return None  # the user's next case has not opened
+            return self.state
+        return self.decided.get(case_number)
+
+    def _case_or_refuse(self, case_number: int | None) -> CaseState:
+        case = self._case_to_act_on(case_number)
+        if case is None:
+            raise StaleCase(f"case_number: this user has no open case {case_number}; the case was closed or moved "
+                            f"on (the open case is {self.state.case_number}), reload it before deciding")
+        return case
+
+    def _in_decided_case(self, content_id: str) -> bool:
+        """Already in a case the reviewer decided: the same content must not be queued (and reported) again."""
+        closed = [self.last_closed] if self.last_closed is not None else []
+        return any(case.media_item(content_id) is not None for case in [*self.decided.values(), *closed])
+
+    @staticmethod
+    def _has_content(case: CaseState) -> bool:
+        return bool(case.media or case.conversations)
 
     # ---- the business process ----
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        if start.state is None:
-            if start.case_number == 1 and not start.prior_report_ids:
-                await self._continue_user_history()
-            await self._list_user_media()
-        while True:
-            try:
-                await workflow.wait_condition(
-                    lambda: bool(self._awaiting_preservation or self._awaiting_analysis) or self._changed
-                    or self._ready_to_file(),
-                    timeout=self._time_to_review_deadline(),
-                )
-            except TimeoutError:
-                await self._escalate_overdue_review()
-            if self._awaiting_preservation:
-                await self._preserve_media()
-            if self._awaiting_analysis:
-                await self._analyze_media()
-            if self._changed:
-                await self._publish()
+        self._child_filing = workflow.patched(USER_WORKFLOW_PATCH)
+        if not self._child_filing:
+            return await self._run_one_case_inline(start)
+        if start.state is None and start.case_number == 1 and not start.prior_report_ids:
+            await self._continue_user_history()
+            self.listing_media = True
+        while self._user_has_open_cases():
+            await self._wait_for_something_to_do()
+            await self._gather_media()
+            await self._escalate_if_review_overdue()
+            await self._hand_over_reviewed_case()
+            await self._follow_up_decided_cases()
+            await self._publish_changes()
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._same_case_start())
-            if self.state.status is CaseStatus.DISMISSED:
-                break
-            if self._ready_to_file() and await self._file_cybertip():
-                break
-        await self._publish()
-        if self.state.status is CaseStatus.FILED:
-            await self._bank_reported_media()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.next_case or self.next_conversations:
-            workflow.continue_as_new(self._next_case_start())
-        return self.state
+                workflow.continue_as_new(self._continued_start())
+            if not self._user_has_open_cases():
+                # A signal may have arrived while the last step ran: look once more before closing.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.last_closed or self.state
+
+    def _user_has_open_cases(self) -> bool:
+        return (self._has_content(self.state) or bool(self.decided) or self.listing_media
+                or bool(self.next_case or self.next_conversations))
+
+    async def _wait_for_something_to_do(self) -> None:
+        wake_at = [t for t in (self._review_deadline_to_watch(), self._next_retry_at()) if t is not None]
+        timeout = max(min(wake_at) - workflow.now(), timedelta(seconds=1)) if wake_at else None
+        # On a timeout (a review deadline, a side effect's retry time) the steps below see what is due.
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._changed or bool(self._awaiting_preservation or self._awaiting_analysis)
+                or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW,
+                timeout=timeout,
+            )
+
+    async def _gather_media(self) -> None:
+        """One round of gathering, its steps side by side: the next page of the platform's media list, a batch
+        preserved, and a batch (preserved earlier) hashed and matched."""
+        steps = []
+        if self.listing_media:
+            steps.append(self._list_media_page())
+        if self._awaiting_preservation:
+            steps.append(self._preserve_media_batch())
+        if self._awaiting_analysis:
+            steps.append(self._analyze_media_batch())
+        await asyncio.gather(*steps)
+
+    def _media(self, media_id: str) -> MediaItem | None:
+        return self._media_index.get(media_id)
+
+    def _review_deadline_to_watch(self) -> datetime | None:
+        state = self.state
+        if state.status is not CaseStatus.AWAITING_REVIEW or not self._has_content(state):
+            return None
+        return state.review_deadline if state.escalated_at is None else None
+
+    async def _escalate_if_review_overdue(self) -> None:
+        """Nobody decided in time: raise the case to Moderator Managers (queue, search attribute, webhook). A
+        webhook that fails is recorded on the case and sent again later."""
+        state = self.state
+        if state.status is not CaseStatus.AWAITING_REVIEW or not self._has_content(state):
+            return
+        if state.escalated_at is None:
+            if state.review_deadline is None or workflow.now() < state.review_deadline:
+                return
+            state.escalated_at = workflow.now()
+            self._changed = True
+        elif open_failure(state, "escalation_webhook") is None or not failure_due(state, "escalation_webhook"):
+            return
+        await self._notify_escalation()
+
+    async def _notify_escalation(self) -> None:
+        state = self.state
+        assert state.review_deadline is not None and state.urgency is not None and state.escalated_at is not None
+        try:
+            await workflow.execute_activity_method(
+                NotificationActivities.notify_escalation,
+                EscalationNotice(org_id=state.org_id, case_ref=state.workflow_id, case_number=state.case_number,
+                                 urgency_level=state.urgency.level.value, review_deadline=state.review_deadline,
+                                 escalated_at=state.escalated_at),
+                start_to_close_timeout=timedelta(seconds=30),
+                # A few quick tries; after that the case's own durable retry takes over.
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+            )
+        except ActivityError as error:
+            self._record_failure(state, "escalation_webhook", error)
+        else:
+            resolve_failure(state, "escalation_webhook")
+            self._changed = True
+
+    async def _hand_over_reviewed_case(self) -> None:
+        """A decided case goes to filing and a dismissed one closes; either way the user's next case opens,
+        with what arrived meanwhile."""
+        reviewed = self.state
+        if reviewed.status is CaseStatus.AWAITING_REVIEW:
+            return
+        named = {d.media_id for d in reviewed.decision.media} if reviewed.decision else set()
+        # Items still being preserved or hashed that the reviewer has not decided on belong to the next case.
+        unsettled = {*self._awaiting_preservation, *self._awaiting_analysis} - named
+        moving = [m for m in reviewed.media if m.media_id in unsettled]
+        reviewed.media = [m for m in reviewed.media if m.media_id not in unsettled]
+        reviewed.review_deadline = None
+        escalation = open_failure(reviewed, "escalation_webhook")
+        if escalation is not None:
+            escalation.retry_at = None  # reviewed after all: nobody needs to be told it is overdue
+        self.state = CaseState(
+            workflow_id=reviewed.workflow_id, case_number=reviewed.case_number + 1, org_id=reviewed.org_id,
+            user_id=reviewed.user_id, opened_at=workflow.now(), prior_report_ids=list(reviewed.prior_report_ids),
+            media=moving, media_listed=reviewed.media_listed, media_list_error=reviewed.media_list_error,
+        )
+        for media in moving:
+            if media.content.user is not None:
+                known = self.state.user_metadata
+                self.state.user_metadata = (media.content.user if known is None
+                                            else merge_user_metadata(known, media.content.user))
+        self._media_index = {m.media_id: m for m in moving}
+        self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
+        self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
+        if reviewed.status is CaseStatus.DISMISSED:
+            self.decided[reviewed.case_number] = reviewed
+            await self._close(reviewed)
+        else:
+            self.decided[reviewed.case_number] = reviewed
+        carried, self.next_case = self.next_case, []
+        for item in carried:
+            self.add_content(item)
+        threads, self.next_conversations = self.next_conversations, []
+        for thread in threads:
+            self.add_conversation(thread)
+        self._changed = True
+
+    async def _publish_changes(self) -> None:
+        """Bring the queue rows, the search attributes and the UI details up to date."""
+        if self._has_content(self.state):
+            self._reassess_urgency()
+        for case in [*self.decided.values(), self.state]:
+            if case is self.state and not self._has_content(case):
+                continue
+            await self._publish_row(case)
+        self._changed = False
+        head = self.case()
+        self._upsert_search_attributes(head)
+        self._show_details(head)
+
+    async def _publish_row(self, case: CaseState) -> None:
+        """The case's queue row, when it changed; a database that cannot take it is recorded and retried."""
+        row = _summary_row(case)
+        failure = open_failure(case, "queue_row")
+        waiting_to_retry = failure is not None and failure.retry_at is not None and failure.retry_at > workflow.now()
+        if self._published_rows.get(case.case_number) == row or waiting_to_retry:
+            return
+        try:
+            await workflow.execute_local_activity_method(
+                CaseIndexActivities.publish_case_summary, row.model_copy(update={"updated_at": workflow.now()}),
+                start_to_close_timeout=timedelta(seconds=10), schedule_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUEUE_ROW_RETRY,
+            )
+        except ActivityError as error:
+            self._record_failure(case, "queue_row", error)
+            return
+        self._published_rows[case.case_number] = row
+        resolve_failure(case, "queue_row")
 
     def _history_is_long(self) -> bool:
-        """Continue as new while waiting for a reviewer, never mid-filing, once Temporal suggests it."""
-        return (workflow.info().is_continue_as_new_suggested() and self.state.status is CaseStatus.AWAITING_REVIEW
-                and not self._awaiting_preservation and not self._awaiting_analysis and not self._changed)
+        """At the top of the loop every step has finished: a safe point to continue as new, in any phase."""
+        info = workflow.info()
+        return (info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.history_event_limit
+                or info.get_current_history_size() >= HARD_HISTORY_BYTES)
 
-    def _same_case_start(self) -> CaseStart:
+    def _continued_start(self) -> CaseStart:
         return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id, case_number=self.state.case_number,
                          prior_report_ids=self.state.prior_report_ids, carried_content=self.next_case,
                          carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
-                         state=self.state)
-
-    def _time_to_review_deadline(self) -> timedelta | None:
-        deadline = self.state.review_deadline
-        if deadline is None or self.state.escalated_at is not None:
-            return None
-        return max(deadline - workflow.now(), timedelta(seconds=1))
-
-    async def _escalate_overdue_review(self) -> None:
-        """Nobody decided in time: raise the case to Moderator Managers (queue, search attribute, webhook)."""
-        state = self.state
-        if state.status is not CaseStatus.AWAITING_REVIEW or state.escalated_at is not None:
-            return
-        assert state.review_deadline is not None and state.urgency is not None
-        state.escalated_at = workflow.now()
-        self._changed = True
-        await workflow.execute_activity_method(
-            NotificationActivities.notify_escalation,
-            EscalationNotice(org_id=state.org_id, case_ref=state.workflow_id, case_number=state.case_number,
-                             urgency_level=state.urgency.level.value, review_deadline=state.review_deadline,
-                             escalated_at=state.escalated_at),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=5),
-        )
+                         state=self.state, decided_cases=list(self.decided.values()), last_closed=self.last_closed,
+                         listing_media=self.listing_media, media_cursor=self.media_cursor,
+                         media_pages=self.media_pages, history_event_limit=self.history_event_limit)
 
     def _reassess_urgency(self) -> None:
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""
@@ -240,21 +447,12 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
         else:
             state.review_deadline = None
 
-    def _reviewable(self) -> bool:
-        return self.state.status is CaseStatus.AWAITING_REVIEW or (
-            self.state.status is CaseStatus.NEEDS_ATTENTION and self.state.filing.report_id is None
-        )
+    def _show_details(self, state: CaseState) -> None:
+        workflow.set_current_details(_details_markdown(state))
 
-    def _ready_to_file(self) -> bool:
-        return self.state.status is CaseStatus.FILING and not self._awaiting_preservation
-
-    async def _publish(self) -> None:
-        """Bring the queue row, the search attributes and the UI details up to date."""
-        self._changed = False
-        self._reassess_urgency()
-        state = self.state
-        assert state.urgency is not None
-        deadline = self._ncmec_deadline()
+    def _upsert_search_attributes(self, state: CaseState) -> None:
+        """What an operator filters by in the Temporal UI, for the user's head case; sent only when changed."""
+        deadline = _ncmec_deadline(state)
         overdue = state.escalated_at is not None and state.status is CaseStatus.AWAITING_REVIEW
         attributes = {
             sa.CASE_STATUS.name: state.status.value, sa.ORG.name: state.org_id, sa.URGENT.name: state.urgent,
@@ -274,29 +472,6 @@ class CaseWorkflow(CaseMediaSteps, CaseFilingSteps):
                 else sa.REVIEW_DEADLINE.value_unset(),
                 sa.REVIEW_OVERDUE.value_set(overdue),
             ])
-        workflow.set_current_details(_details_markdown(state))
-        await workflow.execute_local_activity_method(
-            CaseIndexActivities.publish_case_summary,
-            CaseSummaryUpdate(
-                workflow_id=state.workflow_id, case_number=state.case_number, org_id=state.org_id,
-                status=state.status, urgent=state.urgent, urgency_level=state.urgency.level.value,
-                urgency_score=state.urgency.score, review_deadline=state.review_deadline,
-                escalated_at=state.escalated_at, media_count=len(state.media),
-                ncmec_report_id=state.filing.report_id, ncmec_deadline=deadline,
-                opened_at=state.opened_at, updated_at=workflow.now(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=LOCAL_RETRY,
-        )
-
-    def _next_case_start(self) -> CaseStart:
-        prior = list(self.state.prior_report_ids)
-        if self.state.status is CaseStatus.FILED and self.state.filing.report_id is not None:
-            prior.append(self.state.filing.report_id)
-        return CaseStart(org_id=self.state.org_id, user_id=self.state.user_id,
-                         case_number=self.state.case_number + 1, prior_report_ids=prior,
-                         carried_content=self.next_case, carried_conversations=self.next_conversations,
-                         policy=self.policy,
-                         review=self.review)
 
 
 def _details_markdown(state: CaseState) -> str:
@@ -316,3 +491,27 @@ def _details_markdown(state: CaseState) -> str:
     if state.attention_reason:
         lines.append(f"Needs attention: {state.attention_reason}")
     return "\n\n".join(lines)
+
+
+def _naming_case_number(message: str) -> str:
+    """The request named a case that cannot take it: the field to fix is ``case_number`` (reload the case)."""
+    return "case_number: " + message.removeprefix("case: ")
+
+
+def _ncmec_deadline(case: CaseState) -> datetime | None:
+    filing = case.filing
+    if filing.opened_at is None or filing.finished_at is not None:
+        return None
+    return ncmec_deletion_time(filing.opened_at, filing.last_modified_at)
+
+
+def _summary_row(case: CaseState) -> CaseSummaryUpdate:
+    """The queue row as it stands; ``updated_at`` is set when it is sent."""
+    urgency = case.urgency
+    return CaseSummaryUpdate(
+        workflow_id=case.workflow_id, case_number=case.case_number, org_id=case.org_id, status=case.status,
+        urgent=case.urgent, urgency_level=urgency.level.value if urgency else "normal",
+        urgency_score=urgency.score if urgency else 0, review_deadline=case.review_deadline,
+        escalated_at=case.escalated_at, media_count=len(case.media), ncmec_report_id=case.filing.report_id,
+        ncmec_deadline=_ncmec_deadline(case), opened_at=case.opened_at, updated_at=case.opened_at,
+    )

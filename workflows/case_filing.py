@@ -11,7 +11,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -40,6 +40,11 @@ with workflow.unsafe.imports_passed_through():
 # raised by the activities as non-retryable and put the case in "needs attention".
 NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                           maximum_interval=timedelta(minutes=5))
+
+
+def _refused_for_good(error: BaseException) -> bool:
+    return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
+            and error.cause.non_retryable and error.cause.type != REPORT_GONE)
 
 
 class OutOfTime(Exception):
@@ -98,6 +103,8 @@ class CaseFilingSteps:
                 if filing.finished_at is None:
                     self.state.status = CaseStatus.NEEDS_ATTENTION
                     self.state.attention_reason = reviewer_safe_reason(error)
+                    # Sending the same report again would be refused again: it must be decided anew or dismissed.
+                    self.state.attention_permanent = _refused_for_good(error)
                     self._changed = True
                     return False
             else:

@@ -18,11 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.media import MediaActivities
     from activities.platform_callbacks import PlatformCallbackActivities
     from models.case import CaseState, ContentItem, EnqueueReason, FilingPolicy, MediaAnalysis, MediaItem, MediaSource
-    from models.filing import AnalyzeMediaInput, ListUserMediaInput, PreserveMediaInput
+    from models.filing import (
+        AnalyzeMediaBatch,
+        AnalyzeMediaInput,
+        ListUserMediaInput,
+        PreserveMediaBatch,
+        PreserveMediaInput,
+    )
     from workflows.errors import reviewer_safe_reason
 
 LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 PRESERVE_BATCH = 8
+# Items per batch activity: a few history events per batch instead of several per item.
+MEDIA_BATCH = 64
 MAX_MEDIA_PAGES = 1000
 
 
@@ -32,6 +40,9 @@ class CaseMediaSteps:
     _changed: bool
     _awaiting_preservation: list[str]
     _awaiting_analysis: list[str]
+    listing_media: bool
+    media_cursor: str | None
+    media_pages: int
 
     def add_content(self, item: ContentItem) -> None:
         raise NotImplementedError
@@ -65,6 +76,39 @@ class CaseMediaSteps:
                 return
             cursor = page.next_cursor
         self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
+
+    async def _list_media_page(self) -> None:
+        """One page of the platform's media list; the cursor is kept, so the list can be gathered across
+        continue-as-new. What it cannot deliver is recorded rather than failing the case."""
+        try:
+            page = await workflow.execute_activity_method(
+                PlatformCallbackActivities.list_user_media,
+                ListUserMediaInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
+                                   user_id=self.state.user_id, cursor=self.media_cursor),
+                start_to_close_timeout=self.policy.call_timeout,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+            )
+        except ActivityError as error:
+            self.state.media_list_error = reviewer_safe_reason(error)
+            self.listing_media = False
+            self._changed = True
+            return
+        for entry in page.items:
+            self.add_content(ContentItem(
+                content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
+                media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
+                uploaded_at=entry.uploaded_at, received_at=workflow.now(),
+                reason=EnqueueReason(kind="associated_media", at=workflow.now()),
+            ))
+        self.media_pages += 1
+        self.media_cursor = page.next_cursor
+        if page.next_cursor is None:
+            self.state.media_listed = True
+            self.listing_media = False
+        elif self.media_pages >= MAX_MEDIA_PAGES:
+            self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
+            self.listing_media = False
+        self._changed = True
 
     async def _continue_user_history(self) -> None:
         """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
@@ -127,6 +171,58 @@ class CaseMediaSteps:
                         kind="hash_match", at=workflow.now(),
                         detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
         self._changed = True
+
+    async def _preserve_media_batch(self) -> None:
+        """Preserve the next items in one activity; an item the platform cannot deliver keeps its reason."""
+        batch, self._awaiting_preservation = (self._awaiting_preservation[:MEDIA_BATCH],
+                                              self._awaiting_preservation[MEDIA_BATCH:])
+        items = [item for item in map(self._media, batch) if item is not None]
+        try:
+            results = await workflow.execute_activity_method(
+                MediaActivities.preserve_media_batch,
+                PreserveMediaBatch(items=[PreserveMediaInput(org_id=self.state.org_id,
+                                                             workflow_id=self.state.workflow_id,
+                                                             media_id=item.media_id, source=item.content.media)
+                                          for item in items]),
+                start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+            )
+        except ActivityError as error:
+            for item in items:
+                item.preservation_error = reviewer_safe_reason(error)
+            self._changed = True
+            return
+        for item, result in zip(items, results, strict=True):
+            item.evidence = result.evidence
+            item.preservation_error = result.error
+            if item.evidence is not None and item.analysis is None:
+                self._awaiting_analysis.append(item.media_id)
+        self._changed = True
+
+    async def _analyze_media_batch(self) -> None:
+        """Hash the next preserved items and look them up in the org's banks, in one activity."""
+        batch, self._awaiting_analysis = self._awaiting_analysis[:MEDIA_BATCH], self._awaiting_analysis[MEDIA_BATCH:]
+        items = [item for item in map(self._media, batch) if item is not None and item.evidence is not None]
+        try:
+            results = await workflow.execute_activity_method(
+                DetectionActivities.analyze_media_batch,
+                AnalyzeMediaBatch(org_id=self.state.org_id,
+                                  items=[item.evidence for item in items if item.evidence is not None]),
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as error:
+            results = [MediaAnalysis(unhashable_reason=reviewer_safe_reason(error)) for _ in items]
+        for item, result in zip(items, results, strict=True):
+            item.analysis = result
+            for match in result.matches:
+                self._add_reason(item, EnqueueReason(
+                    kind="hash_match", at=workflow.now(),
+                    detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
+        self._changed = True
+
+    def _media(self, media_id: str) -> MediaItem | None:
+        return self.state.media_item(media_id)
 
     @staticmethod
     def _add_reason(item: MediaItem, reason: EnqueueReason) -> bool:

@@ -35,6 +35,7 @@ from models.case import (
     MediaDecision,
     RetryFiling,
     ReviewDecision,
+    SideEffectFailure,
 )
 from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary
@@ -95,6 +96,10 @@ class CaseView(BaseModel):
         description="Suggested urgency with its reasons; suggested_reason pre-fills escalate_to_high_priority")
     review_deadline: datetime | None
     escalated_at: datetime | None
+    side_effect_failures: list[SideEffectFailure] = Field(
+        description="Steps around the case that failed (escalation webhook, banking, queue row): when, why, "
+                    "and when they are tried again. They never stop the case")
+    attention_permanent: bool = Field(description="NCMEC refused the report for good: decide again or dismiss")
     temporal_ui_url: str
 
 
@@ -106,7 +111,12 @@ class MediaDecisionIn(RequestBody):
     supplemental: bool = Field(default=False, description="Sent as Supplemental Reported (a screenshot, context)")
 
 
+CASE_NUMBER = Field(ge=1, description="The case number the reviewer looked at (CaseView.case_number); a request "
+                                     "for any other case of the user is refused with 409")
+
+
 class DecisionIn(RequestBody):
+    case_number: int = CASE_NUMBER
     incident_type: IncidentType | None = Field(default=None, description="Required; one of NCMEC's eight")
     media: list[MediaDecisionIn] = []
     report_annotations: list[ReportAnnotation] = []
@@ -124,7 +134,12 @@ class DecisionIn(RequestBody):
 
 
 class DismissalIn(RequestBody):
+    case_number: int = CASE_NUMBER
     reason: str = Field(min_length=1, max_length=3000)
+
+
+class RetryIn(RequestBody):
+    case_number: int = CASE_NUMBER
 
 
 @router.get("", response_model=list[QueueEntry], summary="The org's NCMEC queue, urgent and oldest first")
@@ -144,9 +159,10 @@ def list_queue(
 
 
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
-async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
-                   settings: AppSettings) -> CaseView:
-    state = await _case_state(temporal, principal, case_ref)
+async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal, settings: AppSettings,
+                   case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number; "
+                                                            "default: the oldest still open")] = None) -> CaseView:
+    state = await _case_state(temporal, principal, case_ref, case_number)
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
@@ -154,12 +170,14 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
         opened_at=state.opened_at, prior_report_ids=state.prior_report_ids, decision=state.decision,
         dismissal=state.dismissal, filing=state.filing, attention_reason=state.attention_reason,
         urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
-        escalated_at=state.escalated_at, temporal_ui_url=case_ui_url(settings, case_ref),
+        escalated_at=state.escalated_at, side_effect_failures=state.side_effect_failures,
+        attention_permanent=state.attention_permanent, temporal_ui_url=case_ui_url(settings, case_ref),
         media=[CaseMedia(media_id=m.media_id, file_name=m.content.file_name,
                           content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
                           evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,
                           analysis=m.analysis,
-                          content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content")
+                          content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content"
+                                      f"?case_number={state.case_number}")
                for m in state.media],
     )
 
@@ -168,8 +186,11 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
             summary="A media item's preserved bytes (the view is recorded)",
             responses=MEDIA_RESPONSES)
 async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: NcmecReviewer, temporal: Temporal,
-                            store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
-    state = await _case_state(temporal, principal, case_ref)
+                            store: Store, engine: Annotated[Engine, Depends(get_engine)],
+                            case_number: Annotated[int | None, Query(ge=1, description="The case holding the "
+                                                                     "media; default: the oldest still open")] = None
+                            ) -> StreamingResponse:
+    state = await _case_state(temporal, principal, case_ref, case_number)
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
@@ -182,7 +203,7 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
                  idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     decision = ReviewDecision(
-        reviewer_id=principal.actor, incident_type=body.incident_type,
+        reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump()) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
@@ -196,17 +217,17 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
                   idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
-    return await _update(handle, CaseWorkflow.dismiss, Dismissal(reviewer_id=principal.actor, reason=body.reason),
-                         idempotency_key)
+    dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason)
+    return await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
 
 
 @router.post("/{case_ref}/retry", response_model=DecisionAccepted,
              summary="Resume a filing that needs attention, once its cause is fixed")
-async def retry(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
+async def retry(case_ref: OwnedCaseRef, body: RetryIn, principal: NcmecReviewer, temporal: Temporal,
                 idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
-    return await _update(handle, CaseWorkflow.retry_filing, RetryFiling(reviewer_id=principal.actor),
-                         idempotency_key)
+    return await _update(handle, CaseWorkflow.retry_filing,
+                         RetryFiling(reviewer_id=principal.actor, case_number=body.case_number), idempotency_key)
 
 
 async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> WorkflowHandle[Any, Any]:
@@ -214,14 +235,20 @@ async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> Wo
     return temporal.get_workflow_handle(case_ref)
 
 
-async def _case_state(temporal: Client, principal: Principal, case_ref: str) -> CaseState:
+async def _case_state(temporal: Client, principal: Principal, case_ref: str,
+                      case_number: int | None = None) -> CaseState:
     handle = await _own_case(temporal, principal, case_ref)
     try:
-        return await handle.query(CaseWorkflow.case)
+        if case_number is None:
+            return await handle.query(CaseWorkflow.case)
+        state = await handle.query(CaseWorkflow.case_numbered, case_number)
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             raise ProblemError(404, "No such case") from None
         raise
+    if state is None:
+        raise ProblemError(404, f"This user has no case {case_number} open (it may be closed)")
+    return state
 
 
 async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
@@ -233,6 +260,9 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        if isinstance(cause, ApplicationError) and cause.type == "StaleCase":
+            raise ProblemError(409, "The case has moved on since it was loaded", message,
+                               field_problems([message])) from None
         raise ProblemError(422, "The case cannot take this decision", message,
                            field_problems(message.split("; "))) from None
     except RPCError as error:

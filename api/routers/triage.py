@@ -36,7 +36,8 @@ class TriageEntry(BaseModel):
     created_at: datetime
     decided_by: str | None
     case_ref: str | None
-    content_url: str
+    screening_error: str | None = Field(description="Why the item was not screened automatically, if it was not")
+    content_url: str | None = Field(description="The preserved bytes; None when they could not be preserved")
 
 
 class TriageDecisionIn(RequestBody):
@@ -50,7 +51,8 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
     rows = session.exec(select(TriageItem).where(TriageItem.org_id == principal.org_id, TriageItem.status == status)
                         .order_by(col(TriageItem.classifier_priority).desc(), col(TriageItem.created_at))
                         .limit(limit)).all()
-    return [TriageEntry(screening_ref=r.screening_id, content_url=f"/v1/triage/{r.screening_id}/content",
+    return [TriageEntry(screening_ref=r.screening_id,
+                        content_url=f"/v1/triage/{r.screening_id}/content" if r.evidence_sha256 else None,
                         **r.model_dump(exclude={"screening_id", "org_id", "evidence_sha256", "decided_at", "reason"}))
             for r in rows]
 
@@ -59,6 +61,8 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
             responses=MEDIA_RESPONSES)
 async def triage_content(item: OwnedTriageItem, principal: NcmecReviewer, store: Store,
                          engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
+    if item.evidence_sha256 is None:
+        raise ProblemError(404, "This item's media could not be preserved")
     return await evidence_response(store, engine, principal, sha256=item.evidence_sha256, ref=item.screening_id,
                                    media_id=item.content_id)
 

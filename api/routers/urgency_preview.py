@@ -5,8 +5,9 @@ every reason their own choices add (and sending it unchanged is recorded as conf
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NcmecReviewer, Temporal
@@ -41,8 +42,11 @@ class UrgencyPreviewIn(BaseModel):
 @router.post("/{case_ref}/urgency-preview", response_model=UrgencyAssessment,
              summary="The suggested urgency with the reviewer's choices applied; nothing is recorded")
 async def preview_urgency(case_ref: OwnedCaseRef, body: UrgencyPreviewIn, principal: NcmecReviewer,
-                          temporal: Temporal) -> UrgencyAssessment:
-    state = await _case_state(temporal, principal, case_ref)
+                          temporal: Temporal,
+                          case_number: Annotated[int | None, Query(ge=1, description="The case being reviewed; "
+                                                                   "default: the oldest still open")] = None
+                          ) -> UrgencyAssessment:
+    state = await _case_state(temporal, principal, case_ref, case_number)
     known = {media.media_id for media in state.media}
     unknown = [FieldProblem(field=f"body.media.{index}.media_id", message=f"no media {choice.media_id!r} in this case")
                for index, choice in enumerate(body.media) if choice.media_id not in known]

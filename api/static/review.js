@@ -32,7 +32,7 @@ async function loadQueue() {
       row.dataset.caseRef = c.case_ref;
       row.textContent = `${c.urgent ? "URGENT · " : ""}${c.escalated_at ? "OVERDUE · " : ""}${c.media_count} media · ` +
         `opened ${new Date(c.opened_at).toLocaleString()}`;
-      row.onclick = () => openCase(c.case_ref, row);
+      row.onclick = () => openCase(c.case_ref, c.case_number, row);
       return row;
     }));
   } catch (e) { $("error").textContent = e.message; }
@@ -43,10 +43,11 @@ async function mediaUrl(item) {
   return URL.createObjectURL(await response.blob());
 }
 
-async function openCase(ref, row) {
+async function openCase(ref, caseNumber, row) {
   document.querySelectorAll(".case").forEach((r) => r.classList.remove("active"));
   row.classList.add("active");
-  current = await call(`/v1/cases/${ref}`);
+  // The queue row names the case: a user's next case may be waiting while the previous one files.
+  current = await call(`/v1/cases/${ref}?case_number=${caseNumber}`);
   decisions = Object.fromEntries(current.media.map((m) => [m.media_id, {classification: null, reported: false, annotations: []}]));
   cursor = 0;
   $("controls").hidden = false;
@@ -71,9 +72,9 @@ function choices() {
 // The reasons the reviewer's own choices add (incident type, annotations, notes) belong in the suggestion.
 async function refreshSuggestion() {
   if (!current) return;
-  const seq = ++previewSeq, ref = current.case_ref;
+  const seq = ++previewSeq, ref = current.case_ref, number = current.case_number;
   try {
-    const urgency = await call(`/v1/cases/${ref}/urgency-preview`, {method: "POST", body: JSON.stringify(choices())});
+    const urgency = await call(`/v1/cases/${ref}/urgency-preview?case_number=${number}`, {method: "POST", body: JSON.stringify(choices())});
     if (seq !== previewSeq || !current || current.case_ref !== ref || urgencyEdited) return;
     shownSuggestion = urgency.suggested_reason || "";
     $("urgency").value = shownSuggestion;
@@ -104,6 +105,7 @@ async function render() {
 async function submitDecision() {
   $("error").textContent = "";
   const body = {
+    case_number: current.case_number,  // a decision is refused (409) if the case moved on meanwhile
     incident_type: $("incident").value,
     media: Object.entries(decisions).map(([media_id, d]) => ({media_id, ...d, annotations: d.reported ? d.annotations : []})),
     escalate_to_high_priority: $("urgency").value.trim() || null,

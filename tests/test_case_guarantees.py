@@ -1,0 +1,424 @@
+"""The case workflow's core guarantees, on the real dev server, sandbox and PostgreSQL.
+
+- A side effect that fails (a dead escalation webhook) is recorded on the case and retried; the case stays
+  open and still files. A screening step that gives up leaves the item in triage with the reason.
+- Filing runs in a child workflow: content that arrives meanwhile is preserved, hashed and matched at once and
+  is the user's next case; a decision names its case number, and a late one is refused with 409.
+- A case that needs attention with its report open can be decided again (the report is retracted first) or
+  dismissed; a permanent refusal is not retried.
+
+Set ``TIPLINE_RECORD_HISTORIES=1`` to export the new paths' histories into tests/fixtures/histories.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from api.app import create_app
+from api.deps import create_api_key
+from models.case import (
+    CaseStart,
+    ContentItem,
+    FilingPolicy,
+    MediaSource,
+    ReviewPolicy,
+)
+from models.filing import filing_workflow_id
+from models.records import Role
+from tests.conftest import make_org
+from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
+from tipline.evidence import EvidenceStore
+from tipline.registry import RefRegistry
+from tipline.settings import Settings, orgs_toml
+from tipline.synthetic import synthetic_image
+from worker import case_worker
+
+INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
+DEAD_HOOK_ORG = "deadhook"
+HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+FAILED_ENDINGS = (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED,
+                  WorkflowExecutionStatus.TIMED_OUT)
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Stack:
+    """A worker, an API and keys of their own, for an org whose escalation webhook is dead."""
+
+    def __init__(self, api: httpx.AsyncClient, client: Client, settings: Settings, keys: dict[Role, str],
+                 engine: Engine) -> None:
+        self.api, self.client, self.settings, self.keys, self.engine = api, client, settings, keys, engine
+        self.store = EvidenceStore.from_settings(settings)
+
+    def as_(self, role: Role = Role.ADMIN) -> dict[str, str]:
+        return {"X-API-Key": self.keys[role]}
+
+    async def case(self, case_ref: str, case_number: int | None = None) -> dict:
+        params = {"case_number": case_number} if case_number is not None else {}
+        response = await self.api.get(f"/v1/cases/{case_ref}", params=params, headers=self.as_())
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def start_case(self, user_id: str, content_id: str, seed: int, *, review_within: timedelta,
+                         policy: FilingPolicy) -> str:
+        """The user's case, started as intake starts it, with review and retry windows short enough to watch."""
+        # The id as intake issues it: recorded as the org's, so the API finds the case.
+        case_ref = RefRegistry.from_settings(self.settings, self.engine).case_ref_for(DEAD_HOOK_ORG, user_id)
+        await self.client.start_workflow(
+            "CaseWorkflow",
+            CaseStart(org_id=DEAD_HOOK_ORG, user_id=user_id, policy=policy,
+                      review=ReviewPolicy(urgent_within=review_within, elevated_within=review_within,
+                                          normal_within=review_within)),
+            id=case_ref, task_queue=self.settings.task_queue, start_signal="add_content",
+            start_signal_args=[self.item(user_id, content_id, seed)],
+        )
+        return case_ref
+
+    def item(self, user_id: str, content_id: str, seed: int) -> ContentItem:
+        evidence = self.store.put_bytes(synthetic_image(seed, size=(48, 40)))
+        return ContentItem(content_id=content_id, org_id=DEAD_HOOK_ORG, user_id=user_id,
+                           media=MediaSource(evidence=evidence), file_name=f"{content_id}.png",
+                           content_type="image/png", received_at=datetime.now(UTC))
+
+    async def add(self, case_ref: str, user_id: str, content_id: str, seed: int) -> None:
+        await self.client.get_workflow_handle(case_ref).signal("add_content", self.item(user_id, content_id, seed))
+
+    async def decide(self, case_ref: str, case_number: int, media: list[str], **extra: object) -> httpx.Response:
+        body = {"case_number": case_number, "incident_type": INCIDENT,
+                "media": [{"media_id": m, "reported": True, "classification": "B1"} for m in media], **extra}
+        return await self.api.post(f"/v1/cases/{case_ref}/decision", json=body, headers=self.as_())
+
+    async def settled(self, case_ref: str, media_ids: list[str], case_number: int | None = None) -> dict:
+        async def ready() -> dict | None:
+            case = await self.case(case_ref, case_number)
+            analysed = {m["media_id"] for m in case["media"] if m["analysis"] is not None}
+            return case if analysed >= set(media_ids) else None
+
+        return await eventually(ready, what="the media preserved, hashed and matched")
+
+    async def until_status(self, case_ref: str, status: str, case_number: int | None = None,
+                           timeout: float = 60) -> dict:
+        async def reached() -> dict | None:
+            case = await self.case(case_ref, case_number)
+            return case if case["status"] == status else None
+
+        return await eventually(reached, timeout=timeout, what=f"case {case_number or ''} {status}")
+
+    async def runs(self, workflow_id: str) -> list[WorkflowExecutionStatus]:
+        return [w.status async for w in self.client.list_workflows(f'WorkflowId = "{workflow_id}"')
+                if w.status is not None]
+
+
+@pytest.fixture(scope="module")
+async def stack(settings: Settings, temporal_client: Client, engine: Engine,
+                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    orgs_file = tmp_path_factory.mktemp("deadhook") / "orgs.toml"
+    dead_hook = f"127.0.0.1:{refused_port()}"
+    org = make_org(DEAD_HOOK_ORG).model_copy(update={
+        "escalation_webhook_url": f"http://{dead_hook}/escalations",
+        "callback_secret": SecretStr(new_callback_secret())})
+    orgs_file.write_text(orgs_toml([org]))
+    # The dead webhook is exempt from the egress guard, so the call really reaches a port that refuses it.
+    local = settings.model_copy(update={
+        "orgs_file": orgs_file, "task_queue": f"tipline-h1-{uuid.uuid4().hex[:8]}",
+        "egress_private_exemptions": [*settings.egress_private_exemptions, dead_hook]})
+    local.__dict__.pop("orgs", None)  # a copy keeps the cached org directory: read the orgs file given here
+    keys = {role: create_api_key(engine, DEAD_HOOK_ORG, role, f"test {role}") for role in Role}
+    app = create_app(local, temporal=temporal_client, engine=engine)
+    async with case_worker(temporal_client, local, engine), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tipline.test"
+    ) as api:
+        yield Stack(api, temporal_client, local, keys, engine)
+
+
+@pytest.fixture(autouse=True)
+def calm_sandbox(sandbox: Sandbox) -> AsyncIterator[None]:
+    yield
+    sandbox.state.faults.reset()
+
+
+@pytest.fixture(scope="module")
+async def platform() -> AsyncIterator[FakePlatform]:
+    async with fake_platform() as served:
+        yield served
+
+
+QUICK = FilingPolicy(call_timeout=timedelta(seconds=5), side_effect_retry_every=timedelta(seconds=1),
+                     side_effect_retries=1)
+
+
+def fresh_seed() -> int:
+    """Evidence is content-addressed: a seed of its own keeps one test's bytes apart from another's."""
+    return uuid.uuid4().int % 10_000_000 + 1_000
+
+
+async def record(client: Client, name: str, workflow_id: str, run_id: str | None = None) -> None:
+    if os.environ.get("TIPLINE_RECORD_HISTORIES") != "1":
+        return
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def test_a_dead_escalation_webhook_is_recorded_retried_and_the_case_still_files(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "item-1", fresh_seed(), review_within=timedelta(seconds=1), policy=QUICK)
+
+    async def given_up() -> dict | None:
+        case = await stack.case(case_ref)
+        failures = [f for f in case["side_effect_failures"] if f["what"] == "escalation_webhook"]
+        return case if failures and failures[0]["attempts"] == 2 and failures[0]["retry_at"] is None else None
+
+    case = await eventually(given_up, timeout=60, what="the webhook failure recorded, retried once, given up")
+    [failure] = case["side_effect_failures"]
+    assert "127.0.0.1" not in failure["reason"]  # the reviewer sees why, not where the org's systems are
+    assert case["status"] == "awaiting_review" and case["escalated_at"] is not None
+    assert await stack.runs(case_ref) == [WorkflowExecutionStatus.RUNNING]
+    queue = (await stack.api.get("/v1/cases", headers=stack.as_())).json()
+    assert [(e["case_ref"], e["escalated_at"] is not None) for e in queue if e["case_ref"] == case_ref] == [
+        (case_ref, True)]
+
+    assert (await stack.decide(case_ref, 1, ["item-1"])).status_code == 200
+    filed = await stack.until_status(case_ref, "filed")
+    assert filed["side_effect_failures"][0]["what"] == "escalation_webhook"
+    [report] = [r for r in await sandbox.reports() if r["report_id"] == filed["filing"]["report_id"]]
+    assert report["status"] == "finished"
+    assert not set(await stack.runs(case_ref)) & set(FAILED_ENDINGS)
+
+
+async def test_content_arriving_while_a_case_files_is_the_next_case_at_once_and_a_late_decision_is_refused(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "first", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
+    await stack.settled(case_ref, ["first"])
+    sandbox.state.faults.configure(latency_ms=700)  # NCMEC is slow today: filing takes a few seconds
+    assert (await stack.decide(case_ref, 1, ["first"])).status_code == 200
+    await stack.add(case_ref, user, "second", fresh_seed())
+
+    # Preserved, hashed and matched while case 1 is still with NCMEC: nothing waits on the filing.
+    second = await stack.settled(case_ref, ["second"], case_number=2)
+    assert (await stack.case(case_ref, 1))["status"] == "filing"
+    assert second["status"] == "awaiting_review" and [m["media_id"] for m in second["media"]] == ["second"]
+    viewed = await stack.api.get(second["media"][0]["content_url"], headers=stack.as_())
+    assert viewed.status_code == 200 and viewed.content.startswith(b"\x89PNG")
+    queue = {(e["case_number"], e["status"]) for e in (await stack.api.get("/v1/cases", headers=stack.as_())).json()
+             if e["case_ref"] == case_ref}
+    assert queue == {(1, "filing"), (2, "awaiting_review")}
+
+    for late in (1, 3):  # a retried decision for the case already filing, one for a case that is not there
+        refused = await stack.decide(case_ref, late, ["second"])
+        assert refused.status_code == 409, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["case_number"]
+    unchanged = await stack.case(case_ref, 2)
+    assert unchanged["decision"] is None and unchanged["status"] == "awaiting_review"
+
+    # Decided while case 1 is still with NCMEC: it files next, naming case 1's CyberTip.
+    assert (await stack.decide(case_ref, 2, ["second"])).status_code == 200
+    queued = await stack.case(case_ref, 2)
+    if (await stack.case(case_ref, 1))["status"] == "filing":
+        assert queued["status"] == "filing" and "earlier case" in queued["waiting_reason"]
+    first = await stack.until_status(case_ref, "filed", case_number=1)
+    second = await stack.until_status(case_ref, "filed", case_number=2)
+    assert second["prior_report_ids"] == [first["filing"]["report_id"]]
+    assert second["filing"]["report_id"] != first["filing"]["report_id"]
+    for number in (1, 2):
+        child = stack.client.get_workflow_handle(filing_workflow_id(case_ref, number, 1))
+        assert (await child.describe()).status is WorkflowExecutionStatus.COMPLETED
+
+    async def closed() -> bool:
+        return await stack.runs(case_ref) == [WorkflowExecutionStatus.COMPLETED]
+
+    await eventually(closed, what="the user's workflow closed once both cases were filed")
+    await record(stack.client, "user_workflow_files_in_children", case_ref)
+    await record(stack.client, "child_filing", filing_workflow_id(case_ref, 1, 1))
+
+
+async def test_banking_that_fails_after_the_filing_is_recorded_retried_and_the_case_still_closes_filed(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "item-1", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
+    case = await stack.settled(case_ref, ["item-1"])
+    sandbox.state.faults.configure(latency_ms=1000)  # seconds between the upload and the end of the filing
+    assert (await stack.decide(case_ref, 1, ["item-1"])).status_code == 200
+
+    async def uploaded() -> bool:
+        return any(r["files"] for r in await sandbox.reports() if f"<espIdentifier>{user}<" in r["report_xml"])
+
+    await eventually(uploaded, what="the file at NCMEC")
+    # NCMEC has the bytes; the evidence store's copy now fails its integrity check, so banking cannot read it.
+    path = stack.store.path_for(case["media"][0]["evidence"]["sha256"])
+    path.write_bytes(path.read_bytes()[:40])
+
+    async def given_up() -> dict | None:
+        current = await stack.case(case_ref)
+        failures = [f for f in current["side_effect_failures"] if f["what"] == "bank_reported_media"]
+        return current if failures and failures[0]["retry_at"] is None else None
+
+    filed = await eventually(given_up, timeout=60, what="banking failed, retried and given up")
+    [failure] = filed["side_effect_failures"]
+    assert filed["status"] == "filed" and failure["attempts"] == 2 and "truncated" in failure["reason"]
+    await eventually(lambda: _closed(stack, case_ref), what="the user's workflow closed")
+
+
+async def case_stuck_with_an_open_report(stack: Stack) -> tuple[str, int]:
+    """A decided case whose second file cannot be uploaded (its evidence fails the integrity check): NCMEC
+    refuses nothing, but the filing cannot go on, and the report stays open."""
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "good", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
+    await stack.add(case_ref, user, "damaged", fresh_seed())
+    case = await stack.settled(case_ref, ["good", "damaged"])
+    damaged = next(m for m in case["media"] if m["media_id"] == "damaged")
+    path = stack.store.path_for(damaged["evidence"]["sha256"])
+    path.write_bytes(path.read_bytes()[:40])
+    assert (await stack.decide(case_ref, 1, ["good", "damaged"])).status_code == 200
+    stuck = await stack.until_status(case_ref, "needs_attention", case_number=1)
+    assert stuck["attention_permanent"] and "integrity" in stuck["attention_reason"]
+    assert stuck["filing"]["report_id"] is not None
+    return case_ref, stuck["filing"]["report_id"]
+
+
+async def test_a_case_stuck_with_an_open_report_is_decided_again_after_the_report_is_retracted(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    case_ref, first_report = await case_stuck_with_an_open_report(stack)
+    retry = await stack.api.post(f"/v1/cases/{case_ref}/retry", json={"case_number": 1}, headers=stack.as_())
+    assert retry.status_code == 409 and "decide the case again" in retry.text  # the same refusal, forever: no
+
+    assert (await stack.decide(case_ref, 1, ["good"])).status_code == 200
+    filed = await stack.until_status(case_ref, "filed", case_number=1)
+    assert filed["filing"]["abandoned_report_ids"] == [first_report]
+    assert filed["decision"]["media"] == [{"media_id": "good", "reported": True, "classification": "B1",
+                                           "annotations": [], "supplemental": False}]
+    statuses = {r["report_id"]: r["status"] for r in await sandbox.reports()
+                if r["report_id"] in (first_report, filed["filing"]["report_id"])}
+    assert statuses == {first_report: "retracted", filed["filing"]["report_id"]: "finished"}
+    await eventually(lambda: _closed(stack, case_ref), what="the user's workflow closed")
+    await record(stack.client, "redecision_after_needs_attention", case_ref)
+    await record(stack.client, "child_filing_retracts_then_files", filing_workflow_id(case_ref, 1, 2))
+
+
+async def test_a_case_stuck_with_an_open_report_is_dismissed_with_its_reason_and_the_report_retracted(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    case_ref, report_id = await case_stuck_with_an_open_report(stack)
+    dismissed = await stack.api.post(f"/v1/cases/{case_ref}/dismissal", headers=stack.as_(),
+                                     json={"case_number": 1, "reason": "Evidence damaged; re-reported by hand"})
+    assert dismissed.status_code == 200, dismissed.text
+    case = await stack.until_status(case_ref, "dismissed", case_number=1)
+    assert case["dismissal"]["reason"] == "Evidence damaged; re-reported by hand"
+
+    async def retracted() -> bool:
+        return any(r["report_id"] == report_id and r["status"] == "retracted" for r in await sandbox.reports())
+
+    await eventually(retracted, what="the open report retracted")
+
+
+async def _closed(stack: Stack, case_ref: str) -> bool:
+    return await stack.runs(case_ref) == [WorkflowExecutionStatus.COMPLETED]
+
+
+async def test_a_screening_step_that_gives_up_leaves_the_item_in_triage_with_the_reason(
+    api: httpx.AsyncClient, api_keys: dict, platform: FakePlatform
+) -> None:
+    name = uuid.uuid4().hex[:12]
+    body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": f"{platform.url}/media/{name}"}
+    reviewer = {"X-API-Key": api_keys["acme"][Role.ADMIN]}
+    response = await api.post("/v1/screenings", json=body, headers={"X-API-Key": api_keys["acme"][Role.PLATFORM]})
+    assert response.status_code == 202, response.text
+    ref = response.json()["screening_ref"]
+
+    async def in_triage() -> dict | None:
+        listed = (await api.get("/v1/triage", headers=reviewer)).json()
+        return next((e for e in listed if e["screening_ref"] == ref), None)
+
+    entry = await eventually(in_triage, what="the unscreenable item in triage")
+    assert entry["classifier_priority"] == "unscreened" and entry["content_url"] is None
+    assert "no longer has this media" in entry["screening_error"]
+    outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()
+    assert outcome["route"] == "triage" and outcome["error"] == entry["screening_error"]
+
+
+async def test_one_item_that_cannot_be_downloaded_does_not_cost_its_batch(
+    settings: Settings, platform: FakePlatform
+) -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.media import MEDIA_NOT_FETCHED, MediaActivities
+    from models.filing import PreserveMediaBatch, PreserveMediaInput
+    from worker import egress_client
+
+    name = uuid.uuid4().hex[:12]
+    good = platform.add(name, fresh_seed())
+    dead_host = f"127.0.0.1:{refused_port()}"
+    dead = f"http://{dead_host}/media/{name}"
+    store = EvidenceStore.from_settings(settings)
+    # The dead host is exempt from the egress guard, so the download really meets a refused connection.
+    local = settings.model_copy(update={"egress_private_exemptions": [*settings.egress_private_exemptions, dead_host]})
+    async with egress_client(local) as egress:
+        batch = PreserveMediaBatch(items=[
+            PreserveMediaInput(org_id="acme", workflow_id="case-acme-batch", media_id=media_id,
+                               source=MediaSource(url=url))
+            for media_id, url in (("good", good), ("dead", dead), ("gone", f"{platform.url}/media/missing"))])
+        activities = MediaActivities(local, store, egress)
+        kept, refused, gone = await ActivityEnvironment().run(activities.preserve_media_batch, batch)
+    assert kept.evidence is not None and store.read_bytes(kept.evidence.sha256) == platform.media[name]
+    # What answered (or refused) at which address stays in the worker's log: the case gets the generic reason.
+    assert refused.evidence is None and refused.error == MEDIA_NOT_FETCHED
+    assert gone.evidence is None and "no longer has this media" in (gone.error or "")
+
+
+async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_with_the_reason(
+    api: httpx.AsyncClient, api_keys: dict, platform: FakePlatform, temporal_client: Client
+) -> None:
+    from detection.classifier import make_sandbox_image
+
+    name = uuid.uuid4().hex[:12]
+    # The sandbox classifier answers this image with "unavailable" on every attempt, until the step gives up.
+    url = platform.add_bytes(name, make_sandbox_image(None, outage=True, seed=fresh_seed()))
+    body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": url}
+    response = await api.post("/v1/screenings", json=body, headers={"X-API-Key": api_keys["acme"][Role.PLATFORM]})
+    assert response.status_code == 202, response.text
+    ref = response.json()["screening_ref"]
+    reviewer = {"X-API-Key": api_keys["acme"][Role.ADMIN]}
+
+    async def in_triage() -> dict | None:
+        listed = (await api.get("/v1/triage", headers=reviewer)).json()
+        return next((e for e in listed if e["screening_ref"] == ref), None)
+
+    entry = await eventually(in_triage, timeout=60, what="the unclassified item in triage")
+    assert entry["classifier_priority"] == "unscreened" and "classifier" in entry["screening_error"]
+    assert entry["content_url"] is not None  # preserved: the reviewer can look at it
+    escalated = await api.post(f"/v1/triage/{ref}/escalation", json={"reason": "looked at it"}, headers=reviewer)
+    assert escalated.status_code == 200, escalated.text
+    assert escalated.json()["route"] == "triage"
+    outcome = await eventually(lambda: _screening_case_ref(api, reviewer, ref), what="the item in its case")
+    assert outcome.startswith("case-")
+
+    async def finished() -> bool:
+        return (await temporal_client.get_workflow_handle(ref).describe()).status is WorkflowExecutionStatus.COMPLETED
+
+    await eventually(finished, what="the screening finished")
+    await record(temporal_client, "screening_unclassifiable_waits_in_triage", ref)
+
+
+async def _screening_case_ref(api: httpx.AsyncClient, reviewer: dict, ref: str) -> str | None:
+    return (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json().get("case_ref")

@@ -1,0 +1,193 @@
+"""What happens to a case once a reviewer decided or dismissed it: filing (a child workflow per attempt),
+banking what was reported, and closing it. Side effects that fail are recorded on the case and retried.
+
+A mixin of ``CaseWorkflow``: ``self.state`` is the user's open case; ``self.decided`` holds decided cases by
+number until they are settled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.detection import DetectionActivities
+    from models.case import CaseState, CaseStatus, FilingPolicy, SideEffectFailure
+    from models.filing import BankReportedMediaInput, FilingReport, FilingStart, ReportedMedia, filing_workflow_id
+    from workflows.case_filing_workflow import CaseFilingWorkflow
+    from workflows.errors import reviewer_safe_reason
+
+
+class DecidedCaseSteps:
+    state: CaseState
+    policy: FilingPolicy
+    decided: dict[int, CaseState]
+    last_closed: CaseState | None
+    _changed: bool
+
+    async def _publish_row(self, case: CaseState) -> None:
+        raise NotImplementedError
+
+    # ---- the child's reports ----
+
+    def _take_filing_report(self, report: FilingReport) -> None:
+        case = self.decided.get(report.case_number)
+        if case is None or report.attempt != case.filing_attempt or not case.filing_running:
+            return  # an earlier attempt's late word
+        filed = report.case
+        case.filing = filed.filing
+        case.enriched = filed.enriched
+        case.user_metadata = filed.user_metadata
+        case.waiting_reason = filed.waiting_reason
+        if report.ended:
+            case.filing_running = False
+            case.status = filed.status
+            case.attention_reason = filed.attention_reason
+            case.attention_permanent = filed.attention_permanent
+            case.retract_report = None
+            if case.status is CaseStatus.FILING:
+                case.status = CaseStatus.NEEDS_ATTENTION
+                case.attention_reason = case.attention_reason or "the filing stopped before NCMEC had the report"
+            if case.status is CaseStatus.FILED and case.filing.report_id is not None:
+                self._name_prior_report(case.case_number, case.filing.report_id)
+        self._changed = True
+
+    def _name_prior_report(self, case_number: int, report_id: int) -> None:
+        """Later cases of the same user name this CyberTip (NCMEC's priorCTReports)."""
+        later = [c for n, c in self.decided.items() if n > case_number and c.filing.report_id is None]
+        for case in [*later, self.state]:
+            if report_id not in case.prior_report_ids:
+                case.prior_report_ids.append(report_id)
+
+    # ---- filing, banking, closing ----
+
+    async def _follow_up_decided_cases(self) -> None:
+        """File decided cases one at a time, oldest first (a later one names the earlier's report); bank what
+        a filed case reported; close what is settled."""
+        filing_ahead = False
+        for number in sorted(self.decided):
+            case = self.decided[number]
+            if case.filing_running:
+                filing_ahead = True
+                continue
+            if case.status is CaseStatus.FILING or case.retract_report is not None:
+                if filing_ahead:
+                    case.waiting_reason = "waiting for the user's earlier case to be filed, whose CyberTip it names"
+                else:
+                    await self._start_filing(case)
+                    filing_ahead = True
+                continue
+            banking_due = not case.reported_media_banked and failure_due(case, "bank_reported_media")
+            if case.status is CaseStatus.FILED and banking_due:
+                await self._bank_reported_media_of(case)
+            if _settled(case):
+                await self._close(case)
+
+    async def _start_filing(self, case: CaseState) -> None:
+        case.filing_attempt += 1
+        case.filing_running = True
+        case.waiting_reason = None
+        sent = {d.media_id for d in case.decision.media if d.sent} if case.decision else set()
+        # Only what NCMEC gets goes to the child: its input stays small however large the case.
+        lean = case.model_copy(update={"media": [m for m in case.media if m.media_id in sent]})
+        await workflow.start_child_workflow(
+            CaseFilingWorkflow.run,
+            FilingStart(parent_workflow_id=workflow.info().workflow_id, case=lean, policy=self.policy),
+            id=filing_workflow_id(workflow.info().workflow_id, case.case_number, case.filing_attempt),
+            # The user's workflow continues as new while a case files: the filing must outlive the run.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"CyberTip filing · case {case.case_number} · attempt {case.filing_attempt}",
+        )
+        self._changed = True
+
+    async def _bank_reported_media_of(self, case: CaseState) -> None:
+        """Reported media joins the org's own bank; a failure is recorded and tried again later."""
+        decision, report_id = case.decision, case.filing.report_id
+        assert decision is not None and report_id is not None
+        items = [ReportedMedia(media_id=d.media_id, evidence=media.evidence,
+                               classification=d.classification.value if d.classification else None)
+                 for d in decision.media
+                 if d.reported and (media := case.media_item(d.media_id)) and media.evidence is not None]
+        if items:
+            try:
+                await workflow.execute_activity_method(
+                    DetectionActivities.bank_reported_media,
+                    BankReportedMediaInput(org_id=case.org_id, report_id=report_id, items=items),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    # A few quick tries; after that the case's own durable retry takes over.
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+                )
+            except ActivityError as error:
+                self._record_failure(case, "bank_reported_media", error)
+                return
+        case.reported_media_banked = True
+        resolve_failure(case, "bank_reported_media")
+        self._changed = True
+
+    async def _close(self, case: CaseState) -> None:
+        await self._publish_row(case)
+        del self.decided[case.case_number]
+        self.last_closed = case
+        self._changed = True
+
+    # ---- side effects that failed ----
+
+    def _record_failure(self, case: CaseState, what: str, error: BaseException) -> None:
+        now = workflow.now()
+        reason = reviewer_safe_reason(error) if isinstance(error, ActivityError) else str(error)
+        failure = open_failure(case, what)
+        if failure is None:
+            failure = SideEffectFailure(what=what, reason=reason, first_failed_at=now,  # type: ignore[arg-type]
+                                        last_failed_at=now, attempts=0)
+            case.side_effect_failures.append(failure)
+        failure.attempts += 1
+        failure.last_failed_at = now
+        failure.reason = reason
+        retries_left = failure.attempts <= self.policy.side_effect_retries
+        failure.retry_at = now + self.policy.side_effect_retry_every if retries_left else None
+        # ``what`` is one of three fixed names: the log carries no content and no address.
+        workflow.logger.warning(f"side effect {what} failed (attempt {failure.attempts})")
+        self._changed = True
+
+    def _next_retry_at(self) -> datetime | None:
+        times = [f.retry_at for case in [self.state, *self.decided.values()] for f in case.side_effect_failures
+                 if f.resolved_at is None and f.retry_at is not None]
+        return min(times, default=None)
+
+
+def open_failure(case: CaseState, what: str) -> SideEffectFailure | None:
+    return next((f for f in case.side_effect_failures if f.what == what and f.resolved_at is None), None)
+
+
+def failure_due(case: CaseState, what: str) -> bool:
+    """Not failed, or failed and its retry time has come (never, once the retries are spent)."""
+    failure = open_failure(case, what)
+    return failure is None or (failure.retry_at is not None and failure.retry_at <= workflow.now())
+
+
+def resolve_failure(case: CaseState, what: str) -> None:
+    failure = open_failure(case, what)
+    if failure is not None:
+        failure.resolved_at = workflow.now()
+        failure.retry_at = None
+
+
+def _gave_up(case: CaseState, what: str) -> bool:
+    failure = open_failure(case, what)
+    return failure is not None and failure.retry_at is None
+
+
+def _settled(case: CaseState) -> bool:
+    """Nothing more to do for it: filed and banked (or banking given up), or dismissed."""
+    if case.filing_running or case.retract_report is not None:
+        return False
+    queue_row_pending = open_failure(case, "queue_row") is not None and not _gave_up(case, "queue_row")
+    if queue_row_pending:
+        return False
+    if case.status is CaseStatus.DISMISSED:
+        return True
+    return case.status is CaseStatus.FILED and (case.reported_media_banked or _gave_up(case, "bank_reported_media"))
