@@ -303,7 +303,7 @@ class CaseState(BaseModel):
     review_deadline: datetime | None = None
     escalated_at: datetime | None = None
     side_effect_failures: list[SideEffectFailure] = Field(default_factory=list)
-    # Filing: which attempt (one child workflow each), and whether NCMEC refused for good (retry is pointless).
+    # Filing: which attempt (one child workflow each), and whether NCMEC refused for good (retry once fixed).
     filing_attempt: int = 0
     attention_permanent: bool = False
     retract_report: str | None = Field(default=None, description="Why the open report is withdrawn before filing")

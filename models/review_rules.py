@@ -57,12 +57,14 @@ def decision_errors(case: CaseState, decision: ReviewDecision, *, can_retract: b
 
 
 def retry_errors(case: CaseState, policy: FilingPolicy) -> list[str]:
-    """Why a case cannot be sent back to filing as decided: only one that needs attention, for a cause that
-    can pass, a bounded number of times."""
+    """Why a case cannot be sent back to filing as decided: only one that needs attention, whose cause can be
+    fixed, a bounded number of times. NCMEC's refusals can be fixed outside the report (the account's rights, the
+    org's settings) and are retried once they are; a decision that can never be filed as it is
+    (``attention_permanent``: its evidence failed the integrity check) is decided again or dismissed instead."""
     if case.status is not CaseStatus.NEEDS_ATTENTION:
         return [f"case: only a case that needs attention can be retried, this one is {case.status.value}"]
     if case.attention_permanent:
-        return ["case: NCMEC refused this report for good; decide the case again or dismiss it"]
+        return ["case: this decision can never be filed as it is; decide the case again or dismiss it"]
     if case.filing_attempt >= policy.max_filing_attempts:
         return [f"case: filed {case.filing_attempt} times without success; decide the case again or dismiss it"]
     return []

@@ -37,7 +37,8 @@ async def decided_case(api: httpx.AsyncClient, api_keys: dict) -> tuple[str, str
         return bool(case.get("media")) and case["media"][0]["evidence"] is not None
 
     await eventually(preserved, what="the preserved media")
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-0", "reported": True, "classification": "B1"}]}
+    decision = {"case_number": 1, "incident_type": INCIDENT,
+                "media": [{"media_id": "item-0", "reported": True, "classification": "B1"}]}
     response = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)
     assert response.status_code == 200, response.text
     return case_ref, creator
@@ -76,7 +77,8 @@ async def test_a_permanent_ncmec_error_needs_attention_and_a_retry_files_once(
     assert await reports_of(sandbox, creator) == []  # refused: nothing was opened at NCMEC
 
     # Once NCMEC grants the account its submission rights, a reviewer retries.
-    response = await api.post(f"/v1/cases/{case_ref}/retry", headers=headers(api_keys, Role.ADMIN))
+    response = await api.post(f"/v1/cases/{case_ref}/retry", json={"case_number": 1},
+                              headers=headers(api_keys, Role.ADMIN))
     assert response.status_code == 200, response.text
     await case_in(api, api_keys, case_ref, "filed")
     assert [r["status"] for r in await reports_of(sandbox, creator)] == ["finished"]

@@ -143,9 +143,9 @@ async def test_a_screening_ref_with_the_orgs_prefix_but_no_workflow_is_a_404(
 
 @pytest.mark.parametrize("key", ["k" * 10_000, "has space", "ünïcode"])
 async def test_an_unreasonable_idempotency_key_is_a_422_naming_the_header(
-    api: httpx.AsyncClient, api_keys: dict, key: str
+    api: httpx.AsyncClient, api_keys: dict, owned_refs: None, key: str
 ) -> None:
-    response = await api.post(f"/v1/cases/{FAKE_CASE}/dismissal", json={"reason": "duplicate"},
+    response = await api.post(f"/v1/cases/{FAKE_CASE}/dismissal", json={"case_number": 1, "reason": "duplicate"},
                               headers={**headers(api_keys, Role.ADMIN), "Idempotency-Key": key.encode()})
     assert response.status_code == 422
     assert fields(response) == ["header.idempotency-key"]

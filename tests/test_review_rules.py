@@ -34,9 +34,9 @@ def test_a_case_needing_attention_with_an_open_report_is_decided_again_only_when
         "case: a case that is needs_attention takes no decision"]
 
 
-def test_a_retry_is_refused_after_a_permanent_refusal_or_once_the_attempts_are_spent() -> None:
+def test_a_retry_is_refused_for_a_decision_that_can_never_be_filed_or_once_the_attempts_are_spent() -> None:
     policy = FilingPolicy(max_filing_attempts=3)
     assert retry_errors(case(CaseStatus.NEEDS_ATTENTION), policy) == []
-    assert "for good" in retry_errors(case(CaseStatus.NEEDS_ATTENTION, permanent=True), policy)[0]
+    assert "decide the case again" in retry_errors(case(CaseStatus.NEEDS_ATTENTION, permanent=True), policy)[0]
     assert "3 times" in retry_errors(case(CaseStatus.NEEDS_ATTENTION, attempts=3), policy)[0]
     assert "only a case that needs attention" in retry_errors(case(CaseStatus.FILING), policy)[0]

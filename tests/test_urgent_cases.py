@@ -118,7 +118,7 @@ async def test_sending_the_suggestion_shown_is_confirmed_though_it_changed_since
         return reason if reason != shown and len(case["media"]) == 2 else None
 
     assert "sextortion" in await eventually(recomputed, what="the recomputed suggestion")
-    decision = {"incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True},
+    decision = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "item-1", "reported": True},
                                                      {"media_id": "item-2", "reported": False}],
                 "escalate_to_high_priority": shown, "urgency_suggestion_shown": shown}
     assert (await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer)).status_code == 200
@@ -153,7 +153,8 @@ async def test_the_preview_adds_the_reasons_of_the_reviewers_choices_and_they_ar
     assert (await api.post(f"/v1/cases/{case_ref}/urgency-preview", json=choices,
                            headers=headers(api_keys, Role.PLATFORM))).status_code in (401, 403)
 
-    decision = {"incident_type": choices["incident_type"], "additional_info": choices["additional_info"],
+    decision = {"case_number": 1, "incident_type": choices["incident_type"],
+                "additional_info": choices["additional_info"],
                 "media": [{"media_id": "item-1", "reported": True, "classification": "A1",
                            "annotations": ["liveStreaming"]}],
                 "escalate_to_high_priority": suggestion, "urgency_suggestion_shown": suggestion}

@@ -42,9 +42,14 @@ NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coeffic
                           maximum_interval=timedelta(minutes=5))
 
 
+# Failures no retry of the same decision can get past. NCMEC's own refusals are not among them: their causes (the
+# account's rights, the org's settings, a schema change) are fixed outside the case, and then it is retried.
+CANNOT_BE_FILED_AS_DECIDED = frozenset({"EvidenceCorrupted"})
+
+
 def _refused_for_good(error: BaseException) -> bool:
     return (isinstance(error, ActivityError) and isinstance(error.cause, ApplicationError)
-            and error.cause.non_retryable and error.cause.type != REPORT_GONE)
+            and error.cause.type in CANNOT_BE_FILED_AS_DECIDED)
 
 
 class OutOfTime(Exception):

@@ -99,7 +99,8 @@ class CaseView(BaseModel):
     side_effect_failures: list[SideEffectFailure] = Field(
         description="Steps around the case that failed (escalation webhook, banking, queue row): when, why, "
                     "and when they are tried again. They never stop the case")
-    attention_permanent: bool = Field(description="NCMEC refused the report for good: decide again or dismiss")
+    attention_permanent: bool = Field(
+        description="NCMEC refused the report for good: retry once its cause is fixed, or decide again or dismiss")
     temporal_ui_url: str
 
 
