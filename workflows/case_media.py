@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ListUserMediaInput,
         PreserveMediaBatch,
         PreserveMediaInput,
+        UserMediaPage,
     )
     from workflows.errors import reviewer_safe_reason
 
@@ -64,13 +65,7 @@ class CaseMediaSteps:
                 self.state.media_list_error = reviewer_safe_reason(error)
                 self._changed = True
                 return
-            for entry in page.items:
-                self.add_content(ContentItem(
-                    content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
-                    media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
-                    uploaded_at=entry.uploaded_at, received_at=workflow.now(),
-                    reason=EnqueueReason(kind="associated_media", at=workflow.now()),
-                ))
+            self._add_listed_media(page)
             if page.next_cursor is None:
                 self.state.media_listed = True
                 return
@@ -93,13 +88,7 @@ class CaseMediaSteps:
             self.listing_media = False
             self._changed = True
             return
-        for entry in page.items:
-            self.add_content(ContentItem(
-                content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
-                media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
-                uploaded_at=entry.uploaded_at, received_at=workflow.now(),
-                reason=EnqueueReason(kind="associated_media", at=workflow.now()),
-            ))
+        self._add_listed_media(page)
         self.media_pages += 1
         self.media_cursor = page.next_cursor
         if page.next_cursor is None:
@@ -109,6 +98,16 @@ class CaseMediaSteps:
             self.state.media_list_error = f"the platform's media list went on past {MAX_MEDIA_PAGES} pages"
             self.listing_media = False
         self._changed = True
+
+    def _add_listed_media(self, page: UserMediaPage) -> None:
+        """Each item of a page of the platform's media list joins the case, as media Tipline fetches by URL."""
+        for entry in page.items:
+            self.add_content(ContentItem(
+                content_id=entry.content_id, org_id=self.state.org_id, user_id=self.state.user_id,
+                media=MediaSource(url=entry.media_url), file_name=entry.file_name, content_type=entry.content_type,
+                uploaded_at=entry.uploaded_at, received_at=workflow.now(),
+                reason=EnqueueReason(kind="associated_media", at=workflow.now()),
+            ))
 
     async def _continue_user_history(self) -> None:
         """A fresh run for a user filed before is their next case, naming the earlier CyberTips."""
