@@ -123,10 +123,14 @@ async def test_one_user_with_many_platform_items_and_a_steady_inflow_is_gathered
             assert response.status_code == 200, response.text
             return response.json()
 
+        inflow_stopped = asyncio.Event()
+
         async def steady_inflow() -> None:
-            while True:
+            # Stopped between uploads, never cancelled mid-request: an upload the API accepted is always counted.
+            while not inflow_stopped.is_set():
                 await upload(f"u-{len(uploaded)}")
-                await asyncio.sleep(0.2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(inflow_stopped.wait(), 0.2)
 
         case_ref = await upload("u-0")
         inflow = asyncio.create_task(steady_inflow())
@@ -150,9 +154,8 @@ async def test_one_user_with_many_platform_items_and_a_steady_inflow_is_gathered
 
             first = await eventually(first_filed, timeout=120 * SLACK, interval=POLL, what="case 1 filed")
         finally:
-            inflow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await inflow
+            inflow_stopped.set()
+            await inflow
             sandbox.state.faults.reset()
 
         async def second_settled() -> dict | None:
