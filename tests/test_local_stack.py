@@ -23,6 +23,7 @@ from temporalio.client import Client
 
 from tipline.settings import Settings
 
+DEMO_DEADLINE = 120
 STARTUP_DEADLINE = 90.0
 STOP_DEADLINE = 40.0
 
@@ -72,6 +73,11 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/cases",
                          headers={"X-API-Key": "tpl_not-a-key"}).status_code == 401
         assert_only_the_owner_can_read(tmp_path / "data")
+        # The README's second step: the demo plays a platform and a reviewer, and both CyberTips are filed.
+        demo = subprocess.run([str(Path(sys.executable).parent / "tipline"), "demo"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=DEMO_DEADLINE)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert demo.stdout.count("filed, NCMEC report") == 2, demo.stdout
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_DEADLINE) == 0, log.read_text()

@@ -25,10 +25,11 @@ def mint_key(settings: Settings, org_id: str, role: Role) -> str:
 
 
 async def wait_for(api: httpx.AsyncClient, case_ref: str, reviewer: dict[str, str], done: Any,
-                   timeout: float = 60.0) -> dict[str, Any]:
+                   timeout: float = 60.0, case_number: int | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    params = {"case_number": case_number} if case_number is not None else {}
     while True:
-        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        case = (await api.get(f"/v1/cases/{case_ref}", params=params, headers=reviewer)).json()
         if done(case):
             return case
         if time.monotonic() > deadline:
@@ -56,10 +57,13 @@ async def run_demo(settings: Settings, org_id: str) -> None:
             case_refs.append(response.json()["case_ref"])
             print(f"platform: sent 3 synthetic images for made-up user {user}-{run} -> case {case_refs[-1]}")
 
+        numbers: dict[str, int] = {}
         for case_ref in case_refs:
             case = await wait_for(api, case_ref, reviewer, lambda c: c.get("media") and len(c["media"]) == 3)
+            numbers[case_ref] = case["case_number"]
             media = [m["media_id"] for m in case["media"]]
             decision = {
+                "case_number": case["case_number"],  # the case the reviewer looked at
                 "incident_type": INCIDENT,
                 "media": [{"media_id": media[0], "reported": True, "classification": "B2"},
                           {"media_id": media[1], "reported": True, "classification": "B2",
@@ -72,7 +76,8 @@ async def run_demo(settings: Settings, org_id: str) -> None:
 
         print("\nCases:")
         for case_ref in case_refs:
-            case = await wait_for(api, case_ref, reviewer, lambda c: c["status"] in ("filed", "needs_attention"))
+            case = await wait_for(api, case_ref, reviewer, lambda c: c["status"] in ("filed", "needs_attention"),
+                                  case_number=numbers[case_ref])
             filing = case["filing"]
             outcome = (f"filed, NCMEC report {filing['report_id']} ({filing['environment']}), "
                        f"{len(filing['files'])} files" if case["status"] == "filed"
