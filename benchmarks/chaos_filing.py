@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import random
@@ -174,6 +176,7 @@ class User:
     creator_id: str
     items: list[Item]
     case_ref: str | None = None
+    case_number: int | None = None  # of the case the reviewer looked at; every decision names it
     decided: bool = False
     resent_before: int = 0
     resent_after: int = 0
@@ -264,10 +267,15 @@ def write_orgs_file(path: Path, password: str, callbacks: PlatformCallbacks, web
         ncmec=NcmecCredentials(username=SANDBOX_USER, password=password),
         reporter=ReporterSettings(first_name="Chaos", last_name="Reporter", email="safety@chaos.example.com"),
         company_template="Synthetic benchmark platform", legal_url="https://example.com/legal",
-        escalation_webhook_url=webhook_url, callback_secret=callbacks.secret.decode(),
+        escalation_webhook_url=webhook_url, callback_secret=callbacks.secret,
         enrichment_url=f"{callbacks.url}/enrich", media_list_url=f"{callbacks.url}/media-list",
     )
     path.write_text(orgs_toml([org]))
+
+
+def new_callback_secret() -> str:
+    """An org's callback secret in the Standard Webhooks form."""
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def create_api_keys(engine: Engine) -> dict[Role, str]:
@@ -294,6 +302,11 @@ class WorkerProcess:
             "TIPLINE_UPLOAD_HEARTBEAT_TIMEOUT_SECONDS": s.upload_heartbeat_timeout_seconds,
             "TIPLINE_UPLOAD_CONCURRENCY": s.upload_concurrency,
             "TIPLINE_ENRICHMENT_RETRY_SECONDS": s.enrichment_retry_seconds,
+            "TIPLINE_URGENT_REVIEW_MINUTES": s.urgent_review_minutes,
+            "TIPLINE_ELEVATED_REVIEW_MINUTES": s.elevated_review_minutes,
+            "TIPLINE_NORMAL_REVIEW_MINUTES": s.normal_review_minutes,
+            # Exactly the platform's callbacks and its dead webhook: any other private address stays refused.
+            "TIPLINE_EGRESS_PRIVATE_EXEMPTIONS": json.dumps(s.egress_private_exemptions),
         }
         if s.ncmec_xsd_path is not None:
             values["TIPLINE_NCMEC_XSD_PATH"] = s.ncmec_xsd_path
@@ -363,7 +376,7 @@ async def wait_for_case(api: httpx.AsyncClient, key: str, case_ref: str, until: 
 
 
 def decision_body(user: User) -> dict[str, Any]:
-    return {"incident_type": INCIDENT,
+    return {"case_number": user.case_number, "incident_type": INCIDENT,
             "media": [{"media_id": i.content_id, "reported": True, "classification": "B1"} for i in user.items]}
 
 
@@ -378,7 +391,7 @@ async def decide(api: httpx.AsyncClient, key: str, user: User, until: float) -> 
         if response is not None and response.status_code == 200:
             user.decided = True
             return
-        if response is not None and response.status_code == 422:
+        if response is not None and response.status_code in (409, 422):
             user.refusal = response.text
             return
         await asyncio.sleep(min(0.5 * user.decision_attempts, 5))
@@ -395,9 +408,11 @@ async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, r
         await send_item(api, platform, user, rng.choice(user.items))
         user.resent_before += 1
     assert user.case_ref is not None
-    if await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items)) is None:
+    case = await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items))
+    if case is None:
         user.refusal = "the case never showed all its media"
         return
+    user.case_number = case["case_number"]
     # About half the reviewers take longer than the review window: those cases escalate first.
     await asyncio.sleep(rng.uniform(0, 2 * review_seconds))
     await decide(api, reviewer, user, until)
@@ -486,12 +501,14 @@ class Chaos:
 
 
 async def closed_badly(client: Client, task_queue: str) -> dict[str, list[str]]:
-    """Workflow ids of the run that ended FAILED, TERMINATED or TIMED_OUT, by status (all runs, every type)."""
+    """Workflow ids of the run that ended FAILED, TERMINATED or TIMED_OUT, by status and type (all runs, every
+    Tipline type: CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, all on the run's task queue)."""
     statuses = " OR ".join(f'ExecutionStatus = "{status}"' for status in CLOSED_BADLY)
     found: dict[str, list[str]] = {}
     try:
         async for execution in client.list_workflows(f'TaskQueue = "{task_queue}" AND ({statuses})'):
-            found.setdefault(execution.status.name if execution.status else "?", []).append(execution.id)
+            status = execution.status.name if execution.status else "?"
+            found.setdefault(f"{status} {execution.workflow_type}", []).append(execution.id)
     except Exception:  # Temporal restarting: nothing known this time
         return {}
     return found
@@ -788,7 +805,7 @@ async def run(options: Options) -> int:
         say(f"worker code: snapshot of {REPO} (Python files hash {source_hash})")
         async with postgres_cluster() as cluster, database(cluster) as url, \
                 temporal_server(workdir) as (temporal, client), sandbox_server(password) as sandbox, \
-                platform_callbacks(uuid.uuid4().hex.encode()) as callbacks:
+                platform_callbacks(new_callback_secret()) as callbacks:
             say(f"own PostgreSQL on port {cluster.port}, own Temporal dev server at {temporal.address}")
             write_orgs_file(workdir / "orgs.toml", password, callbacks, webhook_url)
             settings = Settings(
@@ -799,6 +816,7 @@ async def run(options: Options) -> int:
                 enrichment_retry_seconds=1, urgent_review_minutes=options.review_seconds / 60,
                 elevated_review_minutes=options.review_seconds / 60,
                 normal_review_minutes=options.review_seconds / 60,
+                egress_private_exemptions=[httpx.URL(u).netloc.decode() for u in (callbacks.url, webhook_url)],
             )
             engine = make_engine(url)
             worker = WorkerProcess(settings, options.worker_log or workdir / "worker.log", source)
@@ -844,7 +862,8 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         wall = time.monotonic() - started
         reports = await sandbox.reports()
         figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
-        figures.failure_reasons = await failure_reasons(client, figures.closed_badly.get("FAILED", []))
+        figures.failure_reasons = await failure_reasons(
+            client, [i for kind, ids in figures.closed_badly.items() if kind.startswith("FAILED") for i in ids])
         figures.stuck = await stuck_workflows(client, settings.task_queue)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
