@@ -548,21 +548,34 @@ async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[st
     return reasons
 
 
-async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
-    """Statuses of our cases in the review queue table (readable while no worker runs); per case, the row
-    with the highest case number."""
+async def queue_rows(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> dict[str, dict[str, Any]]:
+    """Our cases' rows in the review queue table (readable while no worker runs); per case, the row with the
+    highest case number."""
     response = await call(api, "GET", "/v1/cases", headers={"X-API-Key": key},
                           params={"status": ["awaiting_review", "filing", *SETTLED], "limit": 500})
     if response is None or response.status_code != 200:
-        return Counter()
+        return {}
     latest: dict[str, dict[str, Any]] = {}
     for row in response.json():
         ref = row["case_ref"]
         if ref in case_refs and (ref not in latest or row["case_number"] > latest[ref]["case_number"]):
             latest[ref] = row
-    statuses = Counter(row["status"] for row in latest.values())
-    statuses["not yet in the queue"] = len(case_refs) - len(latest)
-    return +statuses
+    return latest
+
+
+async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
+    """Statuses of our cases: the queue row's, and for a case whose row is not settled yet, the workflow's own
+    (a queue row whose write failed is retried minutes later; the case itself is what counts)."""
+    rows = await queue_rows(api, key, case_refs)
+    statuses = {ref: row["status"] for ref, row in rows.items()}
+    unsettled = sorted(ref for ref in case_refs if statuses.get(ref) not in SETTLED)
+    answers = await asyncio.gather(*(get_case(api, key, ref) for ref in unsettled))
+    for ref, case in zip(unsettled, answers, strict=True):
+        if case is not None:
+            statuses[ref] = case["status"]
+    counted = Counter(statuses.values())
+    counted["not yet in the queue"] = len(case_refs) - len(statuses)
+    return +counted
 
 
 async def wait_until_settled(api: httpx.AsyncClient, key: str, users: list[User], chaos: Chaos,
@@ -622,6 +635,8 @@ class Figures:
     renumbered: int = 0
     unreadable: int = 0
     stale_queue_rows: int = 0
+    queue_rows_behind: list[str] = field(default_factory=list)
+    open_side_effects: Counter[str] = field(default_factory=Counter)
     unsettled_detail: list[str] = field(default_factory=list)
     attention_reasons: Counter[str] = field(default_factory=Counter)
     db_finished: int = 0
@@ -698,6 +713,9 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
             figures.escalated += 1
         if case and case["case_number"] > 1:
             figures.renumbered += 1
+        for failure in case["side_effect_failures"] if case else []:
+            if failure["resolved_at"] is None:
+                figures.open_side_effects[failure["what"]] += 1
         if status not in SETTLED:
             report_id = case["filing"]["report_id"] if case else None
             figures.unsettled_detail.append(f"{user.case_ref}: {status}, NCMEC report {report_id}")
@@ -712,6 +730,15 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         rows = session.exec(select(FiledReport).where(FiledReport.org_id == ORG)).all()
         queue = session.exec(select(CaseSummary).where(CaseSummary.org_id == ORG)).all()
     figures.stale_queue_rows = sum(1 for row in queue if row.status == "awaiting_review")
+    latest_rows: dict[str, CaseSummary] = {}
+    for row in queue:
+        if row.workflow_id not in latest_rows or row.case_number > latest_rows[row.workflow_id].case_number:
+            latest_rows[row.workflow_id] = row
+    for user in users:
+        case, row = cases.get(user.creator_id), latest_rows.get(user.case_ref or "")
+        if case is not None and (row is None or row.status != case["status"]):
+            figures.queue_rows_behind.append(f"{user.case_ref}: case {case['status']}, queue row "
+                                             f"{row.status if row else 'missing'}")
     figures.db_statuses = Counter(r.status for r in rows)
     figures.db_finished = figures.db_statuses["finished"]
     return figures
@@ -741,7 +768,8 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"faults: worker kills {chaos.kills} (every {options.kill_every:g} s), worker exits by itself "
           f"{chaos.worker_exits}, PostgreSQL restarts {chaos.postgres.restarts}, Temporal restarts "
           f"{chaos.temporal.restarts}, callback outages {chaos.callbacks.outages} "
-          f"({chaos.callbacks.refused} calls refused), review timers fired {figures.escalated} (the escalation "
+          f"({chaos.callbacks.refused} calls refused, {chaos.callbacks.answered} answered), review timers fired "
+          f"{figures.escalated} (the escalation "
           f"webhook refusing every connection)")
     print(f"wall time:                          {wall:.1f} s")
     print("--- details ---")
@@ -764,6 +792,12 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"cases numbered 2 or more (every user has exactly one case): {figures.renumbered}")
     print(f"review-queue rows still awaiting review (every case was decided): {figures.stale_queue_rows}")
     print(f"database filed_report rows by status: {dict(sorted(figures.db_statuses.items()))}")
+    print(f"queue rows behind their case at the end (a failed row write waits for its retry): "
+          f"{len(figures.queue_rows_behind)}")
+    for line in figures.queue_rows_behind[:10]:
+        print(f"  queue row behind: {line}")
+    print("side effects failed and not yet done again, by kind: "
+          + (", ".join(f"{what} {n}" for what, n in figures.open_side_effects.most_common()) or "none"))
     for reason, count in figures.attention_reasons.most_common():
         print(f"needs attention ({count}): {reason}")
     for user in users:
