@@ -121,6 +121,7 @@ class Options:
     deadline: float
     concurrency: int
     worker_log: Path | None
+    save_histories: Path | None
     kill_every: float
     postgres_restart_every: float
     temporal_restart_every: float
@@ -148,10 +149,13 @@ def parse_options() -> Options:
     parser.add_argument("--concurrency", type=int, default=20, help="users sending and reviewed at once")
     parser.add_argument("--worker-log", type=Path, default=None,
                         help="keep the worker's log here (default: a temporary file, deleted)")
+    parser.add_argument("--save-histories", type=Path, default=None,
+                        help="save here the histories (every run) of cases that end wrong, with their queue rows")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     return Options(cases=args.cases, error_rate=args.error_rate, drop_rate=args.drop_rate, kills=args.kills,
                    seed=seed, deadline=args.deadline, concurrency=args.concurrency, worker_log=args.worker_log,
+                   save_histories=args.save_histories,
                    kill_every=args.kill_every, postgres_restart_every=args.postgres_restart_every,
                    temporal_restart_every=args.temporal_restart_every,
                    callback_outage_every=args.callback_outage_every, callback_outage=args.callback_outage,
@@ -523,6 +527,30 @@ async def stuck_workflows(client: Client, task_queue: str) -> list[str]:
         return [execution.id async for execution in client.list_workflows(query)]
     except Exception:  # Temporal restarting
         return []
+
+
+async def save_histories(client: Client, engine: Engine, task_queue: str, case_refs: list[str], folder: Path
+                         ) -> None:
+    """Every run of each case's workflow and of its filing children, as JSON, and its queue rows: to find out
+    why it ended as it did."""
+    files: dict[str, str] = {}
+    for ref in case_refs:
+        query = f'TaskQueue = "{task_queue}" AND WorkflowId STARTS_WITH "{ref}"'
+        async for execution in client.list_workflows(query):
+            history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+            files[f"{execution.id.replace('/', '_')}.{execution.run_id}.json"] = history.to_json()
+        with Session(engine) as session:
+            rows = session.exec(select(CaseSummary).where(CaseSummary.workflow_id == ref)).all()
+        files[f"{ref}.queue_rows.txt"] = "".join(f"case {r.case_number}: {r.status} updated {r.updated_at}\n"
+                                                 for r in rows)
+    await asyncio.to_thread(write_files, folder, files)
+    say(f"histories of {len(case_refs)} cases saved in {folder}")
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
 
 
 async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[str]:
@@ -899,6 +927,10 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         figures.failure_reasons = await failure_reasons(
             client, [i for kind, ids in figures.closed_badly.items() if kind.startswith("FAILED") for i in ids])
         figures.stuck = await stuck_workflows(client, settings.task_queue)
+        if options.save_histories is not None:
+            wrong = {line.split(":")[0] for line in figures.queue_rows_behind} | set(figures.stuck)
+            wrong |= {i for ids in figures.closed_badly.values() for i in ids}
+            await save_histories(client, engine, settings.task_queue, sorted(wrong), options.save_histories)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
