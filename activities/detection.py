@@ -130,11 +130,14 @@ class DetectionActivities:
 
     @activity.defn
     def bank_reported_media(self, request: BankReportedMediaInput) -> int:
-        """Add what the org just reported to its own bank, so crops and edits of it are caught next time."""
+        """Add what the org just reported to its own bank, so crops and edits of it are caught next time.
+        Heartbeats per item, so the case hears within seconds of a worker dying, not at the end of its timeout."""
+        activity.heartbeat()
         self.prepare()
         assert self._banks is not None
         added = 0
         for item in request.items:
+            activity.heartbeat()
             hashes = self._hash(item.evidence)
             added += len(self._banks.add_reported_media(request.org_id, hashes,
                                                        external_id=f"{request.report_id}:{item.media_id}",
