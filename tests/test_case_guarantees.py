@@ -279,12 +279,12 @@ async def test_banking_that_fails_after_the_filing_is_recorded_retried_and_the_c
     await eventually(lambda: _closed(stack, case_ref), what="the user's workflow closed")
 
 
-async def test_banking_a_filed_case_heartbeats_so_a_worker_that_dies_mid_banking_costs_seconds(
+async def test_hashing_and_banking_heartbeat_so_a_worker_that_dies_mid_step_costs_seconds(
     stack: Stack,
 ) -> None:
-    """The user's workflow waits for banking before it publishes the filed row and takes in new content: an
-    attempt lost with its worker must be noticed by its heartbeat, not after the 2-minute start-to-close
-    timeout (the chaos benchmark found filed cases shown as filing for minutes)."""
+    """The user's workflow waits for banking before it publishes the filed row and takes in new content, and a
+    case reaches the queue once hashed: an attempt lost with its worker must be noticed by its heartbeat, not
+    after 2 minutes (the chaos benchmark found filed cases shown as filing, and cases unassessed, for minutes)."""
     user = f"user-{uuid.uuid4().hex[:10]}"
     case_ref = await stack.start_case(user, "item-1", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
     await stack.settled(case_ref, ["item-1"])
@@ -296,6 +296,11 @@ async def test_banking_a_filed_case_heartbeats_so_a_worker_that_dies_mid_banking
                and e.activity_task_scheduled_event_attributes.activity_type.name == "bank_reported_media"]
     assert banking, "the reported item was banked"
     assert all(timedelta(0) < b.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=30) for b in banking)
+    hashing = [e.activity_task_scheduled_event_attributes for e in history.events
+               if e.HasField("activity_task_scheduled_event_attributes")
+               and e.activity_task_scheduled_event_attributes.activity_type.name == "analyze_media_batch"]
+    assert hashing and all(timedelta(0) < h.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=30)
+                           for h in hashing)
     completed = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")]
     assert len(completed) >= len(banking)  # it heartbeats often enough to finish within its heartbeat timeout
     assert (await stack.case(case_ref))["status"] == "filed"
