@@ -3,18 +3,22 @@
     .venv/bin/python benchmarks/chaos_filing.py [--cases 100] [--seed N] [--error-rate 0.2] [--drop-rate 0.1]
         [--kill-every 5] [--postgres-restart-every 45] [--temporal-restart-every 60]
         [--callback-outage-every 30] [--callback-outage 8] [--review-seconds 3] [--late-decisions 0.5]
-        [--kills 5] [--deadline 600] [--concurrency 20] [--worker-log PATH]
+        [--kills 5] [--deadline 600] [--concurrency 20] [--worker-log PATH] [--save-histories DIR]
 
 It brings up, on loopback and all its own (see ``chaos_infra.py``): a PostgreSQL cluster (initdb into a
 temporary folder, as the ``postgres`` user when run as root), a Temporal dev server persisting to a SQLite file,
 the CyberTipline sandbox (validating against ``<repo>/../shared/ncmec/cyber_tipline.xsd`` when present), the
 org's enrichment and media-list callbacks, and the API in-process; the worker runs as a subprocess
 (``python -m worker``) with short timeouts (NCMEC call 3 s, upload heartbeat 2 s, enrichment retried every
-1 s), from a copy of the source tree taken at start, so every restart runs the same code.
+1 s), from a copy of the source tree taken at start, so every restart runs the same code. The worker and the
+in-process API share the data folder (so the same id key) and the worker may reach exactly two private
+addresses (``TIPLINE_EGRESS_PRIVATE_EXEMPTIONS``): the platform's callbacks and the dead webhook. The org's
+``callback_secret`` is a Standard Webhooks ``whsec_`` secret, and the callbacks sign their answers with it.
 
 It plays a platform and a reviewer: ``--cases`` made-up users each send 1-3 synthetic images through
 ``POST /v1/content/upload`` (some items twice, before and right after the decision); once a case shows all its
-media the reviewer reports every item with an ``Idempotency-Key``, retrying on errors. Faults, from the first
+media the reviewer reports every item with an ``Idempotency-Key`` and the ``case_number`` the case showed,
+retrying on errors. Faults, from the first
 upload until every case settles:
 
 * the sandbox answers ``--error-rate`` of ``/ispws`` calls 503 (nothing committed) and drops ``--drop-rate`` of
@@ -29,16 +33,19 @@ upload until every case settles:
   (most are not, so their review timers fire and the escalation fails).
 
 Once every case is ``filed`` or ``needs_attention``, or its workflow ended otherwise or is stuck on a failing
-workflow task (or ``--deadline`` passes),
-the faults stop, and ``--late-decisions`` of the users send their decision again (once with the same
-``Idempotency-Key``, once with a new one), as a reviewer's client retrying long after: each must be refused,
-never filed twice. It prints: cases filed, finished reports at the sandbox, duplicates (cases with more than
-one finished report, matched by ``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT, workflows
-stuck on a failing workflow task, content items
-lost (sent but missing from the case, or reported but not among the finished report's described files), cases
-whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the faults done;
-then details. Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
-Exits 1 if duplicates, failed or stuck workflows or lost items > 0.
+workflow task (or ``--deadline`` passes), the faults stop, and ``--late-decisions`` of the users send their
+decision again, the same decision naming the same case number (once with the same ``Idempotency-Key``, once
+with a new one), as a reviewer's client retrying long after: the same key gets the first answer again, a new
+one a 409 (the case moved on) or a 404 (the user's workflow closed); none may file anything. It prints: cases
+filed, finished reports at the sandbox, duplicates (cases with more than one finished report, matched by
+``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT (every Tipline type on the run's task queue:
+``CaseWorkflow``, ``CaseFilingWorkflow``, ``ScreeningWorkflow``), workflows stuck on a failing workflow task,
+content items lost (sent but missing from the case, or reported but not among the finished report's described
+files), cases whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the
+faults done; then details, among them queue rows behind their case and side effects failed and not yet done
+again. ``--save-histories`` keeps the histories of cases that end wrong.
+Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
+Exits 1 if duplicates, failed or stuck workflows, lost items or wrong report ids > 0.
 """
 
 from __future__ import annotations
@@ -935,7 +942,7 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         print_figures(figures, users, chaos, wall, options)
         await print_orphans(sandbox, reports)
     failed = sum(len(ids) for ids in figures.closed_badly.values())
-    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck else 0
+    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck or figures.wrong_report_id else 0
 
 
 def main() -> None:
