@@ -934,12 +934,14 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         figures.failure_reasons = await failure_reasons(
             client, [i for kind, ids in figures.closed_badly.items() if kind.startswith("FAILED") for i in ids])
         figures.stuck = await stuck_workflows(client, settings.task_queue)
-        if options.save_histories is not None:
-            wrong = {line.split(":")[0] for line in figures.queue_rows_behind} | set(figures.stuck)
-            wrong |= {i for ids in figures.closed_badly.values() for i in ids}
-            await save_histories(client, engine, settings.task_queue, sorted(wrong), options.save_histories)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
+        if options.save_histories is not None:
+            # The user's workflow ids: a filing child's id starts with its parent's.
+            wrong = {line.split(":")[0] for line in figures.queue_rows_behind} | set(figures.stuck)
+            wrong |= {i for ids in figures.closed_badly.values() for i in ids}
+            await save_histories(client, engine, settings.task_queue, sorted({w.split("/")[0] for w in wrong}),
+                                 options.save_histories)
         await print_orphans(sandbox, reports)
     failed = sum(len(ids) for ids in figures.closed_badly.values())
     return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck or figures.wrong_report_id else 0
