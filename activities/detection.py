@@ -17,6 +17,7 @@ import asyncio
 import importlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -38,6 +39,8 @@ log = get_logger(__name__)
 # Larger files (videos) are kept and filed by their digests; perceptual hashing and classifying are for images.
 MAX_ANALYZED_BYTES = 64 * 1024 * 1024
 TOO_LARGE = "too large to hash perceptually; matched by its digests only"
+# While the banks load, an activity heartbeats this often: its heartbeat timeout can stay short.
+PREPARE_HEARTBEAT_SECONDS = 5
 
 
 class DetectionActivities:
@@ -72,6 +75,19 @@ class DetectionActivities:
                      entries=matcher.entry_count())
             return matcher
 
+    def prepare_heartbeating(self) -> BankMatcher:
+        """``prepare`` inside an activity: heartbeats while a large bank loads, so a short heartbeat timeout
+        tells a worker that died (its attempt is retried at once) from one that is busy loading."""
+        if self._matcher is not None:
+            return self._matcher
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection-prepare") as loader:
+            loading = loader.submit(self.prepare)
+            while True:
+                try:
+                    return loading.result(timeout=PREPARE_HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    activity.heartbeat()
+
     @activity.defn
     def analyze_media(self, request: AnalyzeMediaInput) -> MediaAnalysis:
         """Hash the item and look it up in every enabled bank of the org."""
@@ -93,6 +109,8 @@ class DetectionActivities:
     @activity.defn
     def analyze_media_batch(self, batch: AnalyzeMediaBatch) -> list[MediaAnalysis]:
         """Hash and match several items in one activity; one that cannot be hashed says why, the rest go on."""
+        activity.heartbeat()
+        self.prepare_heartbeating()
         results = []
         for evidence in batch.items:
             activity.heartbeat()
@@ -130,11 +148,14 @@ class DetectionActivities:
 
     @activity.defn
     def bank_reported_media(self, request: BankReportedMediaInput) -> int:
-        """Add what the org just reported to its own bank, so crops and edits of it are caught next time."""
-        self.prepare()
+        """Add what the org just reported to its own bank, so crops and edits of it are caught next time.
+        Heartbeats per item, so the case hears within seconds of a worker dying, not at the end of its timeout."""
+        activity.heartbeat()
+        self.prepare_heartbeating()
         assert self._banks is not None
         added = 0
         for item in request.items:
+            activity.heartbeat()
             hashes = self._hash(item.evidence)
             added += len(self._banks.add_reported_media(request.org_id, hashes,
                                                        external_id=f"{request.report_id}:{item.media_id}",

@@ -3,18 +3,22 @@
     .venv/bin/python benchmarks/chaos_filing.py [--cases 100] [--seed N] [--error-rate 0.2] [--drop-rate 0.1]
         [--kill-every 5] [--postgres-restart-every 45] [--temporal-restart-every 60]
         [--callback-outage-every 30] [--callback-outage 8] [--review-seconds 3] [--late-decisions 0.5]
-        [--kills 5] [--deadline 600] [--concurrency 20] [--worker-log PATH]
+        [--kills 5] [--deadline 600] [--concurrency 20] [--worker-log PATH] [--save-histories DIR]
 
 It brings up, on loopback and all its own (see ``chaos_infra.py``): a PostgreSQL cluster (initdb into a
 temporary folder, as the ``postgres`` user when run as root), a Temporal dev server persisting to a SQLite file,
 the CyberTipline sandbox (validating against ``<repo>/../shared/ncmec/cyber_tipline.xsd`` when present), the
 org's enrichment and media-list callbacks, and the API in-process; the worker runs as a subprocess
 (``python -m worker``) with short timeouts (NCMEC call 3 s, upload heartbeat 2 s, enrichment retried every
-1 s), from a copy of the source tree taken at start, so every restart runs the same code.
+1 s), from a copy of the source tree taken at start, so every restart runs the same code. The worker and the
+in-process API share the data folder (so the same id key) and the worker may reach exactly two private
+addresses (``TIPLINE_EGRESS_PRIVATE_EXEMPTIONS``): the platform's callbacks and the dead webhook. The org's
+``callback_secret`` is a Standard Webhooks ``whsec_`` secret, and the callbacks sign their answers with it.
 
 It plays a platform and a reviewer: ``--cases`` made-up users each send 1-3 synthetic images through
 ``POST /v1/content/upload`` (some items twice, before and right after the decision); once a case shows all its
-media the reviewer reports every item with an ``Idempotency-Key``, retrying on errors. Faults, from the first
+media the reviewer reports every item with an ``Idempotency-Key`` and the ``case_number`` the case showed,
+retrying on errors. Faults, from the first
 upload until every case settles:
 
 * the sandbox answers ``--error-rate`` of ``/ispws`` calls 503 (nothing committed) and drops ``--drop-rate`` of
@@ -29,24 +33,29 @@ upload until every case settles:
   (most are not, so their review timers fire and the escalation fails).
 
 Once every case is ``filed`` or ``needs_attention``, or its workflow ended otherwise or is stuck on a failing
-workflow task (or ``--deadline`` passes),
-the faults stop, and ``--late-decisions`` of the users send their decision again (once with the same
-``Idempotency-Key``, once with a new one), as a reviewer's client retrying long after: each must be refused,
-never filed twice. It prints: cases filed, finished reports at the sandbox, duplicates (cases with more than
-one finished report, matched by ``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT, workflows
-stuck on a failing workflow task, content items
-lost (sent but missing from the case, or reported but not among the finished report's described files), cases
-whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the faults done;
-then details. Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
-Exits 1 if duplicates, failed or stuck workflows or lost items > 0.
+workflow task (or ``--deadline`` passes), the faults stop, and ``--late-decisions`` of the users send their
+decision again, the same decision naming the same case number (once with the same ``Idempotency-Key``, once
+with a new one), as a reviewer's client retrying long after: the same key gets the first answer again, a new
+one a 409 (the case moved on) or a 404 (the user's workflow closed); none may file anything. It prints: cases
+filed, finished reports at the sandbox, duplicates (cases with more than one finished report, matched by
+``<espIdentifier>``), workflows FAILED, TERMINATED or TIMED_OUT (every Tipline type on the run's task queue:
+``CaseWorkflow``, ``CaseFilingWorkflow``, ``ScreeningWorkflow``), workflows stuck on a failing workflow task,
+content items lost (sent but missing from the case, or reported but not among the finished report's described
+files), cases whose recorded report id is not the report NCMEC finished, the late decisions' answers, and the
+faults done; then details, among them queue rows behind their case and side effects failed and not yet done
+again. ``--save-histories`` keeps the histories of cases that end wrong.
+Target: N filed, N finished, 0 duplicates, 0 failed, 0 lost, 0 wrong report ids.
+Exits 1 if duplicates, failed or stuck workflows, lost items or wrong report ids > 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import random
@@ -119,6 +128,7 @@ class Options:
     deadline: float
     concurrency: int
     worker_log: Path | None
+    save_histories: Path | None
     kill_every: float
     postgres_restart_every: float
     temporal_restart_every: float
@@ -146,10 +156,13 @@ def parse_options() -> Options:
     parser.add_argument("--concurrency", type=int, default=20, help="users sending and reviewed at once")
     parser.add_argument("--worker-log", type=Path, default=None,
                         help="keep the worker's log here (default: a temporary file, deleted)")
+    parser.add_argument("--save-histories", type=Path, default=None,
+                        help="save here the histories (every run) of cases that end wrong, with their queue rows")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     return Options(cases=args.cases, error_rate=args.error_rate, drop_rate=args.drop_rate, kills=args.kills,
                    seed=seed, deadline=args.deadline, concurrency=args.concurrency, worker_log=args.worker_log,
+                   save_histories=args.save_histories,
                    kill_every=args.kill_every, postgres_restart_every=args.postgres_restart_every,
                    temporal_restart_every=args.temporal_restart_every,
                    callback_outage_every=args.callback_outage_every, callback_outage=args.callback_outage,
@@ -174,6 +187,7 @@ class User:
     creator_id: str
     items: list[Item]
     case_ref: str | None = None
+    case_number: int | None = None  # of the case the reviewer looked at; every decision names it
     decided: bool = False
     resent_before: int = 0
     resent_after: int = 0
@@ -264,10 +278,15 @@ def write_orgs_file(path: Path, password: str, callbacks: PlatformCallbacks, web
         ncmec=NcmecCredentials(username=SANDBOX_USER, password=password),
         reporter=ReporterSettings(first_name="Chaos", last_name="Reporter", email="safety@chaos.example.com"),
         company_template="Synthetic benchmark platform", legal_url="https://example.com/legal",
-        escalation_webhook_url=webhook_url, callback_secret=callbacks.secret.decode(),
+        escalation_webhook_url=webhook_url, callback_secret=callbacks.secret,
         enrichment_url=f"{callbacks.url}/enrich", media_list_url=f"{callbacks.url}/media-list",
     )
     path.write_text(orgs_toml([org]))
+
+
+def new_callback_secret() -> str:
+    """An org's callback secret in the Standard Webhooks form."""
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def create_api_keys(engine: Engine) -> dict[Role, str]:
@@ -294,6 +313,11 @@ class WorkerProcess:
             "TIPLINE_UPLOAD_HEARTBEAT_TIMEOUT_SECONDS": s.upload_heartbeat_timeout_seconds,
             "TIPLINE_UPLOAD_CONCURRENCY": s.upload_concurrency,
             "TIPLINE_ENRICHMENT_RETRY_SECONDS": s.enrichment_retry_seconds,
+            "TIPLINE_URGENT_REVIEW_MINUTES": s.urgent_review_minutes,
+            "TIPLINE_ELEVATED_REVIEW_MINUTES": s.elevated_review_minutes,
+            "TIPLINE_NORMAL_REVIEW_MINUTES": s.normal_review_minutes,
+            # Exactly the platform's callbacks and its dead webhook: any other private address stays refused.
+            "TIPLINE_EGRESS_PRIVATE_EXEMPTIONS": json.dumps(s.egress_private_exemptions),
         }
         if s.ncmec_xsd_path is not None:
             values["TIPLINE_NCMEC_XSD_PATH"] = s.ncmec_xsd_path
@@ -363,7 +387,7 @@ async def wait_for_case(api: httpx.AsyncClient, key: str, case_ref: str, until: 
 
 
 def decision_body(user: User) -> dict[str, Any]:
-    return {"incident_type": INCIDENT,
+    return {"case_number": user.case_number, "incident_type": INCIDENT,
             "media": [{"media_id": i.content_id, "reported": True, "classification": "B1"} for i in user.items]}
 
 
@@ -378,7 +402,7 @@ async def decide(api: httpx.AsyncClient, key: str, user: User, until: float) -> 
         if response is not None and response.status_code == 200:
             user.decided = True
             return
-        if response is not None and response.status_code == 422:
+        if response is not None and response.status_code in (409, 422):
             user.refusal = response.text
             return
         await asyncio.sleep(min(0.5 * user.decision_attempts, 5))
@@ -395,9 +419,11 @@ async def play_user(api: httpx.AsyncClient, keys: dict[Role, str], user: User, r
         await send_item(api, platform, user, rng.choice(user.items))
         user.resent_before += 1
     assert user.case_ref is not None
-    if await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items)) is None:
+    case = await wait_for_case(api, reviewer, user.case_ref, until, media=len(user.items))
+    if case is None:
         user.refusal = "the case never showed all its media"
         return
+    user.case_number = case["case_number"]
     # About half the reviewers take longer than the review window: those cases escalate first.
     await asyncio.sleep(rng.uniform(0, 2 * review_seconds))
     await decide(api, reviewer, user, until)
@@ -486,12 +512,14 @@ class Chaos:
 
 
 async def closed_badly(client: Client, task_queue: str) -> dict[str, list[str]]:
-    """Workflow ids of the run that ended FAILED, TERMINATED or TIMED_OUT, by status (all runs, every type)."""
+    """Workflow ids of the run that ended FAILED, TERMINATED or TIMED_OUT, by status and type (all runs, every
+    Tipline type: CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, all on the run's task queue)."""
     statuses = " OR ".join(f'ExecutionStatus = "{status}"' for status in CLOSED_BADLY)
     found: dict[str, list[str]] = {}
     try:
         async for execution in client.list_workflows(f'TaskQueue = "{task_queue}" AND ({statuses})'):
-            found.setdefault(execution.status.name if execution.status else "?", []).append(execution.id)
+            status = execution.status.name if execution.status else "?"
+            found.setdefault(f"{status} {execution.workflow_type}", []).append(execution.id)
     except Exception:  # Temporal restarting: nothing known this time
         return {}
     return found
@@ -506,6 +534,30 @@ async def stuck_workflows(client: Client, task_queue: str) -> list[str]:
         return [execution.id async for execution in client.list_workflows(query)]
     except Exception:  # Temporal restarting
         return []
+
+
+async def save_histories(client: Client, engine: Engine, task_queue: str, case_refs: list[str], folder: Path
+                         ) -> None:
+    """Every run of each case's workflow and of its filing children, as JSON, and its queue rows: to find out
+    why it ended as it did."""
+    files: dict[str, str] = {}
+    for ref in case_refs:
+        query = f'TaskQueue = "{task_queue}" AND WorkflowId STARTS_WITH "{ref}"'
+        async for execution in client.list_workflows(query):
+            history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+            files[f"{execution.id.replace('/', '_')}.{execution.run_id}.json"] = history.to_json()
+        with Session(engine) as session:
+            rows = session.exec(select(CaseSummary).where(CaseSummary.workflow_id == ref)).all()
+        files[f"{ref}.queue_rows.txt"] = "".join(f"case {r.case_number}: {r.status} updated {r.updated_at}\n"
+                                                 for r in rows)
+    await asyncio.to_thread(write_files, folder, files)
+    say(f"histories of {len(case_refs)} cases saved in {folder}")
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
 
 
 async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[str]:
@@ -531,21 +583,34 @@ async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[st
     return reasons
 
 
-async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
-    """Statuses of our cases in the review queue table (readable while no worker runs); per case, the row
-    with the highest case number."""
+async def queue_rows(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> dict[str, dict[str, Any]]:
+    """Our cases' rows in the review queue table (readable while no worker runs); per case, the row with the
+    highest case number."""
     response = await call(api, "GET", "/v1/cases", headers={"X-API-Key": key},
                           params={"status": ["awaiting_review", "filing", *SETTLED], "limit": 500})
     if response is None or response.status_code != 200:
-        return Counter()
+        return {}
     latest: dict[str, dict[str, Any]] = {}
     for row in response.json():
         ref = row["case_ref"]
         if ref in case_refs and (ref not in latest or row["case_number"] > latest[ref]["case_number"]):
             latest[ref] = row
-    statuses = Counter(row["status"] for row in latest.values())
-    statuses["not yet in the queue"] = len(case_refs) - len(latest)
-    return +statuses
+    return latest
+
+
+async def settled_cases(api: httpx.AsyncClient, key: str, case_refs: set[str]) -> Counter[str]:
+    """Statuses of our cases: the queue row's, and for a case whose row is not settled yet, the workflow's own
+    (a queue row whose write failed is retried minutes later; the case itself is what counts)."""
+    rows = await queue_rows(api, key, case_refs)
+    statuses = {ref: row["status"] for ref, row in rows.items()}
+    unsettled = sorted(ref for ref in case_refs if statuses.get(ref) not in SETTLED)
+    answers = await asyncio.gather(*(get_case(api, key, ref) for ref in unsettled))
+    for ref, case in zip(unsettled, answers, strict=True):
+        if case is not None:
+            statuses[ref] = case["status"]
+    counted = Counter(statuses.values())
+    counted["not yet in the queue"] = len(case_refs) - len(statuses)
+    return +counted
 
 
 async def wait_until_settled(api: httpx.AsyncClient, key: str, users: list[User], chaos: Chaos,
@@ -605,6 +670,8 @@ class Figures:
     renumbered: int = 0
     unreadable: int = 0
     stale_queue_rows: int = 0
+    queue_rows_behind: list[str] = field(default_factory=list)
+    open_side_effects: Counter[str] = field(default_factory=Counter)
     unsettled_detail: list[str] = field(default_factory=list)
     attention_reasons: Counter[str] = field(default_factory=Counter)
     db_finished: int = 0
@@ -681,6 +748,9 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
             figures.escalated += 1
         if case and case["case_number"] > 1:
             figures.renumbered += 1
+        for failure in case["side_effect_failures"] if case else []:
+            if failure["resolved_at"] is None:
+                figures.open_side_effects[failure["what"]] += 1
         if status not in SETTLED:
             report_id = case["filing"]["report_id"] if case else None
             figures.unsettled_detail.append(f"{user.case_ref}: {status}, NCMEC report {report_id}")
@@ -695,6 +765,15 @@ def compute_figures(users: list[User], cases: dict[str, dict[str, Any] | None], 
         rows = session.exec(select(FiledReport).where(FiledReport.org_id == ORG)).all()
         queue = session.exec(select(CaseSummary).where(CaseSummary.org_id == ORG)).all()
     figures.stale_queue_rows = sum(1 for row in queue if row.status == "awaiting_review")
+    latest_rows: dict[str, CaseSummary] = {}
+    for row in queue:
+        if row.workflow_id not in latest_rows or row.case_number > latest_rows[row.workflow_id].case_number:
+            latest_rows[row.workflow_id] = row
+    for user in users:
+        case, row = cases.get(user.creator_id), latest_rows.get(user.case_ref or "")
+        if case is not None and (row is None or row.status != case["status"]):
+            figures.queue_rows_behind.append(f"{user.case_ref}: case {case['status']}, queue row "
+                                             f"{row.status if row else 'missing'}")
     figures.db_statuses = Counter(r.status for r in rows)
     figures.db_finished = figures.db_statuses["finished"]
     return figures
@@ -724,7 +803,8 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"faults: worker kills {chaos.kills} (every {options.kill_every:g} s), worker exits by itself "
           f"{chaos.worker_exits}, PostgreSQL restarts {chaos.postgres.restarts}, Temporal restarts "
           f"{chaos.temporal.restarts}, callback outages {chaos.callbacks.outages} "
-          f"({chaos.callbacks.refused} calls refused), review timers fired {figures.escalated} (the escalation "
+          f"({chaos.callbacks.refused} calls refused, {chaos.callbacks.answered} answered), review timers fired "
+          f"{figures.escalated} (the escalation "
           f"webhook refusing every connection)")
     print(f"wall time:                          {wall:.1f} s")
     print("--- details ---")
@@ -747,6 +827,12 @@ def print_figures(figures: Figures, users: list[User], chaos: Chaos, wall: float
     print(f"cases numbered 2 or more (every user has exactly one case): {figures.renumbered}")
     print(f"review-queue rows still awaiting review (every case was decided): {figures.stale_queue_rows}")
     print(f"database filed_report rows by status: {dict(sorted(figures.db_statuses.items()))}")
+    print(f"queue rows behind their case at the end (a failed row write waits for its retry): "
+          f"{len(figures.queue_rows_behind)}")
+    for line in figures.queue_rows_behind[:10]:
+        print(f"  queue row behind: {line}")
+    print("side effects failed and not yet done again, by kind: "
+          + (", ".join(f"{what} {n}" for what, n in figures.open_side_effects.most_common()) or "none"))
     for reason, count in figures.attention_reasons.most_common():
         print(f"needs attention ({count}): {reason}")
     for user in users:
@@ -788,7 +874,7 @@ async def run(options: Options) -> int:
         say(f"worker code: snapshot of {REPO} (Python files hash {source_hash})")
         async with postgres_cluster() as cluster, database(cluster) as url, \
                 temporal_server(workdir) as (temporal, client), sandbox_server(password) as sandbox, \
-                platform_callbacks(uuid.uuid4().hex.encode()) as callbacks:
+                platform_callbacks(new_callback_secret()) as callbacks:
             say(f"own PostgreSQL on port {cluster.port}, own Temporal dev server at {temporal.address}")
             write_orgs_file(workdir / "orgs.toml", password, callbacks, webhook_url)
             settings = Settings(
@@ -799,6 +885,7 @@ async def run(options: Options) -> int:
                 enrichment_retry_seconds=1, urgent_review_minutes=options.review_seconds / 60,
                 elevated_review_minutes=options.review_seconds / 60,
                 normal_review_minutes=options.review_seconds / 60,
+                egress_private_exemptions=[httpx.URL(u).netloc.decode() for u in (callbacks.url, webhook_url)],
             )
             engine = make_engine(url)
             worker = WorkerProcess(settings, options.worker_log or workdir / "worker.log", source)
@@ -844,13 +931,20 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         wall = time.monotonic() - started
         reports = await sandbox.reports()
         figures = compute_figures(users, cases, reports, engine, await closed_badly(client, settings.task_queue))
-        figures.failure_reasons = await failure_reasons(client, figures.closed_badly.get("FAILED", []))
+        figures.failure_reasons = await failure_reasons(
+            client, [i for kind, ids in figures.closed_badly.items() if kind.startswith("FAILED") for i in ids])
         figures.stuck = await stuck_workflows(client, settings.task_queue)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
+        if options.save_histories is not None:
+            # The user's workflow ids: a filing child's id starts with its parent's.
+            wrong = {line.split(":")[0] for line in figures.queue_rows_behind} | set(figures.stuck)
+            wrong |= {i for ids in figures.closed_badly.values() for i in ids}
+            await save_histories(client, engine, settings.task_queue, sorted({w.split("/")[0] for w in wrong}),
+                                 options.save_histories)
         await print_orphans(sandbox, reports)
     failed = sum(len(ids) for ids in figures.closed_badly.values())
-    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck else 0
+    return 1 if figures.duplicates or figures.lost_items or failed or figures.stuck or figures.wrong_report_id else 0
 
 
 def main() -> None:

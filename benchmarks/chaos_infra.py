@@ -24,7 +24,8 @@ from temporalio.client import Client
 
 from tipline.codec import DATA_CONVERTER
 from tipline.http_server import serve_app
-from tipline.signing import sign
+from tipline.settings import signing_key
+from tipline.signing import ANSWER_ID_HEADER, sign_answer
 from tipline.temporal import temporal_binary
 from workflows import search_attributes as sa
 
@@ -175,9 +176,10 @@ class TemporalDevServer:
 
 @dataclass
 class PlatformCallbacks:
-    """The org's enrichment and media-list endpoints; while ``down`` both answer 503."""
+    """The org's enrichment and media-list endpoints; while ``down`` both answer 503. Answers are signed as a
+    platform's Standard Webhooks library signs them: under the call's ``Tipline-Answer-Id``."""
 
-    secret: bytes
+    secret: str  # "whsec_…", as the org configures it
     url: str = ""
     down: bool = False
     answered: int = 0
@@ -185,23 +187,24 @@ class PlatformCallbacks:
     outages: int = 0
     _app: FastAPI = field(default_factory=FastAPI)
 
-    def _answer(self, body: dict) -> Response:
+    def _answer(self, request: Request, body: dict) -> Response:
         if self.down:
             self.refused += 1
             return Response(status_code=503)
         self.answered += 1
         data = json.dumps(body).encode()
-        return Response(data, media_type="application/json", headers=sign(self.secret, data))
+        headers = sign_answer(signing_key(self.secret), request.headers[ANSWER_ID_HEADER], data)
+        return Response(data, media_type="application/json", headers=headers)
 
     def app(self) -> FastAPI:
         @self._app.post("/enrich")
         async def enrich(request: Request) -> Response:
             asked = json.loads(await request.body())
-            return self._answer({"screen_name": f"screen-{asked['user_id']}"})
+            return self._answer(request, {"screen_name": f"screen-{asked['user_id']}"})
 
         @self._app.post("/media-list")
         async def media_list(request: Request) -> Response:
-            return self._answer({"items": [], "next_cursor": None})
+            return self._answer(request, {"items": [], "next_cursor": None})
 
         return self._app
 
@@ -214,7 +217,7 @@ class PlatformCallbacks:
 
 
 @contextlib.asynccontextmanager
-async def platform_callbacks(secret: bytes) -> AsyncIterator[PlatformCallbacks]:
+async def platform_callbacks(secret: str) -> AsyncIterator[PlatformCallbacks]:
     callbacks = PlatformCallbacks(secret=secret)
     async with serve_app(callbacks.app()) as url:
         callbacks.url = url

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.case_filing_workflow import CaseFilingWorkflow
     from workflows.errors import reviewer_safe_reason
 
+BANKING_HEARTBEAT = timedelta(seconds=30)
+
 
 class DecidedCaseSteps:
     state: CaseState
@@ -117,7 +119,9 @@ class DecidedCaseSteps:
                 await workflow.execute_activity_method(
                     DetectionActivities.bank_reported_media,
                     BankReportedMediaInput(org_id=case.org_id, report_id=report_id, items=items),
-                    start_to_close_timeout=timedelta(minutes=2),
+                    # The heartbeat timeout notices a worker that died within seconds: until this returns the
+                    # user's workflow neither publishes the filed row nor takes in new content.
+                    start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=BANKING_HEARTBEAT,
                     # A few quick tries; after that the case's own durable retry takes over.
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
                 )

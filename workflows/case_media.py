@@ -207,7 +207,8 @@ class CaseMediaSteps:
                 DetectionActivities.analyze_media_batch,
                 AnalyzeMediaBatch(org_id=self.state.org_id,
                                   items=[item.evidence for item in items if item.evidence is not None]),
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(minutes=2),
+                # The activity heartbeats per item and while the banks load: a dead worker costs 30 s, not 2 min.
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
         except ActivityError as error:
