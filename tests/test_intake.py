@@ -135,6 +135,13 @@ async def test_a_long_lived_case_continues_as_new_and_keeps_every_item(
 
     again = await upload(api, api_keys, creator, "item-0", 0)  # a repeat after continue-as-new is still a repeat
     assert again == case_ref
+
+    async def all_analysed() -> dict | None:
+        # Items not yet hashed when the reviewer decides move to the user's next case; here all belong to case 1.
+        current = await media_count(api, api_keys, case_ref, len(items))
+        return current if current and all(m["analysis"] for m in current["media"]) else None
+
+    await eventually(all_analysed, what="every item hashed and matched")
     filed = await file_case(api, api_keys, case_ref, items[:2])
     assert len(filed["media"]) == len(items) and len(filed["filing"]["files"]) == 2
 
