@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
+from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -42,8 +44,11 @@ WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
 
 
 @asynccontextmanager
-async def case_worker(client: Client, settings: Settings, engine: Engine) -> AsyncIterator[Worker]:
-    """A running worker for the case task queue; it drains and stops when the block exits."""
+async def case_worker(client: Client, settings: Settings, engine: Engine, *, run_workflows: bool = True,
+                      activity_overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[Worker]:
+    """A running worker for the case task queue; it drains and stops when the block exits.
+
+    Tests may run it without workflows, or with some activities swapped for their own by activity name."""
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
@@ -57,20 +62,22 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
         # More threads than activities may run at once: the quick local activities (queue rows, history) must
         # never wait behind CPU-heavy hashing.
         with ThreadPoolExecutor(max_workers=MAX_ACTIVITIES + 8, thread_name_prefix="activity") as executor:
+            activities = [
+                index.publish_case_summary, index.user_history,
+                media.preserve_media, media.preserve_media_batch,
+                filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
+                filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
+                notifications.notify_escalation, callbacks.enrich_user, callbacks.list_user_media,
+                detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
+                detection.bank_reported_media,
+                triage.record_triage, triage.close_triage, triage.enqueue_in_case,
+            ]
+            swapped = {_activity_name(a) for a in activity_overrides}
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
-                workflows=WORKFLOWS,
-                activities=[
-                    index.publish_case_summary, index.user_history,
-                    media.preserve_media, media.preserve_media_batch,
-                    filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
-                    filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
-                    notifications.notify_escalation, callbacks.enrich_user, callbacks.list_user_media,
-                    detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
-                    detection.bank_reported_media,
-                    triage.record_triage, triage.close_triage, triage.enqueue_in_case,
-                ],
+                workflows=WORKFLOWS if run_workflows else [],
+                activities=[*(a for a in activities if _activity_name(a) not in swapped), *activity_overrides],
                 activity_executor=executor,
                 max_concurrent_activities=MAX_ACTIVITIES,
                 # Let running activities finish their database work instead of being cancelled mid-call.
@@ -86,6 +93,11 @@ async def case_worker(client: Client, settings: Settings, engine: Engine) -> Asy
                     preparing.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await preparing
+
+
+def _activity_name(function: Callable[..., Any]) -> str:
+    definition = activity._Definition.must_from_callable(function)
+    return definition.name or function.__name__
 
 
 async def _prepare_detection(client: Client, task_queue: str, detection: DetectionActivities) -> None:

@@ -162,6 +162,9 @@ class MediaDecision(BaseModel):
 
 
 CASE_NUMBER_FIELD = Field(default=None, ge=1, description="The case the reviewer looked at; any other is refused")
+# Set by the API, not the client: the case's settled items as it read them when the request came. Items of the case
+# not among them (still being preserved or hashed then, or arrived since) go on to the user's next case.
+MEDIA_SEEN_FIELD = Field(default=None, max_length=100_000)
 
 
 class ReviewDecision(BaseModel):
@@ -183,6 +186,7 @@ class ReviewDecision(BaseModel):
     # The suggested escalateToHighPriority text the reviewer was shown when deciding ("" = none was shown);
     # None when the client did not say. "Confirmed" means escalate_to_high_priority equals it.
     urgency_suggestion_shown: str | None = Field(default=None, max_length=3000)
+    media_seen: list[str] | None = MEDIA_SEEN_FIELD
 
 
 class Dismissal(BaseModel):
@@ -191,6 +195,7 @@ class Dismissal(BaseModel):
     reviewer_id: str = Field(min_length=1)
     case_number: int | None = CASE_NUMBER_FIELD
     reason: str = Field(min_length=1, max_length=3000)
+    media_seen: list[str] | None = MEDIA_SEEN_FIELD
 
 
 class RetryFiling(BaseModel):

@@ -8,6 +8,7 @@ were recorded from real runs by ``tests/record_histories.py`` (see the README, "
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from tipline.codec import DATA_CONVERTER
 from worker import WORKFLOWS
+from workflows.case import REVIEWS_AT_SAFE_POINT_PATCH
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
 
@@ -82,14 +84,28 @@ async def test_a_workflow_that_takes_another_path_fails_to_replay() -> None:
 KNOWN_NONDETERMINISM = Path(__file__).parent / "fixtures" / "known_nondeterminism"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "recorded by benchmarks/chaos_filing.py on this code: the worker was killed while two analyze_media results "
-    "were in flight; the next worker applied the reviewer's decision after those results (search attributes "
-    "upserted as awaiting_review, then the update accepted), but a replay applies the update first, so the case's "
-    "workflow task fails forever and the case is stuck in 'filing'. Passes once the workflow no longer depends on "
-    "that order (or the SDK replays it as it ran); then move the file into fixtures/histories."))
-async def test_a_decision_that_arrived_beside_activity_results_replays() -> None:
-    path = KNOWN_NONDETERMINISM / "decision_beside_activity_results_after_a_kill.json"
+KNOWN_DIVERGENT = sorted(KNOWN_NONDETERMINISM.glob("*.json"))
+
+
+def patch_ids(text: str) -> set[str]:
+    """The ids of the patch markers a history recorded."""
+    markers = [e["markerRecordedEventAttributes"] for e in json.loads(text)["events"]
+               if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"]
+    return {json.loads(base64.b64decode(m["details"]["patch-data"]["payloads"][0]["data"]))["id"] for m in markers}
+
+
+@pytest.mark.parametrize("path", KNOWN_DIVERGENT, ids=[p.stem for p in KNOWN_DIVERGENT])
+async def test_the_known_divergent_histories_predate_queued_reviews(path: Path) -> None:
+    """The chaos run's stuck cases ran code whose update handlers changed the case at once (README, "Handlers
+    only queue"): they diverge on replay, and none of them ran the patched path that fixed it."""
+    text = await asyncio.to_thread(path.read_text)
+    assert REVIEWS_AT_SAFE_POINT_PATCH not in patch_ids(text)
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
+
+
+def test_new_runs_queue_reviews() -> None:
+    """Every recorded run of the user's workflow from today's code took the queued-review path."""
+    recorded = [p for p in HISTORIES if p.stem.startswith("review_queued_while_hashing")]
+    assert len(recorded) == 2 and all(REVIEWS_AT_SAFE_POINT_PATCH in patch_ids(p.read_text()) for p in recorded)

@@ -9,7 +9,7 @@ media, the queue row) that fail are recorded on the case and tried again later; 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -59,6 +59,22 @@ class StaleCase(ApplicationError):
 
 # Marks runs that assess urgency with models.urgency.DEFAULT_POLICY (issue 12); older runs keep URGENCY_POLICY_V1.
 URGENCY_TABLE_PATCH = "urgency-table-v2"
+# Marks runs that apply reviewers' decisions, dismissals and retries at the top of the loop, not in the handler.
+# An update reaches a worker as a message beside the history: on a worker that takes over a case cold, the SDK
+# may run its handler after activity results that replay runs it before, so a handler that changed the case at
+# once made the run's commands depend on that order (two chaos-run histories, tests/fixtures/known_nondeterminism).
+REVIEWS_AT_SAFE_POINT_PATCH = "reviews-applied-at-the-top-of-the-loop"
+
+ReviewRequest = ReviewDecision | Dismissal | RetryFiling
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    request: ReviewRequest
+    # What the reviewer could have judged: the settled items the API saw (``media_seen``), else the items the case
+    # held when the request came. Anything else moves on to the user's next case. Never read from state that
+    # activity results change: the handler's place among them is what differs between a run and its replay.
+    seen: frozenset[str]
 
 
 @workflow.defn
@@ -93,6 +109,13 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                                    if m.evidence is not None and m.analysis is None]
         self._changed = True
         self._child_filing = False
+        self._reviews_at_safe_point = False
+        self._urgency_table_v2 = False
+        self._pending_reviews: list[PendingReview] = []
+        self._seen_by_reviewer: frozenset[str] | None = None
+        # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
+        # time of an earlier task after one, where replay reports the task's own (chaos seed 23).
+        self._clock = workflow.now()
         self._published_search_attributes: dict[str, object] = {}
         self._published_rows: dict[int, CaseSummaryUpdate] = {}
         for item in start.carried_content:
@@ -172,6 +195,9 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     @workflow.update
     def decide(self, decision: ReviewDecision) -> DecisionAccepted:
+        return self._take_review(decision)
+
+    def _apply_decision(self, decision: ReviewDecision) -> None:
         case = self._case_to_act_on(decision.case_number)
         assert case is not None
         if case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is not None:
@@ -181,10 +207,10 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         case.attention_reason = None
         case.attention_permanent = False
         self._changed = True
-        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
 
     @decide.validator
     def _validate_decision(self, decision: ReviewDecision) -> None:
+        self._refuse_if_review_pending(decision.case_number)
         case = self._case_or_refuse(decision.case_number)
         errors = decision_errors(case, decision, can_retract=self._child_filing)
         if errors and errors[0].startswith("case:"):
@@ -194,6 +220,9 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     @workflow.update
     def dismiss(self, dismissal: Dismissal) -> DecisionAccepted:
+        return self._take_review(dismissal)
+
+    def _apply_dismissal(self, dismissal: Dismissal) -> None:
         case = self._case_to_act_on(dismissal.case_number)
         assert case is not None
         if case.status is CaseStatus.NEEDS_ATTENTION and case.filing.report_id is not None:
@@ -201,10 +230,10 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         case.dismissal = dismissal
         case.status = CaseStatus.DISMISSED
         self._changed = True
-        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
 
     @dismiss.validator
     def _validate_dismissal(self, dismissal: Dismissal) -> None:
+        self._refuse_if_review_pending(dismissal.case_number)
         case = self._case_or_refuse(dismissal.case_number)
         reviewable = case.status is CaseStatus.AWAITING_REVIEW or (
             case.status is CaseStatus.NEEDS_ATTENTION and (self._child_filing or case.filing.report_id is None))
@@ -213,15 +242,54 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     @workflow.update
     def retry_filing(self, request: RetryFiling) -> DecisionAccepted:
+        return self._take_review(request)
+
+    def _apply_retry(self, request: RetryFiling) -> None:
         case = self._case_to_act_on(request.case_number)
         assert case is not None
         case.status = CaseStatus.FILING
         case.attention_reason = None
         self._changed = True
-        return DecisionAccepted(case_id=f"{case.workflow_id}/{case.case_number}", status=case.status)
+
+    def _take_review(self, request: ReviewRequest) -> DecisionAccepted:
+        """Accept a reviewer's request; the run applies it at the top of its loop (older runs: at once)."""
+        case = self._case_to_act_on(request.case_number)
+        assert case is not None
+        case_id = f"{case.workflow_id}/{case.case_number}"
+        status = CaseStatus.DISMISSED if isinstance(request, Dismissal) else CaseStatus.FILING
+        if self._reviews_at_safe_point:
+            shown = getattr(request, "media_seen", None)
+            seen = frozenset(shown if shown is not None else (m.media_id for m in case.media))
+            self._pending_reviews.append(PendingReview(request, seen))
+        else:
+            self._apply_review(request)
+        self._changed = True
+        return DecisionAccepted(case_id=case_id, status=status)
+
+    def _apply_review(self, request: ReviewRequest) -> None:
+        if isinstance(request, ReviewDecision):
+            self._apply_decision(request)
+        elif isinstance(request, Dismissal):
+            self._apply_dismissal(request)
+        else:
+            self._apply_retry(request)
+
+    def _apply_pending_reviews(self) -> None:
+        pending, self._pending_reviews = self._pending_reviews, []
+        for review in pending:
+            if self._case_to_act_on(review.request.case_number) is self.state:
+                self._seen_by_reviewer = review.seen
+            self._apply_review(review.request)
+
+    def _refuse_if_review_pending(self, case_number: int | None) -> None:
+        """A second request for a case whose first is accepted but not yet applied is refused as stale."""
+        number = self.state.case_number if case_number is None else case_number
+        if any((r.request.case_number or self.state.case_number) == number for r in self._pending_reviews):
+            raise StaleCase("case_number: a review of this case was just accepted; reload it before acting again")
 
     @retry_filing.validator
     def _validate_retry(self, request: RetryFiling) -> None:
+        self._refuse_if_review_pending(request.case_number)
         case = self._case_or_refuse(request.case_number)
         errors = retry_errors(case, self.policy) if self._child_filing else (
             [] if case.status is CaseStatus.NEEDS_ATTENTION else
@@ -261,11 +329,16 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._child_filing = workflow.patched(USER_WORKFLOW_PATCH)
         if not self._child_filing:
             return await self._run_one_case_inline(start)
+        self._reviews_at_safe_point = workflow.patched(REVIEWS_AT_SAFE_POINT_PATCH)
+        if self._reviews_at_safe_point:
+            # Asked here, once, so the marker's place in the history never depends on what the case holds.
+            self._urgency_table_v2 = workflow.patched(URGENCY_TABLE_PATCH)
         if start.state is None and start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
             self.listing_media = True
         while self._user_has_open_cases():
             await self._wait_for_something_to_do()
+            self._apply_pending_reviews()
             await self._gather_media()
             await self._escalate_if_review_overdue()
             await self._hand_over_reviewed_case()
@@ -273,7 +346,8 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             await self._publish_changes()
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._continued_start())
+                if not self._pending_reviews:  # else the next round applies them, then continues as new
+                    workflow.continue_as_new(self._continued_start())
             if not self._user_has_open_cases():
                 # A signal may have arrived while the last step ran: look once more before closing.
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -281,18 +355,26 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     def _user_has_open_cases(self) -> bool:
         return (self._has_content(self.state) or bool(self.decided) or self.listing_media
-                or bool(self.next_case or self.next_conversations))
+                or bool(self.next_case or self.next_conversations or self._pending_reviews))
 
     async def _wait_for_something_to_do(self) -> None:
         wake_at = [t for t in (self._review_deadline_to_watch(), self._next_retry_at()) if t is not None]
-        timeout = max(min(wake_at) - workflow.now(), timedelta(seconds=1)) if wake_at else None
+        timeout = max(min(wake_at) - self._now(), timedelta(seconds=1)) if wake_at else None
         # On a timeout (a review deadline, a side effect's retry time) the steps below see what is due.
-        with contextlib.suppress(TimeoutError):
+        try:
             await workflow.wait_condition(
-                lambda: self._changed or bool(self._awaiting_preservation or self._awaiting_analysis)
+                lambda: self._changed or bool(self._pending_reviews or self._awaiting_preservation
+                                              or self._awaiting_analysis)
                 or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW,
                 timeout=timeout,
             )
+        except TimeoutError:
+            self._clock = max(self._clock, min(wake_at))
+
+    def _now(self) -> datetime:
+        """Workflow time, and never earlier than a wake-up time whose timer fired."""
+        self._clock = max(self._clock, workflow.now())
+        return self._clock
 
     async def _gather_media(self) -> None:
         """One round of gathering, its steps side by side: the next page of the platform's media list, a batch
@@ -322,11 +404,12 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         if state.status is not CaseStatus.AWAITING_REVIEW or not self._has_content(state):
             return
         if state.escalated_at is None:
-            if state.review_deadline is None or workflow.now() < state.review_deadline:
+            if state.review_deadline is None or self._now() < state.review_deadline:
                 return
-            state.escalated_at = workflow.now()
+            state.escalated_at = self._now()
             self._changed = True
-        elif open_failure(state, "escalation_webhook") is None or not failure_due(state, "escalation_webhook"):
+        elif open_failure(state, "escalation_webhook") is None or not failure_due(state, "escalation_webhook",
+                                                                                  self._now()):
             return
         await self._notify_escalation()
 
@@ -358,6 +441,10 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         named = {d.media_id for d in reviewed.decision.media} if reviewed.decision else set()
         # Items still being preserved or hashed that the reviewer has not decided on belong to the next case.
         unsettled = {*self._awaiting_preservation, *self._awaiting_analysis} - named
+        if self._seen_by_reviewer is not None:
+            # Reviewed at the loop's top: what the reviewer could not have judged moves on, settled since or not.
+            unsettled |= {m.media_id for m in reviewed.media} - self._seen_by_reviewer - named
+            self._seen_by_reviewer = None
         moving = [m for m in reviewed.media if m.media_id in unsettled]
         reviewed.media = [m for m in reviewed.media if m.media_id not in unsettled]
         reviewed.review_deadline = None
@@ -407,7 +494,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         """The case's queue row, when it changed; a database that cannot take it is recorded and retried."""
         row = _summary_row(case)
         failure = open_failure(case, "queue_row")
-        waiting_to_retry = failure is not None and failure.retry_at is not None and failure.retry_at > workflow.now()
+        waiting_to_retry = failure is not None and failure.retry_at is not None and failure.retry_at > self._now()
         if self._published_rows.get(case.case_number) == row or waiting_to_retry:
             return
         try:
@@ -440,7 +527,8 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""
         state = self.state
         # Cases started before the urgency table changed keep the old one, so their histories replay.
-        policy = DEFAULT_POLICY if workflow.patched(URGENCY_TABLE_PATCH) else URGENCY_POLICY_V1
+        v2 = self._urgency_table_v2 or workflow.patched(URGENCY_TABLE_PATCH)
+        policy = DEFAULT_POLICY if v2 else URGENCY_POLICY_V1
         state.urgency = assess_urgency(case_urgency_signals(state, workflow.now()), policy)
         if state.status is CaseStatus.AWAITING_REVIEW:
             state.review_deadline = state.opened_at + self.review.window(state.urgency.level)

@@ -34,6 +34,9 @@ class DecidedCaseSteps:
     async def _publish_row(self, case: CaseState) -> None:
         raise NotImplementedError
 
+    def _now(self) -> datetime:
+        raise NotImplementedError
+
     # ---- the child's reports ----
 
     def _take_filing_report(self, report: FilingReport) -> None:
@@ -83,7 +86,7 @@ class DecidedCaseSteps:
                     await self._start_filing(case)
                     filing_ahead = True
                 continue
-            banking_due = not case.reported_media_banked and failure_due(case, "bank_reported_media")
+            banking_due = not case.reported_media_banked and failure_due(case, "bank_reported_media", self._now())
             if case.status is CaseStatus.FILED and banking_due:
                 await self._bank_reported_media_of(case)
             if _settled(case):
@@ -167,10 +170,10 @@ def open_failure(case: CaseState, what: str) -> SideEffectFailure | None:
     return next((f for f in case.side_effect_failures if f.what == what and f.resolved_at is None), None)
 
 
-def failure_due(case: CaseState, what: str) -> bool:
+def failure_due(case: CaseState, what: str, now: datetime | None = None) -> bool:
     """Not failed, or failed and its retry time has come (never, once the retries are spent)."""
     failure = open_failure(case, what)
-    return failure is None or (failure.retry_at is not None and failure.retry_at <= workflow.now())
+    return failure is None or (failure.retry_at is not None and failure.retry_at <= (now or workflow.now()))
 
 
 def resolve_failure(case: CaseState, what: str) -> None:

@@ -209,6 +209,7 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
         attach_conversations=body.attach_conversations, urgency_suggestion_shown=body.urgency_suggestion_shown,
+        media_seen=await _settled_media(temporal, principal, case_ref, body.case_number),
     )
     handle = await _own_case(temporal, principal, case_ref)
     return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
@@ -218,7 +219,8 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
                   idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
-    dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason)
+    dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason,
+                          media_seen=await _settled_media(temporal, principal, case_ref, body.case_number))
     return await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
 
 
@@ -250,6 +252,16 @@ async def _case_state(temporal: Client, principal: Principal, case_ref: str,
     if state is None:
         raise ProblemError(404, f"This user has no case {case_number} open (it may be closed)")
     return state
+
+
+async def _settled_media(temporal: Client, principal: Principal, case_ref: str, case_number: int | None
+                         ) -> list[str] | None:
+    """What the reviewer could have judged: the case's preserved and hashed items, as the case stands now."""
+    try:
+        state = await _case_state(temporal, principal, case_ref, case_number)
+    except ProblemError:
+        return None  # the update itself is refused with the reason
+    return [m.media_id for m in state.media if m.evidence is not None and m.analysis is not None]
 
 
 async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
