@@ -179,6 +179,23 @@ class Settings(BaseSettings):
     elevated_review_minutes: float = 8 * 60
     normal_review_minutes: float = 48 * 60
 
+    # Prometheus listeners, each on its own address (host:port), off when unset: kept off the API's public port
+    # because the case gauges count every org's cases, which no single org's key should see.
+    api_metrics_address: str | None = None
+    worker_metrics_address: str | None = None
+    # The Temporal SDK's own metrics (pollers, slots, task latencies) from the worker's runtime.
+    temporal_sdk_metrics_address: str | None = None
+    # How long /readyz waits for each of Temporal, the database and the evidence store.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("api_metrics_address", "worker_metrics_address", "temporal_sdk_metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        host, sep, port = (value or "").rpartition(":")
+        if value is not None and not (sep and host and port.isdigit() and int(port) <= 65535):
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+        return value
+
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False
     # The secret case and screening ids are keyed with (tipline.ids); the local stack generates one in data_dir.
