@@ -22,6 +22,7 @@ from cybertipline.responses import RESPONSE_CODES
 from models.case import CaseStatus
 from models.records import CaseSummary
 from tipline.logging import get_logger
+from tipline.settings import parse_address
 
 log = get_logger(__name__)
 
@@ -68,7 +69,7 @@ class CaseMetrics(Collector):
 
     def describe(self) -> list[Metric]:
         # Without describe the registry would run the queries once at registration to learn the names.
-        return [family for family in self._families()]
+        return list(self._families())
 
     def collect(self) -> Iterator[Metric]:
         cases, oldest, overdue, up = self._families()
@@ -104,7 +105,7 @@ class CaseMetrics(Collector):
         with Session(self.engine) as session:
             if self.engine.dialect.name == "postgresql":
                 # A scrape must never hold a connection long; the queries are on indexed columns anyway.
-                session.exec(text(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"))  # type: ignore[call-overload]
+                session.connection().execute(text(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"))
             counts = dict(session.exec(select(CaseSummary.status, func.count()).group_by(CaseSummary.status)).all())
             oldest = session.exec(select(func.min(CaseSummary.opened_at)).where(awaiting)).one()
             overdue = session.exec(select(func.count()).where(
@@ -149,16 +150,12 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def parse_address(address: str, setting: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{setting} must be host:port, e.g. 127.0.0.1:9464 (got {address!r})")
-    return host.strip("[]"), int(port)
-
-
 def start_metrics_server(address: str, registry: CollectorRegistry, setting: str) -> MetricsServer:
     """Serve ``registry`` on its own listener (port 0 picks a free port; see ``MetricsServer.url``)."""
-    host, port = parse_address(address, setting)
+    try:
+        host, port = parse_address(address)
+    except ValueError as error:
+        raise ValueError(f"{setting}: {error}") from None
     server, thread = start_http_server(port, addr=host, registry=registry)
     log.info("metrics.serving", address=f"{server.server_address[0]}:{server.server_address[1]}")
     return MetricsServer(server, thread)

@@ -39,6 +39,14 @@ def signing_key(secret: str) -> bytes:
     return key
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets) as a host and a port; port 0 lets the system pick one."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"must be host:port, e.g. 127.0.0.1:9464 (got {address!r})")
+    return host.strip("[]"), int(port)
+
+
 class NcmecEnvironment(StrEnum):
     SANDBOX = "sandbox"
     TEST = "test"
@@ -191,9 +199,8 @@ class Settings(BaseSettings):
     @field_validator("api_metrics_address", "worker_metrics_address", "temporal_sdk_metrics_address")
     @classmethod
     def _host_and_port(cls, value: str | None) -> str | None:
-        host, sep, port = (value or "").rpartition(":")
-        if value is not None and not (sep and host and port.isdigit() and int(port) <= 65535):
-            raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+        if value is not None:
+            parse_address(value)  # raises ValueError with the reason
         return value
 
     # Production filing needs a deliberate second switch besides an org configured for production.
