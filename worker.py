@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -30,9 +31,10 @@ from tipline.db import make_engine
 from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
 from tipline.evidence import EvidenceStore
 from tipline.logging import get_logger
+from tipline.metrics import MetricsServer, metrics_registry, start_metrics_server
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
-from tipline.temporal import connect
+from tipline.temporal import connect, metrics_runtime
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
@@ -134,18 +136,34 @@ def egress_client(settings: Settings) -> EgressClient:
 
 async def run(settings: Settings) -> None:
     cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
-    client = await connect_patiently(settings)
+    runtime = metrics_runtime(settings.temporal_sdk_metrics_address) if settings.temporal_sdk_metrics_address else None
+    client = await connect_patiently(settings, runtime)
     engine = make_engine(settings.resolved_database_url)
-    async with case_worker(client, settings, engine):
-        await asyncio.Event().wait()
+    with worker_metrics(settings, engine):
+        async with case_worker(client, settings, engine):
+            await asyncio.Event().wait()
 
 
-async def connect_patiently(settings: Settings) -> Client:
+@contextmanager
+def worker_metrics(settings: Settings, engine: Engine) -> Iterator[MetricsServer | None]:
+    """Tipline's metrics on ``worker_metrics_address`` while the block runs; nothing when it is unset."""
+    if not settings.worker_metrics_address:
+        yield None
+        return
+    server = start_metrics_server(settings.worker_metrics_address, metrics_registry(engine),
+                                  "TIPLINE_WORKER_METRICS_ADDRESS")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def connect_patiently(settings: Settings, runtime: Runtime | None = None) -> Client:
     """Connect to Temporal, waiting while it is down (restarting, or not up yet) instead of exiting."""
     delay = 0.1
     while True:
         try:
-            return await connect(settings)
+            return await connect(settings, runtime)
         except RuntimeError as error:
             log.warning("worker.temporal_unreachable", retry_in=delay, error=str(error)[:200])
             await asyncio.sleep(delay)

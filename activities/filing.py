@@ -51,6 +51,7 @@ from models.filing import (
 from models.records import FiledFile, FiledReport, ReportStatus
 from tipline.evidence import EvidenceCorrupted, EvidenceStore
 from tipline.logging import fingerprint, get_logger
+from tipline.metrics import FILING_DURATION
 from tipline.settings import OrgSettings, Settings
 
 REPORT_GONE = 5001
@@ -157,7 +158,9 @@ class FilingActivities:
             raise ApplicationError(f"NCMEC finished the report without files {', '.join(missing)}",
                                    type="NcmecIncomplete", non_retryable=True)
         now = datetime.now(UTC)
-        await asyncio.to_thread(self._record_finished, org, request.report_id, now, receipt)
+        opened_at = await asyncio.to_thread(self._record_finished, org, request.report_id, now, receipt)
+        if opened_at is not None:
+            FILING_DURATION.observe(max(0.0, (now - opened_at).total_seconds()))
         log.info("ncmec.report_finished", org_id=org.id, ncmec_report_id=request.report_id, files=len(file_ids))
         return FinishedReport(finished_at=now, file_ids=file_ids)
 
@@ -290,13 +293,18 @@ class FilingActivities:
             return
         log.info("ncmec.duplicate_retracted", org_id=org.id, ncmec_report_id=report_id)
 
-    def _record_finished(self, org: OrgSettings, report_id: int, now: datetime, receipt: str | None) -> None:
+    def _record_finished(self, org: OrgSettings, report_id: int, now: datetime, receipt: str | None
+                         ) -> datetime | None:
+        """Record the report finished; returns when it was opened, or None if an earlier try recorded it already
+        (so a retry after a lost completion does not count the filing twice)."""
         with Session(self.engine) as session:
             report = self._report_row(session, org, report_id)
+            first = report.status != ReportStatus.FINISHED
             report.status = ReportStatus.FINISHED
             report.finished_at = now
             report.finish_receipt_xml = receipt
             session.commit()
+            return report.opened_at if first else None
 
     def _record_abandoned(self, org: OrgSettings, report_id: int, status: ReportStatus, reason: str) -> None:
         with Session(self.engine) as session:

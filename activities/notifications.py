@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from models.filing import EscalationNotice
 from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
+from tipline.metrics import count_callback_failure
 from tipline.settings import Settings
 from tipline.signing import sign_request
 
@@ -34,16 +35,18 @@ class NotificationActivities:
                                                  headers={"Content-Type": "application/json", **call.headers})
         except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
             reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
-            raise _failed(org.id, notice, reason, "the escalation webhook could not be reached") from None
+            raise _failed(org.id, notice, reason, "the escalation webhook could not be reached",
+                          "unreachable") from None
         if response.status_code >= 400:
             raise _failed(org.id, notice, f"HTTP {response.status_code}",
-                          f"the escalation webhook answered HTTP {response.status_code}")
+                          f"the escalation webhook answered HTTP {response.status_code}", "http_error")
         log.info("case.escalation_notified", org_id=org.id, workflow_id=notice.case_ref)
         return True
 
 
-def _failed(org_id: str, notice: EscalationNotice, reason: str, message: str) -> ApplicationError:
+def _failed(org_id: str, notice: EscalationNotice, reason: str, message: str, kind: str) -> ApplicationError:
     """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    count_callback_failure("escalation", kind)
     log.warning("case.escalation_failed", org_id=org_id, workflow_id=notice.case_ref, reason=reason,
                 attempt=activity.info().attempt)
     return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)

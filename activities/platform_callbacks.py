@@ -15,6 +15,7 @@ from models.filing import EnrichedUser, EnrichUserInput, ListUserMediaInput, Use
 from models.platform_metadata import UserMetadata
 from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
+from tipline.metrics import count_callback_failure
 from tipline.settings import OrgSettings, Settings
 from tipline.signing import AnswerVerifier, DatabaseReplayCache, SignatureError, sign_request
 
@@ -38,6 +39,7 @@ class PlatformCallbackActivities:
         try:
             user = UserMetadata.model_validate_json(answer)
         except ValueError as error:
+            count_callback_failure("enrichment", "invalid_answer")
             raise ApplicationError(f"the platform's enrichment answer is not valid UserMetadata: "
                                    f"{str(error).splitlines()[0]}") from None
         log.info("user.enriched", org_id=org.id, workflow_id=request.case_ref)
@@ -53,6 +55,7 @@ class PlatformCallbackActivities:
         try:
             return UserMediaPage.model_validate_json(answer)
         except ValueError as error:
+            count_callback_failure("media list", "invalid_answer")
             raise ApplicationError(f"the platform's media list is not valid: {str(error).splitlines()[0]}",
                                    non_retryable=True) from None
 
@@ -64,20 +67,23 @@ class PlatformCallbackActivities:
                                                  headers={"Content-Type": "application/json", **call.headers})
         except (httpx.HTTPError, EgressRefused, TimeoutError) as error:
             reason = error.reason if isinstance(error, EgressRefused) else type(error).__name__
-            raise _failed(org, what, reason, f"the platform's {what} callback could not be reached") from None
+            raise _failed(org, what, reason, f"the platform's {what} callback could not be reached",
+                          "unreachable") from None
         if response.status_code >= 400:
             raise _failed(org, what, f"HTTP {response.status_code}",
-                          f"the platform's {what} callback answered HTTP {response.status_code}")
+                          f"the platform's {what} callback answered HTTP {response.status_code}", "http_error")
         verifier = AnswerVerifier(org.id, key, self.replay_cache)
         try:
             await asyncio.to_thread(verifier.verify, call, response.headers, response.content)
         except SignatureError as error:
-            raise _failed(org, what, error.reason, f"the platform's {what} answer was refused: {error}") from None
+            raise _failed(org, what, error.reason, f"the platform's {what} answer was refused: {error}",
+                          "refused_answer") from None
         return response.content
 
 
-def _failed(org: OrgSettings, what: str, reason: str, message: str) -> ApplicationError:
+def _failed(org: OrgSettings, what: str, reason: str, message: str, kind: str) -> ApplicationError:
     """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    count_callback_failure(what, kind)
     log.warning("platform_callback.failed", org_id=org.id, callback=what, reason=reason,
                 attempt=activity.info().attempt)
     return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)

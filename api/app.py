@@ -24,6 +24,8 @@ from api.routers import cases, content, intake, reports, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
+from tipline.metrics import metrics_registry, start_metrics_server
+from tipline.readiness import check_readiness
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
 from tipline.temporal import connect
@@ -34,6 +36,11 @@ SWAGGER_CDN = "https://cdn.jsdelivr.net"
 
 class Health(BaseModel):
     status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    components: dict[str, str]
 
 
 # The review page runs only its own script and style, talks only to this API, and shows media from blob: URLs.
@@ -66,7 +73,16 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "temporal", None) is None:
             app.state.temporal = await connect(settings)
-        yield
+        metrics = None
+        if settings.api_metrics_address:
+            metrics = start_metrics_server(settings.api_metrics_address, metrics_registry(app.state.engine),
+                                           "TIPLINE_API_METRICS_ADDRESS")
+        app.state.metrics_server = metrics
+        try:
+            yield
+        finally:
+            if metrics is not None:
+                metrics.stop()
 
     app = TiplineAPI(title="Tipline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                      description="From a suspected CSAM upload to a filed, audited NCMEC CyberTip.")
@@ -89,6 +105,20 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     @app.get("/healthz", response_model=Health, tags=["health"])
     def health() -> Health:
         return Health(status="ok")
+
+    @app.get("/readyz", response_model=Readiness, tags=["health"],
+             responses={503: {"model": problems.Problem, "content": {problems.PROBLEM_JSON: {}}}})
+    async def ready() -> Readiness:
+        """Whether this process can serve now: Temporal, the database and the evidence store each answered."""
+        results = await check_readiness(app.state.temporal, app.state.engine, app.state.evidence_store,
+                                        settings.readiness_timeout_seconds)
+        failed = [result for result in results if not result.ok]
+        if failed:
+            raise problems.ProblemError(
+                503, "Not ready", f"unavailable: {', '.join(result.component for result in failed)}",
+                errors=[problems.FieldProblem(field=result.component, message=result.problem or "unavailable")
+                        for result in failed])
+        return Readiness(status="ok", components={result.component: "ok" for result in results})
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

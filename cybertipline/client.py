@@ -27,6 +27,7 @@ from cybertipline.responses import (
     parse_document,
     report_response_from_root,
 )
+from tipline.metrics import count_ncmec_answer
 
 __all__ = [
     "CyberTiplineClient",
@@ -127,12 +128,13 @@ class CyberTiplineClient:
             raise self._unparseable(response, exc) from exc
         if root.tag == "reportResponse" or response.status_code != 200:
             # An error document (NCMEC answers errors with HTTP 200 too), a 401, or junk.
-            self._checked(self._parse_report(response, root, response.content))
+            self._checked(self._parse_report(response, root, response.content), response)
             raise CyberTiplineTransportError(
                 f"/xsd answered HTTP {response.status_code} without a schema",
                 http_status=response.status_code,
                 request_id=_request_id(response),
             )
+        count_ncmec_answer(response.request.url.path, SUCCESS)
         return response.text
 
     async def submit(self, report_xml: bytes) -> ReportResponse:
@@ -164,7 +166,7 @@ class CyberTiplineClient:
         root, body = self._document(response)
         if root.tag == "reportResponse":
             # NCMEC's clients decode /finish refusals as reportDoneResponse; accept the other shape too.
-            result = self._checked(self._parse_report(response, root, body))
+            result = self._checked(self._parse_report(response, root, body), response)
             raise CyberTiplineTransportError(
                 f"/finish answered code {result.response_code} without a reportDoneResponse",
                 http_status=response.status_code,
@@ -177,6 +179,7 @@ class CyberTiplineClient:
         except UnparseableResponse as exc:
             raise self._unparseable(response, exc) from exc
         code = AUTHENTICATION_REQUIRED if done.http_status == 401 else done.response_code
+        count_ncmec_answer(response.request.url.path, code)
         if code != SUCCESS:
             raise CyberTiplineError(
                 code,
@@ -201,6 +204,7 @@ class CyberTiplineClient:
         except httpx.RequestError as exc:
             # The request may or may not have reached NCMEC: the caller must treat the outcome as unknown.
             logger.warning("cybertipline %s %s: transport error %s", method, path, type(exc).__name__)
+            count_ncmec_answer(path, None)
             raise CyberTiplineTransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         logger.info(
             "cybertipline %s %s -> HTTP %s, Request-ID %s",
@@ -220,7 +224,7 @@ class CyberTiplineClient:
 
     def _report_response(self, response: httpx.Response) -> ReportResponse:
         root, body = self._document(response)
-        return self._checked(self._parse_report(response, root, body))
+        return self._checked(self._parse_report(response, root, body), response)
 
     def _parse_report(self, response: httpx.Response, root: etree._Element, body: bytes) -> ReportResponse:
         try:
@@ -230,10 +234,11 @@ class CyberTiplineClient:
         except UnparseableResponse as exc:
             raise self._unparseable(response, exc) from exc
 
-    def _checked(self, result: ReportResponse) -> ReportResponse:
+    def _checked(self, result: ReportResponse, response: httpx.Response) -> ReportResponse:
         # Whatever the body says (2016 sent code 1000 "Authentication Required"), a 401 means bad
         # credentials: report 2000, which is never transient.
         code = AUTHENTICATION_REQUIRED if result.http_status == 401 else result.response_code
+        count_ncmec_answer(response.request.url.path, code)
         if code != SUCCESS:
             raise CyberTiplineError(
                 code,
@@ -245,6 +250,8 @@ class CyberTiplineClient:
         return result
 
     def _unparseable(self, response: httpx.Response, exc: UnparseableResponse) -> Exception:
+        count_ncmec_answer(response.request.url.path,
+                           AUTHENTICATION_REQUIRED if response.status_code == 401 else None)
         if response.status_code == 401:
             # Current NCMEC answers bad credentials with an empty 401.
             return CyberTiplineError(

@@ -53,6 +53,7 @@ from tipline.evidence_keys import (
     KeyRing,
     _Key,
 )
+from tipline.metrics import count_evidence_stored
 
 if TYPE_CHECKING:
     from tipline.settings import Settings
@@ -523,7 +524,7 @@ class EvidenceStore:
                 return _read_plain(path, self.chunk_size)
 
         if not self._intact(digests.sha256):
-            self._seal(digests.sha256, plaintext())
+            count_evidence_stored(self._seal(digests.sha256, plaintext()))
         path.unlink(missing_ok=True)
         return _ref(digests)
 
@@ -546,7 +547,8 @@ class EvidenceStore:
         digests = digest_bytes(data)
         if not self._intact(digests.sha256):
             view = memoryview(data)
-            self._seal(digests.sha256, (view[i:i + self.chunk_size] for i in range(0, len(data), self.chunk_size)))
+            count_evidence_stored(self._seal(
+                digests.sha256, (view[i:i + self.chunk_size] for i in range(0, len(data), self.chunk_size))))
         return _ref(digests)
 
     def _intact(self, sha256: str) -> bool:
@@ -560,8 +562,9 @@ class EvidenceStore:
             return False
         return True
 
-    def _seal(self, sha256: str, plaintext: Iterable[bytes | memoryview]) -> None:
-        """Encrypt ``plaintext`` for ``sha256`` under the current key and move it into place atomically."""
+    def _seal(self, sha256: str, plaintext: Iterable[bytes | memoryview]) -> int:
+        """Encrypt ``plaintext`` for ``sha256`` under the current key and move it into place atomically; returns
+        the size of the ciphertext written."""
         target = self.path_for(sha256)
         key_id, key = self.keyring.current()
         handle, name = tempfile.mkstemp(dir=self._incoming, prefix="seal-")
@@ -573,6 +576,7 @@ class EvidenceStore:
                 sealer.finish()
                 sink.flush()
                 os.fsync(sink.fileno())
+                written = sink.tell()
             target.parent.mkdir(parents=True, exist_ok=True)
             # A concurrent writer of the same bytes may win the race; either ciphertext decrypts to the same.
             os.replace(name, target)
@@ -580,6 +584,7 @@ class EvidenceStore:
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
+        return written
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -613,6 +618,19 @@ class EvidenceStore:
         if sha.hexdigest() != sha256:
             raise EvidenceCorrupted(f"evidence {sha256} decrypts to bytes with a different sha256")
         return EvidenceRef(sha256=sha256, md5=md5.hexdigest(), sha1=sha1.hexdigest(), size=size)
+
+    def probe(self) -> None:
+        """Write, read back and delete a few random bytes where objects are written (a readiness check): raises
+        ``OSError`` if the store cannot take evidence now. The probe is not evidence and is never sealed."""
+        marker = os.urandom(16)
+        handle, name = tempfile.mkstemp(dir=self._incoming, prefix="probe-")
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                sink.write(marker)
+            if Path(name).read_bytes() != marker:
+                raise OSError("the evidence store read back different bytes than it wrote")
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     # --- maintenance -----------------------------------------------------------------------------------------
 

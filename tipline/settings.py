@@ -39,6 +39,14 @@ def signing_key(secret: str) -> bytes:
     return key
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets) as a host and a port; port 0 lets the system pick one."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"must be host:port, e.g. 127.0.0.1:9464 (got {address!r})")
+    return host.strip("[]"), int(port)
+
+
 class NcmecEnvironment(StrEnum):
     SANDBOX = "sandbox"
     TEST = "test"
@@ -178,6 +186,22 @@ class Settings(BaseSettings):
     urgent_review_minutes: float = 60
     elevated_review_minutes: float = 8 * 60
     normal_review_minutes: float = 48 * 60
+
+    # Prometheus listeners, each on its own address (host:port), off when unset: kept off the API's public port
+    # because the case gauges count every org's cases, which no single org's key should see.
+    api_metrics_address: str | None = None
+    worker_metrics_address: str | None = None
+    # The Temporal SDK's own metrics (pollers, slots, task latencies) from the worker's runtime.
+    temporal_sdk_metrics_address: str | None = None
+    # How long /readyz waits for each of Temporal, the database and the evidence store.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    @field_validator("api_metrics_address", "worker_metrics_address", "temporal_sdk_metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_address(value)  # raises ValueError with the reason
+        return value
 
     # Production filing needs a deliberate second switch besides an org configured for production.
     allow_production: bool = False

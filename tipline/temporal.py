@@ -7,14 +7,24 @@ import sys
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from tipline.codec import DATA_CONVERTER
 from tipline.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=DATA_CONVERTER)
+                                data_converter=DATA_CONVERTER, runtime=runtime)
+
+
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime whose SDK metrics (pollers, task slots, latencies) Prometheus scrapes at ``bind_address``.
+
+    Counters get ``_total`` and durations are seconds, as Prometheus' own conventions (and prometheus-client) have.
+    """
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=bind_address, counters_total_suffix=True, durations_as_seconds=True)))
 
 
 def case_ui_url(settings: Settings, workflow_id: str) -> str:
