@@ -31,6 +31,7 @@ from tipline.settings import Settings
 with warnings.catch_warnings():
     # authlib 1.9 announces a move of its httpx integration to httpx2; the integration itself is unchanged.
     warnings.simplefilter("ignore")
+    from authlib.integrations.base_client.errors import OAuthError
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 router = APIRouter(prefix="/v1/session/oidc", tags=["session"], responses=PROBLEM_RESPONSES)
@@ -124,7 +125,7 @@ async def oidc_callback(request: Request, settings: AppSettings, engine: DbEngin
         jwt.JWTClaimsRegistry(iss={"essential": True, "value": issuer}, aud={"essential": True, "value": client_id},
                               exp={"essential": True}, nonce={"essential": True, "value": nonce},
                               sub={"essential": True}).validate(decoded.claims)
-    except (JoseError, KeyError, ValueError, httpx.HTTPError) as failure:
+    except (OAuthError, JoseError, KeyError, ValueError, httpx.HTTPError) as failure:
         raise ProblemError(401, "The identity provider's answer could not be verified",
                            type(failure).__name__) from None
     claims = decoded.claims
