@@ -34,7 +34,8 @@ with warnings.catch_warnings():
     from authlib.integrations.base_client.errors import OAuthError
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-router = APIRouter(prefix="/v1/session/oidc", tags=["session"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/session/oidc", tags=["session"],
+                   responses={**PROBLEM_RESPONSES, 400: PROBLEM_RESPONSES[401], 502: PROBLEM_RESPONSES[401]})
 Clock = Annotated[Callable[[], datetime], Depends(get_clock)]
 # State, nonce and PKCE verifier between the two legs. Lax, not Strict: it must come back with the provider's
 # redirect, a navigation from another site. HttpOnly, ten minutes, and only on these paths.
@@ -61,10 +62,14 @@ def _client(settings: Settings) -> AsyncOAuth2Client:
 async def _metadata(request: Request, issuer: str) -> dict[str, Any]:
     cached: dict[str, Any] | None = getattr(request.app.state, "oidc_metadata", None)
     if cached is None:
-        async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.get(f"{issuer}/.well-known/openid-configuration")
-            response.raise_for_status()
-            cached = response.json()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(f"{issuer}/.well-known/openid-configuration")
+                response.raise_for_status()
+                cached = response.json()
+        except (httpx.HTTPError, ValueError) as failure:
+            raise ProblemError(502, "The identity provider cannot be reached; try again",
+                               type(failure).__name__) from None
         if cached.get("issuer", "").rstrip("/") != issuer:
             raise ProblemError(502, "The identity provider names another issuer than TIPLINE_OIDC_ISSUER")
         request.app.state.oidc_metadata = cached
