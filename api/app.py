@@ -20,8 +20,9 @@ from temporalio.client import Client
 
 from api import problems
 from api.middleware import BodyLimit, BodyLimits, SecurityHeaders
-from api.routers import cases, content, intake, reports, triage, urgency_preview
+from api.routers import cases, content, intake, reports, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
+from models.records import utcnow
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.metrics import metrics_registry, start_metrics_server
@@ -91,6 +92,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.engine = engine or make_engine(settings.resolved_database_url)
     app.state.evidence_store = EvidenceStore.from_settings(settings)
     app.state.registry = RefRegistry.from_settings(settings, app.state.engine)
+    # Session expiry and login throttling read this clock; tests may move it.
+    app.state.clock = utcnow
     problems.install(app)
     app.add_middleware(BodyLimits, default=BodyLimit(settings.max_json_body_bytes, "TIPLINE_MAX_JSON_BODY_BYTES"),
                        per_path=body_limits(settings))
@@ -100,6 +103,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(reports.router)
     app.include_router(intake.router)
     app.include_router(triage.router)
+    app.include_router(session.router)
+    app.include_router(sso.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", response_model=Health, tags=["health"])

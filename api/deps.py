@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyCookie, APIKeyHeader
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.problems import ProblemError
 from models.records import NCMEC_ROLES, ApiKey, Role, utcnow
+from tipline.accounts import signed_in
 from tipline.evidence import EvidenceStore
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
@@ -23,6 +25,13 @@ from tipline.settings import Settings
 API_KEY_PREFIX = "tpl_"
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="An org's API key; its role decides what it may do.")
+SESSION_COOKIE = "tipline_session"
+CSRF_HEADER = "X-CSRF-Token"
+session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                              description="A reviewer's session (POST /v1/session); every request that changes "
+                                          f"something must also send {CSRF_HEADER} from GET /v1/session.")
+# Requests that change nothing: only these may go without the CSRF token when authenticated by cookie.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def hash_api_key(key: str) -> str:
@@ -70,13 +79,22 @@ def revoke_api_key(engine: Engine, key_id: int) -> ApiKey | None:
 
 @dataclass(frozen=True)
 class Principal:
-    api_key_id: int
+    """Who is calling: a signed-in person (``user_id``) or a platform's or script's API key (``api_key_id``)."""
+
     org_id: str
     role: Role
+    api_key_id: int | None = None
+    user_id: int | None = None
+    csrf_token: str | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
-        """How decisions and views are attributed: the key, not a person's name."""
+        """How decisions, dismissals, claims and views are attributed: the person's account id, else the key.
+
+        Ids, never names: the attribution travels in workflow histories.
+        """
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
         return f"{self.role.value}:{self.api_key_id}"
 
 
@@ -100,17 +118,45 @@ def get_registry(request: Request) -> RefRegistry:
     return request.app.state.registry
 
 
+def get_clock(request: Request) -> Callable[[], datetime]:
+    return request.app.state.clock
+
+
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
 
 
 def authenticate(
+    request: Request,
     key: Annotated[str | None, Security(api_key_header)],
+    cookie: Annotated[str | None, Security(session_cookie)],
     engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    clock: Annotated[Callable[[], datetime], Depends(get_clock)],
 ) -> Principal:
-    if not key:
-        raise ProblemError(401, "An API key is required", "send it in the X-API-Key header")
+    """An API key (platforms, automation) or a session cookie (people); a key, when sent, is what counts."""
+    if key:
+        return _key_principal(engine, key)
+    if not cookie:
+        raise ProblemError(401, "Sign in or send an API key",
+                           "POST /v1/session to sign in, or send an API key in the X-API-Key header")
+    signed = signed_in(engine, settings, cookie, clock())
+    if signed is None:
+        raise ProblemError(401, "The session has ended; sign in again")
+    if request.method not in SAFE_METHODS:
+        # A cookie goes with any request the browser makes, a forged one too; the token only with the page's own.
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not secrets.compare_digest(sent.encode(), signed.session.csrf_token.encode()):
+            raise ProblemError(403, "The CSRF token is missing or wrong",
+                               f"send the csrf_token of GET /v1/session in the {CSRF_HEADER} header")
+    account = signed.account
+    assert account.id is not None
+    return Principal(org_id=account.org_id, role=Role(account.role), user_id=account.id,
+                     csrf_token=signed.session.csrf_token)
+
+
+def _key_principal(engine: Engine, key: str) -> Principal:
     with Session(engine) as session:
         row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key),
                                                 ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]

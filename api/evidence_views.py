@@ -46,7 +46,8 @@ async def evidence_response(store: EvidenceStore, engine: Engine, principal: Pri
 
 def _record_view(engine: Engine, principal: Principal, ref: str, media_id: str) -> None:
     with Session(engine) as session:
-        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id, role=principal.role.value,
+        session.add(MediaView(org_id=principal.org_id, api_key_id=principal.api_key_id,
+                              user_id=principal.user_id, role=principal.role.value,
                               workflow_id=ref, media_id=media_id))
         session.commit()
 

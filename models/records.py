@@ -139,7 +139,9 @@ class MediaView(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: str = Field(index=True, max_length=40)
-    api_key_id: int
+    # Exactly one of the two: the signed-in person, or the API key of a script.
+    api_key_id: int | None = None
+    user_id: int | None = Field(default=None, index=True)
     role: str = Field(max_length=40)
     workflow_id: str = Field(max_length=120)
     media_id: str = Field(max_length=200)

@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from models.records import Role
+from tests.accounts_helpers import new_user
 from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
 from tipline.http_server import serve_app
 from tipline.settings import Settings
@@ -32,10 +33,11 @@ URGENCY_REASON = "Live stream 2 announced\nfor tonight"  # digits and Enter: tex
 
 
 async def test_a_reviewer_classifies_and_submits_from_the_page(
-    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     platform = headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG)
-    reviewer_key = api_keys[REVIEW_PAGE_ORG][Role.MODERATOR_MANAGER]
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG, "moderator_manager")
     reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
     response = await api.post("/v1/content/upload", headers=platform,
                               data={"content_id": "m1", "creator_id": f"user-{uuid.uuid4().hex[:8]}"},
@@ -48,14 +50,18 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
 
     await eventually(preserved, what="the case awaiting review with its media preserved")
 
-    app = create_app(settings, temporal=temporal_client, engine=engine)
+    # Served over plain http on loopback, as the local stack is: the session cookie without Secure.
+    app = create_app(settings.model_copy(update={"session_cookie_secure": False}), temporal=temporal_client,
+                     engine=engine)
     async with serve_app(app) as url, playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM)
         try:
             page = await browser.new_page()
             await page.goto(f"{url}/review")
-            await page.fill("#key", reviewer_key)
-            await page.click("#load")
+            await page.fill("#username", username)
+            await page.fill("#password", password)
+            await page.click("#signin-button")
+            await playwright_api.expect(page.locator("#who")).to_have_text(f"moderator_manager · {REVIEW_PAGE_ORG}")
             await page.click(f'.case[data-case-ref="{case_ref}"]')
             image = page.locator(".media img").first
             await playwright_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
@@ -77,6 +83,11 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
             await page.click("text=Submit CyberTip")
             await playwright_api.expect(page.locator("#case")).to_have_text("Submitted: the CyberTip is being filed.")
             assert await page.locator("#error").text_content() == ""
+
+            # Signing out ends the session: reloading the page finds no session and asks to sign in again.
+            await page.click("#signout")
+            await page.reload()
+            await playwright_api.expect(page.locator("#signin")).to_be_visible()
         finally:
             await browser.close()
 
@@ -85,6 +96,7 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
         return case if case.get("decision") else None
 
     case = await eventually(decided, what="the decision in the case")
+    assert case["decision"]["reviewer_id"].startswith("user:")  # the person signed in, not a key
     [media] = case["decision"]["media"]
     assert (media["media_id"], media["reported"], media["classification"]) == ("m1", True, "A2")
     assert media["annotations"] == ["infant"]

@@ -8,10 +8,14 @@ import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tipline.db import PRIVATE_UMASK
 from tipline.logging import configure_logging
 from tipline.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _private_files() -> None:
@@ -102,6 +106,63 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> None:
           "requests with it are refused")
 
 
+def _password(args: argparse.Namespace) -> str:
+    # Read, never an argument: arguments show in the process list and the shell's history.
+    import getpass
+    import sys
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise SystemExit("the passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _accounts(args: argparse.Namespace) -> tuple[Settings, Engine]:
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url)
+    return settings, make_engine(settings.resolved_database_url)
+
+
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from tipline.accounts import AccountError, create_account
+
+    settings, engine = _accounts(args)
+    settings.orgs.get(args.org)  # refuse accounts for orgs this deployment does not serve
+    try:
+        account = create_account(engine, args.org, args.username, args.role, _password(args))
+    except AccountError as error:
+        raise SystemExit(str(error)) from None
+    print(f"user {account.username} (id {account.id}, {account.org_id}, {account.role}) can sign in")
+
+
+def cmd_user_disable(args: argparse.Namespace) -> None:
+    from models.records import utcnow
+    from tipline.accounts import AccountError, disable_account
+
+    _, engine = _accounts(args)
+    try:
+        ended = disable_account(engine, args.username, utcnow())
+    except AccountError as error:
+        raise SystemExit(str(error)) from None
+    print(f"user {args.username} is disabled; {ended} session(s) ended")
+
+
+def cmd_user_reset(args: argparse.Namespace) -> None:
+    from models.records import utcnow
+    from tipline.accounts import AccountError, reset_password
+
+    _, engine = _accounts(args)
+    try:
+        ended = reset_password(engine, args.username, _password(args), utcnow())
+    except AccountError as error:
+        raise SystemExit(str(error)) from None
+    print(f"user {args.username} has a new password; {ended} session(s) ended")
+
+
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return ""
@@ -165,6 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = apikey.add_parser("revoke", help="revoke a key by its id (from list); it is refused from then on")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_apikey_revoke)
+
+    user = commands.add_parser("user", help="reviewers' accounts").add_subparsers(required=True, metavar="ACTION")
+    people_roles = [r.value for r in Role if r is not Role.PLATFORM]
+    create_user = user.add_parser("create", help="create an account; the password is read from the terminal "
+                                  "or, when piped, from the first line of standard input")
+    create_user.add_argument("username")
+    create_user.add_argument("--org", required=True)
+    create_user.add_argument("--role", required=True, choices=people_roles)
+    create_user.set_defaults(run=cmd_user_create)
+    disable = user.add_parser("disable", help="refuse the account from now on and end all its sessions")
+    disable.add_argument("username")
+    disable.set_defaults(run=cmd_user_disable)
+    reset = user.add_parser("reset", help="set a new password (read as for create) and end all its sessions")
+    reset.add_argument("username")
+    reset.set_defaults(run=cmd_user_reset)
 
     ncmec = commands.add_parser("ncmec", help="NCMEC's CyberTipline").add_subparsers(required=True, metavar="ACTION")
     fetch_xsd = ncmec.add_parser("fetch-xsd", help="download the report schema from the org's NCMEC environment")

@@ -239,6 +239,27 @@ class Settings(BaseSettings):
     # The media bytes of one upload.
     max_upload_bytes: int = Field(default=32 << 20, ge=1024)
 
+    # Reviewer sign-in (tipline.accounts). A session ends after this long unused, and after the absolute limit
+    # however busy it is.
+    session_idle_minutes: float = Field(default=30, gt=0)
+    session_absolute_hours: float = Field(default=12, gt=0)
+    # Browsers send a Secure cookie over https only; turn off just for a stack served over plain http.
+    session_cookie_secure: bool = True
+    # Refused password logins within the window: past either limit, logins are refused with 429 until the
+    # oldest failure leaves the window. Counted in the database, so every API process sees the same count.
+    login_failure_window_seconds: float = Field(default=15 * 60, gt=0)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    # Single sign-on by OpenID Connect (authorization code with PKCE); off while oidc_issuer is unset.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    # This deployment's public URL of /v1/session/oidc/callback, as registered with the provider.
+    oidc_redirect_url: str | None = None
+    oidc_groups_claim: str = "groups"
+    # Group name -> "org:role"; a person's org and role come from their groups at every login.
+    oidc_group_roles: dict[str, str] = Field(default_factory=dict)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tipline.db').resolve()}"

@@ -103,7 +103,11 @@ async def run_stack(settings: Settings) -> None:
     try:
         client = await wait_for_temporal(settings, temporal_process)
         sandbox = sandbox_app(settings)
-        api_app = create_app(settings, temporal=client, engine=engine)
+        # The local stack serves plain http on loopback, where a Secure session cookie would not come back;
+        # a deployment behind https keeps the default.
+        api_settings = settings if "session_cookie_secure" in settings.model_fields_set else settings.model_copy(
+            update={"session_cookie_secure": False})
+        api_app = create_app(api_settings, temporal=client, engine=engine)
         async with (
             serve_app(sandbox, settings.sandbox_host, settings.sandbox_port),
             serve_app(api_app, settings.api_host, settings.api_port) as api_url,

@@ -11,10 +11,16 @@ let current = null, decisions = {}, cursor = 0, pendingAnnotation = false;
 // unchanged is recorded as confirmed; once they type in the box it is theirs and never overwritten.
 let shownSuggestion = "", urgencyEdited = false, previewSeq = 0;
 const $ = (id) => document.getElementById(id);
-const key = () => $("key").value;
+// The session is an HttpOnly cookie the script never sees; the CSRF token goes with every request that changes
+// something, and proves the request comes from this page.
+let csrfToken = null;
 
 async function call(path, options = {}) {
-  const response = await fetch(path, {...options, headers: {"X-API-Key": key(), "Content-Type": "application/json"}});
+  const headers = {"Content-Type": "application/json"};
+  if (options.method && options.method !== "GET") headers["X-CSRF-Token"] = csrfToken || "";
+  const response = await fetch(path, {...options, headers, credentials: "same-origin"});
+  if (response.status === 401 && !path.startsWith("/v1/session")) showSignIn("Your session has ended; sign in again.");
+  if (response.status === 204) return null;
   if (!response.ok) {
     const problem = await response.json().catch(() => ({}));
     throw new Error(`${problem.title || response.status}\n${(problem.errors || []).map(e => e.field + ": " + e.message).join("\n")}`);
@@ -38,8 +44,46 @@ async function loadQueue() {
   } catch (e) { $("error").textContent = e.message; }
 }
 
+function showSignIn(message) {
+  csrfToken = null;
+  current = null;
+  $("signin").hidden = false;
+  $("signed-in").hidden = true;
+  $("queue").replaceChildren();
+  $("case").replaceChildren();
+  $("controls").hidden = true;
+  $("error").textContent = message || "";
+}
+
+function showSignedIn(session) {
+  csrfToken = session.csrf_token;
+  $("signin").hidden = true;
+  $("signed-in").hidden = false;
+  $("who").textContent = `${session.role} · ${session.org_id}`;
+  $("password").value = "";
+  loadQueue();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  try {
+    showSignedIn(await call("/v1/session", {method: "POST",
+      body: JSON.stringify({username: $("username").value, password: $("password").value})}));
+  } catch (e) { $("error").textContent = e.message; }
+}
+
+async function signOut() {
+  try { await call("/v1/session", {method: "DELETE"}); } catch (e) { /* ended already */ }
+  showSignIn("Signed out.");
+}
+
+async function resume() {
+  // A session cookie from an earlier sign-in (or single sign-on) is used as it is.
+  try { showSignedIn(await call("/v1/session")); } catch (e) { showSignIn(""); }
+}
+
 async function mediaUrl(item) {
-  const response = await fetch(item.content_url, {headers: {"X-API-Key": key()}});
+  const response = await fetch(item.content_url, {credentials: "same-origin"});
   return URL.createObjectURL(await response.blob());
 }
 
@@ -122,7 +166,7 @@ async function submitDecision() {
 }
 
 document.addEventListener("keydown", (event) => {
-  // Keys typed into the API key, the incident list or the text boxes are text, not review shortcuts.
+  // Keys typed into the sign-in form, the incident list or the text boxes are text, not review shortcuts.
   if (!current || event.target.closest("input, textarea, select")) return;
   const media = current.media[cursor];
   const d = decisions[media.media_id];
@@ -142,6 +186,9 @@ document.addEventListener("keydown", (event) => {
   if (!"jk".includes(event.key)) refreshSuggestion();
 });
 $("load").onclick = loadQueue;
+$("signin").onsubmit = signIn;
+$("signout").onclick = signOut;
+resume();
 $("urgency").oninput = () => { urgencyEdited = true; };
 $("incident").onchange = refreshSuggestion;
 $("info").onchange = refreshSuggestion;
