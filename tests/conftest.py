@@ -29,6 +29,7 @@ from tests.helpers import (
     OTHER_ORG,
     PREFIX_ORGS,
     REVIEW_PAGE_ORG,
+    SCREENING_ORG,
     MediaHost,
     PlatformCallbacks,
     Sandbox,
@@ -232,7 +233,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbo
     orgs_file = data_dir / "orgs.toml"
     prefixed = [make_org(org) for org in PREFIX_ORGS if org != ORG]
     orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks),
-                                    make_org(REVIEW_PAGE_ORG), *prefixed]))
+                                    make_org(REVIEW_PAGE_ORG), make_org(SCREENING_ORG), *prefixed]))
     return Settings(
         data_dir=data_dir, database_url=database_url, orgs_file=orgs_file,
         sandbox_url=f"{sandbox.url}/ispws", ncmec_xsd_path=xsd_path,
@@ -262,4 +263,4 @@ async def api(settings: Settings, temporal_client: Client, engine: Engine, worke
 def api_keys(engine: Engine) -> dict[str, dict[Role, str]]:
     """One key per role for each org: ``api_keys[org][role]``."""
     return {org: {role: create_api_key(engine, org, role, f"test {role}") for role in Role}
-            for org in {ORG, OTHER_ORG, REVIEW_PAGE_ORG, *PREFIX_ORGS}}
+            for org in {ORG, OTHER_ORG, REVIEW_PAGE_ORG, SCREENING_ORG, *PREFIX_ORGS}}

@@ -28,6 +28,8 @@ OTHER_ORG = "globex"
 REVIEW_PAGE_ORG = "initech"
 # Org ids that prefix one another ("a" of "acme", "acme" of "acme-kids"): ownership must never follow the spelling.
 PREFIX_ORGS = ("a", ORG, "acme-kids")
+# Only the entry-path tests screen for this org: no other test's reported media join its banks.
+SCREENING_ORG = "umbrella"
 
 
 @dataclass

@@ -15,17 +15,21 @@ from detection.banks import BankRepository, NewEntry
 from detection.classifier import Priority, make_sandbox_image
 from detection.media_hashes import hash_media
 from models.records import Role
-from tests.helpers import FakePlatform, eventually, fake_platform, headers
+from tests.helpers import SCREENING_ORG as ORG
+from tests.helpers import FakePlatform, eventually, fake_platform
+from tests.helpers import headers as org_headers
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
-
-ORG = "acme"
 
 
 @pytest.fixture(scope="module")
 async def platform() -> AsyncIterator[FakePlatform]:
     async with fake_platform() as served:
         yield served
+
+
+def headers(api_keys: dict, role: Role) -> dict[str, str]:
+    return org_headers(api_keys, role, ORG)
 
 
 def item(platform: FakePlatform, data: bytes, **extra: object) -> dict:
