@@ -66,6 +66,7 @@ from tipline.evidence_keys import (
     KeyRing,
     _Key,
 )
+from tipline.logging import get_logger
 
 if TYPE_CHECKING:
     from tipline.settings import Settings
@@ -102,6 +103,7 @@ _FIXED = struct.Struct(">4sBIB")
 _MAX_HEADER = _FIXED.size + 255 + 32 + 7
 _INFO = b"tipline-evidence/v1"
 _SCRATCH_KEY_ID = "scratch"
+log = get_logger(__name__)
 # A scratch file untouched this long belongs to a dead process (downloads are capped well below this).
 STALE_SCRATCH_SECONDS = 24 * 3600
 
@@ -586,6 +588,7 @@ class EvidenceStore:
     def _seal(self, sha256: str, plaintext: Iterable[bytes | memoryview]) -> None:
         """Encrypt ``plaintext`` for ``sha256`` under the current key and hand it to the backend as a stream."""
         self.backend.put_stream(sha256, _sealed(self.keyring, sha256, plaintext, self.chunk_size))
+        log.info("evidence stored", sha256=sha256, key_id=self.keyring.current_id, backend=repr(self.backend))
 
     # --- reading ---------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ here stores, logs or formats them; reprs and errors name the bucket, prefix and 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -121,39 +122,36 @@ class S3Backend:
 
     def put_stream(self, name: str, chunks: Iterable[bytes]) -> None:
         key = self.key(name)
-        pending: list[bytes] = []
-        held = 0
+        pending = io.BytesIO()
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
 
-        def send(body: bytes) -> None:
-            nonlocal upload_id
+        def send() -> None:
+            nonlocal upload_id, pending
             if upload_id is None:
                 upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            # The buffer itself is the body (botocore streams a file object for checksum and send), so a
+            # part is never copied; a fresh buffer then lets the sent one be freed.
+            pending.seek(0)
             answer = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                              PartNumber=len(parts) + 1, Body=body)
+                                              PartNumber=len(parts) + 1, Body=pending)
             parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+            pending = io.BytesIO()
 
         try:
             for chunk in chunks:
-                pending.append(chunk)
-                held += len(chunk)
-                if held >= self.part_size:
-                    # Parts only need to be at least the minimum, not equal: sending what is held as one
-                    # part avoids copying a remainder, so an upload holds at most about two parts' worth.
-                    body = b"".join(pending)
-                    pending.clear()
-                    held = 0
-                    send(body)
-                    del body
-            tail = b"".join(pending)
-            pending.clear()
+                pending.write(chunk)
+                # Parts need only be at least the minimum size, not all equal: what is held goes out whole,
+                # so nothing is split or copied, and an upload holds about one part.
+                if pending.tell() >= self.part_size:
+                    send()
             if upload_id is None:
                 # Smaller than one part: a single PUT is just as atomic and one request instead of three.
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=tail)
+                pending.seek(0)
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=pending)
                 return
-            if tail:
-                send(tail)
+            if pending.tell():
+                send()
             self._client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                    MultipartUpload={"Parts": parts})
         except BaseException:
