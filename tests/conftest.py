@@ -36,6 +36,7 @@ from tests.helpers import (
     WebhookReceiver,
     new_callback_secret,
 )
+from tests.s3_server import S3Server, credentials_in_environment, moto_server
 from tipline.codec import DATA_CONVERTER
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
@@ -80,6 +81,13 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 protocol server (moto's standalone server), started only by the tests that ask for it."""
+    with credentials_in_environment(), moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

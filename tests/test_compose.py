@@ -6,10 +6,12 @@ import re
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from tipline.cli import build_parser
+from tipline.evidence_keys import CURRENT_KEY_ENV, KEYS_ENV
 from tipline.settings import Settings
 from workflows.search_attributes import dev_server_flags
 
@@ -20,7 +22,7 @@ TIPLINE_SERVICES = [name for name, service in SERVICES.items() if service.get("i
 
 
 def test_the_stack_has_every_part() -> None:
-    assert set(SERVICES) == {"postgres", "temporal", "migrate", "sandbox", "worker", "api"}
+    assert set(SERVICES) == {"postgres", "minio", "minio-setup", "temporal", "migrate", "sandbox", "worker", "api"}
     assert set(TIPLINE_SERVICES) == {"temporal", "migrate", "sandbox", "worker", "api"}
 
 
@@ -30,11 +32,52 @@ def test_each_service_runs_a_real_tipline_command(name: str) -> None:
     assert callable(args.run)
 
 
+# Read from the environment outside Settings: the evidence key ring, and boto3's credential chain.
+NON_SETTINGS_ENV = {KEYS_ENV, CURRENT_KEY_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+REFERENCE = re.compile(r"^\$\{(\w+):\?[^}]*\}$")
+
+
 def test_environment_names_only_real_settings() -> None:
     fields = {f"TIPLINE_{name.upper()}" for name in Settings.model_fields}
     for name in TIPLINE_SERVICES:
-        unknown = set(SERVICES[name]["environment"]) - fields
+        unknown = set(SERVICES[name]["environment"]) - fields - NON_SETTINGS_ENV
         assert not unknown, f"{name} sets unknown settings {unknown}"
+
+
+def compose_settings(service: str) -> Settings:
+    """The Settings a service's process would build from its compose environment (references filled in)."""
+    environment = SERVICES[service]["environment"]
+    values = {key.removeprefix("TIPLINE_").lower(): re.sub(r"\$\{[^}]*\}", "x", str(value))
+              for key, value in environment.items() if key not in NON_SETTINGS_ENV}
+    return Settings(**values)
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+def test_evidence_lives_in_the_minio_bucket_the_setup_creates(name: str) -> None:
+    settings = compose_settings(name)
+    assert settings.evidence_backend == "s3"
+    endpoint = httpx.URL(settings.evidence_s3_endpoint_url or "")
+    assert endpoint.host == "minio"
+    minio = SERVICES["minio"]["command"]
+    assert minio[:2] == ["server", "/data"] and minio[minio.index("--address") + 1] == f":{endpoint.port}"
+    setup = " ".join(SERVICES["minio-setup"]["command"])
+    assert f"http://minio:{endpoint.port}" in setup
+    assert f"mc mb --ignore-existing tipline/{settings.evidence_s3_bucket}" in setup
+    depends = SERVICES[name]["depends_on"]
+    assert depends["minio-setup"]["condition"] == "service_completed_successfully"
+    assert SERVICES["minio-setup"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "healthcheck" in SERVICES["minio"]
+
+
+def test_s3_credentials_and_evidence_keys_come_from_the_environment_not_the_file() -> None:
+    environment = SERVICES["worker"]["environment"]
+    minio = SERVICES["minio"]["environment"]
+    # Tipline signs with MinIO's own account here; both sides name the same variables, neither holds a value.
+    assert REFERENCE.match(environment["AWS_ACCESS_KEY_ID"])[1] == REFERENCE.match(minio["MINIO_ROOT_USER"])[1]
+    assert REFERENCE.match(environment["AWS_SECRET_ACCESS_KEY"])[1] == \
+        REFERENCE.match(minio["MINIO_ROOT_PASSWORD"])[1]
+    # Every host reading the bucket needs the same keys: a generated key file per volume would not do.
+    assert REFERENCE.match(environment[KEYS_ENV])[1] == KEYS_ENV
 
 
 def test_temporal_registers_the_search_attributes_the_workflow_uses() -> None:

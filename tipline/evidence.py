@@ -22,6 +22,10 @@ only one flagged final (an empty object is a single empty final chunk). This is 
 
 The plaintext size is not stored: it follows from the file length, and ``open`` authenticates the final chunk
 before returning, so the size it reports is trustworthy and a truncated file fails at once.
+
+Where sealed objects live is a storage backend's business (``tipline.evidence_backends``): a local directory by
+default, or an S3-compatible bucket (``tipline.evidence_s3``). Backends hold ciphertext only; sealing, keys and
+authentication stay here, so every backend stores exactly the same bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from detection.digests import Digests, digest_bytes, digest_file
 from models.case import EvidenceRef
+from tipline.evidence_backends import (
+    EvidenceChanged,
+    EvidenceMissing,
+    FileSource,
+    LocalBackend,
+    RangedSource,
+    StorageBackend,
+    check_name,
+)
 from tipline.evidence_keys import (
     LOCAL_KEY_FILE_NAME,
     EvidenceKeyError,
@@ -53,6 +66,7 @@ from tipline.evidence_keys import (
     KeyRing,
     _Key,
 )
+from tipline.logging import get_logger
 from tipline.metrics import count_evidence_stored
 
 if TYPE_CHECKING:
@@ -60,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "EvidenceChanged",
     "EvidenceCorrupted",
     "EvidenceKeyError",
     "EvidenceKeyMissing",
@@ -68,6 +83,8 @@ __all__ = [
     "EvidenceStore",
     "EvidenceTooLarge",
     "KeyRing",
+    "LocalBackend",
+    "StorageBackend",
 ]
 
 MAGIC = b"TLEV"
@@ -83,14 +100,13 @@ _SALT = 32
 _PREFIX = 7
 _MAX_CHUNKS = 1 << 32  # the counter is a u32 in the nonce
 _FIXED = struct.Struct(">4sBIB")
+# The longest header there can be: the fixed part, a key id of up to 255 bytes, the salt and the nonce prefix.
+_MAX_HEADER = _FIXED.size + 255 + 32 + 7
 _INFO = b"tipline-evidence/v1"
 _SCRATCH_KEY_ID = "scratch"
+log = get_logger(__name__)
 # A scratch file untouched this long belongs to a dead process (downloads are capped well below this).
 STALE_SCRATCH_SECONDS = 24 * 3600
-
-
-class EvidenceMissing(FileNotFoundError):
-    pass
 
 
 class EvidenceTooLarge(ValueError):
@@ -107,9 +123,7 @@ class EvidenceCorrupted(Exception):
 
 
 def _sha256_bytes(sha256: str) -> bytes:
-    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-        raise ValueError("not a sha256 digest")
-    return bytes.fromhex(sha256)
+    return bytes.fromhex(check_name(sha256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,28 +230,28 @@ class EvidenceReader(io.RawIOBase):
     unauthenticated byte is ever returned.
     """
 
-    def __init__(self, path: Path, object_id: bytes, keyring: KeyRing, label: str) -> None:
+    def __init__(self, source: RangedSource, object_id: bytes, keyring: KeyRing, label: str) -> None:
+        """``source`` is the sealed object as a backend opened it; the reader owns and closes it."""
         super().__init__()
         self.label = label
-        try:
-            self._file: BinaryIO = path.open("rb")
-        except FileNotFoundError:
-            raise EvidenceMissing(label) from None
+        self._file = source
         try:
             self._setup(object_id, keyring)
         except BaseException:
-            self._file.close()
+            source.close()
             raise
 
     def _setup(self, object_id: bytes, keyring: KeyRing) -> None:
-        header, raw = _Header.read(self._file, self.label)
+        # One read for the header whatever the backend: for object storage that is one request.
+        header, raw = _Header.read(io.BytesIO(self._file.read_at(0, min(_MAX_HEADER, self._file.size))),
+                                   self.label)
         self.key_id = header.key_id
         self._aead = _aead(keyring.key(header.key_id), header.salt, object_id)
         self._header = raw
         self._object_id = object_id
         self._prefix = header.prefix
         self._chunk_size = header.chunk_size
-        body = os.fstat(self._file.fileno()).st_size - len(raw)
+        body = self._file.size - len(raw)
         if body < _TAG:
             raise EvidenceCorrupted(f"evidence {self.label} is truncated: it has no final chunk")
         sealed = self._chunk_size + _TAG
@@ -256,9 +270,8 @@ class EvidenceReader(io.RawIOBase):
             return self._cached[1]
         final = index == self._chunks - 1
         sealed = self._chunk_size + _TAG
-        self._file.seek(len(self._header) + index * sealed)
         want = sealed if not final else self.size - index * self._chunk_size + _TAG
-        data = self._file.read(want)
+        data = self._file.read_at(len(self._header) + index * sealed, want)
         if len(data) != want:
             raise EvidenceCorrupted(f"evidence {self.label} changed size while being read")
         try:
@@ -281,7 +294,7 @@ class EvidenceReader(io.RawIOBase):
         return True
 
     def fileno(self) -> int:
-        raise io.UnsupportedOperation("evidence is encrypted on disk; there is no plaintext file descriptor "
+        raise io.UnsupportedOperation("evidence is encrypted at rest; there is no plaintext file descriptor "
                                       "(use .size for the length)")
 
     def tell(self) -> int:
@@ -407,7 +420,7 @@ class _ScratchWriter(io.RawIOBase):
         super().close()
 
     def reader(self) -> EvidenceReader:
-        return EvidenceReader(self.path, self.object_id, self.keyring, "scratch file")
+        return EvidenceReader(FileSource(self.path), self.object_id, self.keyring, "scratch file")
 
 
 def _ref(digests: Digests) -> EvidenceRef:
@@ -420,20 +433,13 @@ def _read_plain(path: Path, chunk_size: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _fsync_dir(path: Path) -> None:
-    # Evidence must survive a power cut once put_* has returned: the rename itself has to reach the disk.
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class EvidenceStore:
-    def __init__(self, root: Path, keyring: KeyRing | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, root: Path, keyring: KeyRing | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 backend: StorageBackend | None = None) -> None:
         """``keyring`` defaults to ``TIPLINE_EVIDENCE_KEYS``, else a generated local key file beside ``root``.
 
+        ``root`` always holds this process's scratch files (``root/incoming``); sealed objects go to ``backend``,
+        by default the directory ``root`` itself (the layout of every store written before backends existed).
         The default keeps the one-argument form working for the local stack; deployments should build stores
         with ``from_settings``, which refuses to invent a key where production filing is allowed.
         """
@@ -444,6 +450,7 @@ class EvidenceStore:
         self.chunk_size = chunk_size
         self._incoming = root / "incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
+        self.backend: StorageBackend = backend if backend is not None else LocalBackend(root, self._incoming)
         self._scratch: dict[Path, _ScratchWriter] = {}
         self._scratch_lock = threading.Lock()
         self.sweep_incoming()
@@ -458,26 +465,43 @@ class EvidenceStore:
         """The store a process should use: ``EvidenceStore.from_settings(settings)``.
 
         A generated key file sits on the same disk as the evidence, which is fine for a laptop and wrong for a
-        deployment; with ``allow_production`` set, ``TIPLINE_EVIDENCE_KEYS`` is therefore required.
+        deployment; with ``allow_production`` set, ``TIPLINE_EVIDENCE_KEYS`` is therefore required. So it is
+        with object storage: a key file on one host would leave every other host unable to read the bucket.
         """
         keyring = KeyRing.from_environment()
+        s3 = settings.evidence_backend == "s3"
         if keyring is None:
             if settings.allow_production:
                 raise EvidenceKeyError("TIPLINE_EVIDENCE_KEYS must be set where production filing is allowed; "
                                        "a generated key file would sit beside the evidence it protects")
+            if s3:
+                raise EvidenceKeyError("TIPLINE_EVIDENCE_KEYS must be set when TIPLINE_EVIDENCE_BACKEND is s3: "
+                                       "every host reading the bucket needs the same keys")
             keyring = KeyRing.load_or_create(settings.data_dir / LOCAL_KEY_FILE_NAME)
-        return cls(settings.resolved_evidence_dir, keyring)
+        backend: StorageBackend | None = None
+        if s3:
+            # Imported here: boto3 takes a noticeable time to import, and the local stack never needs it.
+            from tipline.evidence_s3 import S3Backend
+
+            backend = S3Backend.from_settings(settings)
+        return cls(settings.resolved_evidence_dir, keyring, backend=backend)
 
     def __repr__(self) -> str:
-        return f"EvidenceStore(root={str(self.root)!r}, keyring={self.keyring!r})"
+        return f"EvidenceStore(root={str(self.root)!r}, backend={self.backend!r}, keyring={self.keyring!r})"
 
     def path_for(self, sha256: str) -> Path:
-        """Where the *ciphertext* of an object lives. Not servable as is: use ``open`` or ``iter_plaintext``."""
-        _sha256_bytes(sha256)
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        """Where the *ciphertext* of an object lives, for the local backend only (tests and operators inspect
+        it). Not servable as is: use ``open`` or ``iter_plaintext``."""
+        if not isinstance(self.backend, LocalBackend):
+            raise TypeError(f"evidence is kept in {self.backend!r}, not in local files")
+        return self.backend.path(sha256)
 
     def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).exists()
+        return self.backend.exists(check_name(sha256))
+
+    def delete(self, sha256: str) -> None:
+        """Remove an object (retention, or a case's media dropped by a court order); missing is not an error."""
+        self.backend.delete(check_name(sha256))
 
     # --- writing ---------------------------------------------------------------------------------------------
 
@@ -486,7 +510,8 @@ class EvidenceStore:
         """A scratch file to write plaintext into, then hand to ``put_path``.
 
         The sink encrypts as it goes (under a key that never leaves this process), so no media reaches the disk
-        in the clear; ``put_path(path)`` then re-seals it under the current key at its content address.
+        in the clear; ``put_path(path)`` then re-seals it under the current key at its content address. Scratch
+        files are always local, whatever the backend: a download's address is only known at its last byte.
         """
         handle, name = tempfile.mkstemp(dir=self._incoming)
         path = Path(name)
@@ -563,27 +588,18 @@ class EvidenceStore:
         return True
 
     def _seal(self, sha256: str, plaintext: Iterable[bytes | memoryview]) -> int:
-        """Encrypt ``plaintext`` for ``sha256`` under the current key and move it into place atomically; returns
-        the size of the ciphertext written."""
-        target = self.path_for(sha256)
-        key_id, key = self.keyring.current()
-        handle, name = tempfile.mkstemp(dir=self._incoming, prefix="seal-")
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                sealer = _Sealer(sink, key_id, key, _sha256_bytes(sha256), self.chunk_size)
-                for piece in plaintext:
-                    sealer.write(piece)
-                sealer.finish()
-                sink.flush()
-                os.fsync(sink.fileno())
-                written = sink.tell()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # A concurrent writer of the same bytes may win the race; either ciphertext decrypts to the same.
-            os.replace(name, target)
-            _fsync_dir(target.parent)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        """Encrypt ``plaintext`` for ``sha256`` under the current key and hand it to the backend as a stream;
+        returns the size of the ciphertext written."""
+        written = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal written
+            for chunk in _sealed(self.keyring, sha256, plaintext, self.chunk_size):
+                written += len(chunk)
+                yield chunk
+
+        self.backend.put_stream(sha256, counted())
+        log.info("evidence stored", sha256=sha256, key_id=self.keyring.current_id, backend=repr(self.backend))
         return written
 
     # --- reading ---------------------------------------------------------------------------------------------
@@ -592,7 +608,8 @@ class EvidenceStore:
         """A seekable plaintext stream (see ``EvidenceReader``): ``EvidenceMissing``, ``EvidenceCorrupted`` or
         ``EvidenceKeyMissing`` are raised here, before any byte is read, for absent, truncated or unreadable
         objects; a byte altered mid-file raises ``EvidenceCorrupted`` when its chunk is read."""
-        return EvidenceReader(self.path_for(sha256), _sha256_bytes(sha256), self.keyring, sha256)
+        object_id = _sha256_bytes(sha256)
+        return EvidenceReader(self.backend.open(sha256), object_id, self.keyring, sha256)
 
     def iter_plaintext(self, sha256: str) -> Iterator[bytes]:
         """The object's plaintext in decrypted chunks; opening errors raise here, not at the first ``next``."""
@@ -631,6 +648,8 @@ class EvidenceStore:
                 raise OSError("the evidence store read back different bytes than it wrote")
         finally:
             Path(name).unlink(missing_ok=True)
+        # Where objects live (a bucket, for S3): a lookup that fails when the store cannot be reached.
+        self.backend.exists("0" * 64)
 
     # --- maintenance -----------------------------------------------------------------------------------------
 
@@ -646,13 +665,6 @@ class EvidenceStore:
                     removed += 1
         return removed
 
-    def _object_paths(self) -> Iterator[tuple[str, Path]]:
-        for path in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*")):
-            name = path.name
-            if path.is_file() and len(name) == 64 and path.parent.name == name[2:4] and \
-                    path.parent.parent.name == name[:2]:
-                yield name, path
-
     def reencrypt(self, sha256: str) -> bool:
         """Re-seal one object under the current key if it uses another; True if it was rewritten."""
         with self.open(sha256) as reader:
@@ -663,7 +675,7 @@ class EvidenceStore:
 
     def reencrypt_all(self) -> int:
         """After a rotation: move every object to the current key, so old keys can then be retired."""
-        return sum(self.reencrypt(sha256) for sha256, _ in self._object_paths())
+        return sum(self.reencrypt(sha256) for sha256 in self.backend.names())
 
     def encrypt_plaintext_objects(self) -> int:
         """One-off migration for stores written before encryption at rest: encrypt each plaintext object in place.
@@ -672,15 +684,48 @@ class EvidenceStore:
         nothing else is touched. Returns how many objects were encrypted.
         """
         count = 0
-        for sha256, path in self._object_paths():
-            with path.open("rb") as source:
-                if source.read(len(MAGIC)) == MAGIC:
+        for sha256 in list(self.backend.names()):
+            source = self.backend.open(sha256)
+            try:
+                if source.read_at(0, len(MAGIC)) == MAGIC:
                     continue
-            if digest_file(path).sha256 != sha256:
-                continue
-            self._seal(sha256, _read_plain(path, self.chunk_size))
+                digest = hashlib.sha256()
+                for piece in _read_source(source, self.chunk_size):
+                    digest.update(piece)
+                if digest.hexdigest() != sha256:
+                    continue
+                # The backend publishes the sealed copy only after the last plaintext byte was read from here.
+                self._seal(sha256, _read_source(source, self.chunk_size))
+            finally:
+                source.close()
             count += 1
         return count
+
+
+def _read_source(source: RangedSource, chunk_size: int) -> Iterator[bytes]:
+    for offset in range(0, source.size, chunk_size):
+        yield source.read_at(offset, chunk_size)
+
+
+def _sealed(keyring: KeyRing, sha256: str, plaintext: Iterable[bytes | memoryview], chunk_size: int
+            ) -> Iterator[bytes]:
+    """The sealed object for ``plaintext`` as a stream of ciphertext pieces, about one chunk at a time."""
+    key_id, key = keyring.current()
+    out = io.BytesIO()
+    sealer = _Sealer(cast(BinaryIO, out), key_id, key, _sha256_bytes(sha256), chunk_size)
+
+    def drain() -> bytes:
+        piece = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        return piece
+
+    for piece in plaintext:
+        sealer.write(piece)
+        if out.tell():
+            yield drain()
+    sealer.finish()
+    yield drain()
 
 
 def _default_keyring(data_dir: Path) -> KeyRing:

@@ -37,6 +37,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # Request lines carry query strings and paths; the API logs its own events with ids only.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # At DEBUG botocore logs each request's headers and signing steps (the access key id, the string signed);
+    # evidence storage logs its own events, so the S3 client stays at warnings whatever the root level.
+    for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -156,6 +156,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     orgs_file: Path | None = None
     evidence_dir: Path | None = None
+    # Where sealed evidence objects live (README, "Evidence storage"). "local": files under evidence_dir.
+    # "s3": an S3-compatible bucket; credentials come from the environment (AWS_ACCESS_KEY_ID, ... or a role),
+    # never from these settings. Scratch files of uploads in progress stay under evidence_dir either way.
+    evidence_backend: Literal["local", "s3"] = "local"
+    evidence_s3_bucket: str | None = None
+    evidence_s3_prefix: str = "evidence/"
+    evidence_s3_endpoint_url: str | None = None
+    evidence_s3_region: str | None = None
+    # Multipart part size: memory held per upload in progress (S3's minimum part is 5 MiB).
+    evidence_s3_part_bytes: int = Field(default=8 << 20, ge=5 << 20, le=5 << 30)
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -223,6 +233,29 @@ class Settings(BaseSettings):
         for entry in value:
             parse_exemption(entry)  # raises ValueError naming the entry
         return value
+
+    @field_validator("evidence_s3_prefix")
+    @classmethod
+    def _a_key_prefix(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ValueError("must be a key prefix such as tipline/evidence (no empty, . or .. segments)")
+        return f"{prefix}/" if prefix else ""
+
+    @field_validator("evidence_s3_endpoint_url")
+    @classmethod
+    def _an_endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^\s/?#@]+/?", url):
+            # No user:password@ form either: credentials belong in the environment, not in a URL that is logged.
+            raise ValueError("must be an http(s) URL of the S3 server, such as http://minio:9000")
+        return url
+
+    @model_validator(mode="after")
+    def _s3_has_a_bucket(self) -> Settings:
+        if self.evidence_backend == "s3" and not self.evidence_s3_bucket:
+            raise ValueError("evidence_s3_bucket (TIPLINE_EVIDENCE_S3_BUCKET) must be set when "
+                             "evidence_backend is s3")
+        return self
 
     @field_validator("sandbox_error_http_status")
     @classmethod
