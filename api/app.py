@@ -23,6 +23,7 @@ from api.middleware import BodyLimit, BodyLimits, SecurityHeaders
 from api.routers import cases, content, intake, reports, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
+from tipline.audit_log import AuditLog
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.metrics import metrics_registry, start_metrics_server
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.engine = engine or make_engine(settings.resolved_database_url)
     app.state.evidence_store = EvidenceStore.from_settings(settings)
     app.state.registry = RefRegistry.from_settings(settings, app.state.engine)
+    app.state.audit_log = AuditLog.from_settings(settings, app.state.engine)
     # Session expiry and login throttling read this clock; tests may move it.
     app.state.clock = utcnow
     problems.install(app)

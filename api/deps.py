@@ -18,6 +18,7 @@ from temporalio.client import Client
 from api.problems import ProblemError
 from models.records import NCMEC_ROLES, ApiKey, Role, utcnow
 from tipline.accounts import signed_in
+from tipline.audit_log import AuditLog
 from tipline.evidence import EvidenceStore
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
@@ -118,6 +119,10 @@ def get_registry(request: Request) -> RefRegistry:
     return request.app.state.registry
 
 
+def get_audit_log(request: Request) -> AuditLog:
+    return request.app.state.audit_log
+
+
 def get_clock(request: Request) -> Callable[[], datetime]:
     return request.app.state.clock
 
@@ -185,3 +190,4 @@ Store = Annotated[EvidenceStore, Depends(get_store)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Registry = Annotated[RefRegistry, Depends(get_registry)]
 DbEngine = Annotated[Engine, Depends(get_engine)]
+AuditTrail = Annotated[AuditLog, Depends(get_audit_log)]

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Principal
 from api.problems import ProblemError
 from models.records import MediaView
+from tipline.audit_log import AuditLog
 from tipline.evidence import EvidenceMissing, EvidenceStore
 from tipline.media_types import EXTENSIONS, SNIFF_BYTES, sniff_media_type
 
@@ -20,8 +21,8 @@ from tipline.media_types import EXTENSIONS, SNIFF_BYTES, sniff_media_type
 MEDIA_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
 
 
-async def evidence_response(store: EvidenceStore, engine: Engine, principal: Principal, *, sha256: str,
-                            ref: str, media_id: str) -> StreamingResponse:
+async def evidence_response(store: EvidenceStore, engine: Engine, audit: AuditLog, principal: Principal, *,
+                            sha256: str, ref: str, media_id: str) -> StreamingResponse:
     """The preserved bytes as a download, typed by what they are (the platform's Content-Type is never used)."""
     try:
         # Opening authenticates the header and the last chunk: a missing or damaged object fails before headers.
@@ -32,6 +33,8 @@ async def evidence_response(store: EvidenceStore, engine: Engine, principal: Pri
         media_type = sniff_media_type(await run_in_threadpool(reader.read, SNIFF_BYTES))
         reader.seek(0)
         await run_in_threadpool(_record_view, engine, principal, ref, media_id)
+        await run_in_threadpool(lambda: audit.append("media.viewed", actor=principal.actor, org_id=principal.org_id,
+                                                     subject=ref, media_id=media_id))
     except BaseException:
         reader.close()
         raise

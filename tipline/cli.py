@@ -73,7 +73,13 @@ def cmd_apikey_create(args: argparse.Namespace) -> None:
     settings = _settings(args)
     settings.orgs.get(args.org)  # refuse keys for orgs this deployment does not serve
     upgrade(settings.resolved_database_url)
-    print(create_api_key(make_engine(settings.resolved_database_url), args.org, Role(args.role), args.label))
+    engine = make_engine(settings.resolved_database_url)
+    key = create_api_key(engine, args.org, Role(args.role), args.label)
+    from api.deps import list_api_keys
+
+    newest = max(list_api_keys(engine, args.org), key=lambda k: k.id or 0)
+    _audit(settings, engine, "api_key.created", args.org, f"key:{newest.id}", role=args.role)
+    print(key)
 
 
 def cmd_apikey_list(args: argparse.Namespace) -> None:
@@ -99,9 +105,11 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     upgrade(settings.resolved_database_url)
-    key = revoke_api_key(make_engine(settings.resolved_database_url), args.id)
+    engine = make_engine(settings.resolved_database_url)
+    key = revoke_api_key(engine, args.id)
     if key is None:
         raise SystemExit(f"no API key with id {args.id}")
+    _audit(settings, engine, "api_key.revoked", key.org_id, f"key:{key.id}")
     print(f"API key {key.id} ({key.org_id}, {key.role}) is revoked since {_when(key.revoked_at)}; "
           "requests with it are refused")
 
@@ -136,6 +144,7 @@ def cmd_user_create(args: argparse.Namespace) -> None:
         account = create_account(engine, args.org, args.username, args.role, _password(args))
     except AccountError as error:
         raise SystemExit(str(error)) from None
+    _audit(settings, engine, "account.created", account.org_id, f"user:{account.id}", role=account.role)
     print(f"user {account.username} (id {account.id}, {account.org_id}, {account.role}) can sign in")
 
 
@@ -143,11 +152,12 @@ def cmd_user_disable(args: argparse.Namespace) -> None:
     from models.records import utcnow
     from tipline.accounts import AccountError, disable_account
 
-    _, engine = _accounts(args)
+    settings, engine = _accounts(args)
     try:
         ended = disable_account(engine, args.username, utcnow())
     except AccountError as error:
         raise SystemExit(str(error)) from None
+    _audit_account(settings, engine, "account.disabled", args.username, sessions_ended=ended)
     print(f"user {args.username} is disabled; {ended} session(s) ended")
 
 
@@ -155,12 +165,63 @@ def cmd_user_reset(args: argparse.Namespace) -> None:
     from models.records import utcnow
     from tipline.accounts import AccountError, reset_password
 
-    _, engine = _accounts(args)
+    settings, engine = _accounts(args)
     try:
         ended = reset_password(engine, args.username, _password(args), utcnow())
     except AccountError as error:
         raise SystemExit(str(error)) from None
+    _audit_account(settings, engine, "account.password_reset", args.username, sessions_ended=ended)
     print(f"user {args.username} has a new password; {ended} session(s) ended")
+
+
+def _audit(settings: Settings, engine: Engine, action: str, org_id: str | None, subject: str | None,
+           **detail: str | int) -> None:
+    from tipline.audit_log import AuditLog
+
+    AuditLog.from_settings(settings, engine).append(action, actor="cli", org_id=org_id, subject=subject, **detail)
+
+
+def _audit_account(settings: Settings, engine: Engine, action: str, username: str, **detail: int) -> None:
+    # By id: a user name may be a person's email, and the log keeps no names.
+    from sqlmodel import Session, select
+
+    from models.accounts import ReviewerAccount
+
+    with Session(engine) as session:
+        account = session.exec(select(ReviewerAccount).where(ReviewerAccount.username == username)).one()
+    _audit(settings, engine, action, account.org_id, f"user:{account.id}", **detail)
+
+
+def cmd_audit_verify_log(args: argparse.Namespace) -> None:
+    from tipline.audit_log import AuditLog
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url)
+    log = AuditLog.from_settings(settings, make_engine(settings.resolved_database_url))
+    expected = None
+    if args.head:
+        seq, _, seal = args.head.partition(":")
+        if not seq.isdigit() or len(seal) != 64:
+            raise SystemExit("--head: expected SEQ:SEAL as `tipline audit head` prints it")
+        expected = (int(seq), seal)
+    problems = log.verify(expected)
+    for problem in problems:
+        print(problem)
+    seq, seal = log.head()
+    if problems:
+        raise SystemExit(f"the audit log has {len(problems)} problem(s)")
+    print(f"the audit log is intact: {seq} rows, head {seq}:{seal}")
+
+
+def cmd_audit_head(args: argparse.Namespace) -> None:
+    from tipline.audit_log import AuditLog
+    from tipline.db import make_engine, upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url)
+    seq, seal = AuditLog.from_settings(settings, make_engine(settings.resolved_database_url)).head()
+    print(f"{seq}:{seal}")
 
 
 def _when(moment: datetime | None) -> str:
@@ -214,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)
 
+    audit = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
+        required=True, metavar="ACTION")
+    verify_log = audit.add_parser("verify-log", help="check every row's seal and the chain; name any row altered, "
+                                  "removed or moved")
+    verify_log.add_argument("--head", help="SEQ:SEAL kept from an earlier `tipline audit head`: the log must "
+                            "still reach it (catches rows cut off the end)")
+    verify_log.set_defaults(run=cmd_audit_verify_log)
+    audit.add_parser("head", help="print the newest row's SEQ:SEAL, to keep outside the database").set_defaults(
+        run=cmd_audit_head)
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="create a key and print it (it is shown only once)")
     create.add_argument("--org", required=True)

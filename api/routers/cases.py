@@ -11,11 +11,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.deps import AppSettings, AuditTrail, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
@@ -40,6 +41,7 @@ from models.case import (
 from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary
 from models.urgency import UrgencyAssessment, UrgencyLevel
+from tipline.audit_log import AuditLog
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -187,7 +189,7 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
             summary="A media item's preserved bytes (the view is recorded)",
             responses=MEDIA_RESPONSES)
 async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: NcmecReviewer, temporal: Temporal,
-                            store: Store, engine: Annotated[Engine, Depends(get_engine)],
+                            store: Store, engine: Annotated[Engine, Depends(get_engine)], audit: AuditTrail,
                             case_number: Annotated[int | None, Query(ge=1, description="The case holding the "
                                                                      "media; default: the oldest still open")] = None
                             ) -> StreamingResponse:
@@ -195,14 +197,14 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
-    return await evidence_response(store, engine, principal, sha256=media.evidence.sha256, ref=case_ref,
+    return await evidence_response(store, engine, audit, principal, sha256=media.evidence.sha256, ref=case_ref,
                                    media_id=media_id)
 
 
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                 idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                 audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     decision = ReviewDecision(
         reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump()) for m in body.media],
@@ -212,25 +214,38 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
         media_seen=await _settled_media(temporal, principal, case_ref, body.case_number),
     )
     handle = await _own_case(temporal, principal, case_ref)
-    return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
+    accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
+    await _audit(audit, "case.decided", principal, case_ref, body.case_number,
+                 reported=sum(1 for m in body.media if m.reported))
+    return accepted
 
 
 @router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
-                  idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                  audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
     dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason,
                           media_seen=await _settled_media(temporal, principal, case_ref, body.case_number))
-    return await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
+    accepted = await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
+    await _audit(audit, "case.dismissed", principal, case_ref, body.case_number)
+    return accepted
 
 
 @router.post("/{case_ref}/retry", response_model=DecisionAccepted,
              summary="Resume a filing that needs attention, once its cause is fixed")
 async def retry(case_ref: OwnedCaseRef, body: RetryIn, principal: NcmecReviewer, temporal: Temporal,
-                idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
-    return await _update(handle, CaseWorkflow.retry_filing,
-                         RetryFiling(reviewer_id=principal.actor, case_number=body.case_number), idempotency_key)
+    accepted = await _update(handle, CaseWorkflow.retry_filing,
+                             RetryFiling(reviewer_id=principal.actor, case_number=body.case_number), idempotency_key)
+    await _audit(audit, "case.filing_retried", principal, case_ref, body.case_number)
+    return accepted
+
+
+async def _audit(audit: AuditLog, action: str, principal: Principal, case_ref: str, case_number: int | None,
+                 **detail: int) -> None:
+    await run_in_threadpool(lambda: audit.append(action, actor=principal.actor, org_id=principal.org_id,
+                                                 subject=case_ref, case_number=case_number, **detail))
 
 
 async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> WorkflowHandle[Any, Any]:

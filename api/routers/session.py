@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SESSION_COOKIE, AppSettings, DbEngine, Principal, authenticate, get_clock
+from api.deps import SESSION_COOKIE, AppSettings, AuditTrail, DbEngine, Principal, authenticate, get_clock
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
 from api.requests import RequestBody
 from models.accounts import ReviewerAccount
@@ -54,7 +54,7 @@ def client_address(request: Request) -> str:
 
 @router.post("", response_model=SessionOut, summary="Sign in with a name and password; sets the session cookie")
 async def sign_in(body: LoginIn, request: Request, response: Response, engine: DbEngine, settings: AppSettings,
-                  clock: Clock) -> SessionOut:
+                  clock: Clock, audit: AuditTrail) -> SessionOut:
     now = clock()
     try:
         account = await run_in_threadpool(check_login, engine, settings, body.username, body.password,
@@ -63,10 +63,14 @@ async def sign_in(body: LoginIn, request: Request, response: Response, engine: D
         raise ProblemError(429, "Too many failed sign-ins", f"try again in {throttled.retry_after_seconds} s",
                            headers={"Retry-After": str(throttled.retry_after_seconds)}) from None
     except LoginRefused:
+        # No name in the log: a name typed here may be a person's email, or someone else's password.
+        await run_in_threadpool(lambda: audit.append("session.sign_in_refused", actor="anonymous"))
         raise ProblemError(401, "Wrong name or password",
                            errors=[FieldProblem(field="password", message="does not match the name, or the "
                                                 "account is disabled")]) from None
     token, row = await run_in_threadpool(open_session, engine, account, now)
+    await run_in_threadpool(lambda: audit.append("session.signed_in", actor=f"user:{account.id}",
+                                                 org_id=account.org_id, subject=f"user:{account.id}"))
     set_session_cookie(response, settings, token)
     return session_out(account, row.csrf_token)
 
@@ -79,11 +83,13 @@ def who_am_i(principal: Annotated[Principal, Depends(authenticate)]) -> SessionO
 
 @router.delete("", status_code=204, summary="Sign out: the session ends on the server, not just in the browser")
 async def sign_out(request: Request, principal: Annotated[Principal, Depends(authenticate)], engine: DbEngine,
-                   settings: AppSettings, clock: Clock) -> Response:
+                   settings: AppSettings, clock: Clock, audit: AuditTrail) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if principal.user_id is None or token is None:
         raise ProblemError(409, "An API key has no session to end", "revoke a key with `tipline apikey revoke`")
     await run_in_threadpool(end_session, engine, token, clock())
+    await run_in_threadpool(lambda: audit.append("session.signed_out", actor=principal.actor,
+                                                 org_id=principal.org_id, subject=principal.actor))
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=settings.session_cookie_secure, httponly=True,
                            samesite="strict")

@@ -21,7 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, DbEngine, get_clock
+from api.deps import AppSettings, AuditTrail, DbEngine, get_clock
 from api.problems import PROBLEM_RESPONSES, ProblemError
 from api.routers.session import set_session_cookie
 from models.records import Role
@@ -110,7 +110,7 @@ def role_from_groups(settings: Settings, groups: list[str]) -> tuple[str, Role]:
 
 @router.get("/callback", response_class=RedirectResponse, status_code=302,
             summary="Where the identity provider sends the person back; signs them in and opens the review page")
-async def oidc_callback(request: Request, settings: AppSettings, engine: DbEngine, clock: Clock,
+async def oidc_callback(request: Request, settings: AppSettings, engine: DbEngine, clock: Clock, audit: AuditTrail,
                         code: Annotated[str | None, Query(max_length=2000)] = None,
                         state: Annotated[str | None, Query(max_length=200)] = None,
                         error: Annotated[str | None, Query(max_length=200)] = None) -> RedirectResponse:
@@ -144,6 +144,8 @@ async def oidc_callback(request: Request, settings: AppSettings, engine: DbEngin
     except LoginRefused:
         raise ProblemError(403, "This account is disabled") from None
     session_token, _ = await run_in_threadpool(open_session, engine, account, now)
+    await run_in_threadpool(lambda: audit.append("session.signed_in", actor=f"user:{account.id}",
+                                                 org_id=account.org_id, subject=f"user:{account.id}", sso=True))
     response = RedirectResponse("/review", status_code=302)
     set_session_cookie(response, settings, session_token)
     response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH, secure=settings.session_cookie_secure, httponly=True,

@@ -10,11 +10,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.deps import AuditTrail, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedTriageItem
 from api.problems import PROBLEM_RESPONSES, ProblemError
@@ -60,23 +61,29 @@ def list_triage(principal: NcmecReviewer, session: DbSession,
 @router.get("/{screening_ref}/content", response_class=StreamingResponse, summary="The item's bytes (view recorded)",
             responses=MEDIA_RESPONSES)
 async def triage_content(item: OwnedTriageItem, principal: NcmecReviewer, store: Store,
-                         engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
+                         engine: Annotated[Engine, Depends(get_engine)], audit: AuditTrail) -> StreamingResponse:
     if item.evidence_sha256 is None:
         raise ProblemError(404, "This item's media could not be preserved")
-    return await evidence_response(store, engine, principal, sha256=item.evidence_sha256, ref=item.screening_id,
+    return await evidence_response(store, engine, audit, principal, sha256=item.evidence_sha256, ref=item.screening_id,
                                    media_id=item.content_id)
 
 
 @router.post("/{screening_ref}/escalation", response_model=ScreeningOutcome, summary="Send it to the NCMEC queue")
 async def escalate(item: OwnedTriageItem, body: TriageDecisionIn, principal: NcmecReviewer,
-                   temporal: Temporal) -> ScreeningOutcome:
-    return await _decide(temporal, principal, item.screening_id, "escalate", body.reason)
+                   temporal: Temporal, audit: AuditTrail) -> ScreeningOutcome:
+    outcome = await _decide(temporal, principal, item.screening_id, "escalate", body.reason)
+    await run_in_threadpool(lambda: audit.append("triage.escalated", actor=principal.actor,
+                                                 org_id=principal.org_id, subject=item.screening_id))
+    return outcome
 
 
 @router.post("/{screening_ref}/dismissal", response_model=ScreeningOutcome, summary="Dismiss it")
 async def dismiss(item: OwnedTriageItem, body: TriageDecisionIn, principal: NcmecReviewer,
-                  temporal: Temporal) -> ScreeningOutcome:
-    return await _decide(temporal, principal, item.screening_id, "dismiss", body.reason)
+                  temporal: Temporal, audit: AuditTrail) -> ScreeningOutcome:
+    outcome = await _decide(temporal, principal, item.screening_id, "dismiss", body.reason)
+    await run_in_threadpool(lambda: audit.append("triage.dismissed", actor=principal.actor,
+                                                 org_id=principal.org_id, subject=item.screening_id))
+    return outcome
 
 
 async def _decide(temporal: Temporal, principal: Principal, screening_ref: str, action: str,
