@@ -45,7 +45,7 @@ from tests.helpers import (
     headers,
 )
 from tipline import intake
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 from tipline.temporal import temporal_binary
@@ -349,7 +349,7 @@ async def short_history(settings: Settings, engine: Engine) -> AsyncIterator[tup
     """A dev server of its own that suggests continue-as-new after 40 events, with a worker and an API."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error",
+        data_converter=data_converter(settings), dev_server_log_level="error",
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )
     local = settings.model_copy(update={"task_queue": f"tipline-long-{uuid.uuid4().hex[:8]}"})

@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
@@ -35,7 +35,7 @@ def _recorded_workflow_id(text: str) -> str | None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_a_recorded_history_replays_without_divergence(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
@@ -72,7 +72,7 @@ class _CaseWorkflowThatWaitsInstead:
 async def test_a_workflow_that_takes_another_path_fails_to_replay() -> None:
     """The check has teeth: code that no longer issues the recorded commands is caught."""
     # Unsandboxed: the sandbox would re-import this test module, and with it the worker, for the stand-in.
-    replayer = Replayer(workflows=[_CaseWorkflowThatWaitsInstead], data_converter=DATA_CONVERTER,
+    replayer = Replayer(workflows=[_CaseWorkflowThatWaitsInstead], data_converter=throwaway_converter(),
                         workflow_runner=UnsandboxedWorkflowRunner())
     history = await load(Path(__file__).parent / "fixtures" / "histories" / "dismissal.json")
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -90,6 +90,6 @@ KNOWN_NONDETERMINISM = Path(__file__).parent / "fixtures" / "known_nondeterminis
     "that order (or the SDK replays it as it ran); then move the file into fixtures/histories."))
 async def test_a_decision_that_arrived_beside_activity_results_replays() -> None:
     path = KNOWN_NONDETERMINISM / "decision_beside_activity_results_after_a_kill.json"
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=DATA_CONVERTER)
+                                data_converter=data_converter(settings))
 
 
 def case_ui_url(settings: Settings, workflow_id: str) -> str:
