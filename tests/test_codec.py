@@ -98,7 +98,8 @@ async def test_a_payload_written_before_a_rotation_decodes_after_it_and_new_ones
 
 
 async def test_an_unknown_key_id_is_a_clear_error_naming_it() -> None:
-    [payload] = await converter_with(StaticKeySource.generate("k-elsewhere")).encode([EnqueueReason(kind="user_report")])
+    elsewhere = converter_with(StaticKeySource.generate("k-elsewhere"))
+    [payload] = await elsewhere.encode([EnqueueReason(kind="user_report")])
     with pytest.raises(UnknownPayloadKey, match=r"payload key 'k-elsewhere' is not configured.*TIPLINE_PAYLOAD_KEYS"):
         await converter_with(StaticKeySource.generate("k-here")).decode([payload], [EnqueueReason])
 
@@ -120,8 +121,8 @@ async def test_an_altered_payload_fails_authentication(where: str) -> None:
 
 async def test_payloads_written_before_encryption_still_decode() -> None:
     plain = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"kind": "hash_match"}).encode())
-    compressed = await CompressionCodec().encode([Payload(metadata={"encoding": b"json/plain"},
-                                                          data=json.dumps({"kind": "user_report", "detail": "x" * 5000}).encode())])
+    big = json.dumps({"kind": "user_report", "detail": "x" * 5000}).encode()
+    compressed = await CompressionCodec().encode([Payload(metadata={"encoding": b"json/plain"}, data=big)])
     assert compressed[0].metadata["encoding"] == ENCODING
     converter = converter_with(StaticKeySource.generate())
     assert (await converter.decode([plain], [EnqueueReason]))[0].kind == "hash_match"

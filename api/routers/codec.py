@@ -11,9 +11,11 @@ as a bearer token, or in the ``tipline_codec`` cookie that ``POST /codec/session
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Header, Request, Response
+from fastapi import APIRouter, Depends, Form, Header, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from google.protobuf import json_format
 from pydantic import BaseModel
 from sqlalchemy import Engine
@@ -32,6 +34,9 @@ log = get_logger(__name__)
 COOKIE = "tipline_codec"
 # Admins run their org's deployment; reviewers see cases through the API, where each view is recorded per case.
 OPERATOR_ROLES = frozenset({Role.ADMIN})
+SESSION_SECONDS = 12 * 3600
+STATIC = Path(__file__).resolve().parents[1] / "static"
+LOGIN_CSP = ("default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 class CodecPayloads(BaseModel):
@@ -104,12 +109,24 @@ async def encode(body: CodecPayloads, request: Request, principal: Operator,
     return _answer(await _codec(request).encode(payloads.payloads))
 
 
-@router.post("/session", status_code=204, summary="Keep an operator's key in a cookie for the Temporal UI")
-def session(request: Request, response: Response, settings: AppSettings,
-            engine: Annotated[Engine, Depends(get_engine)], api_key: Annotated[str, Form()]) -> None:
+@router.get("/login", include_in_schema=False)
+def login_page() -> FileResponse:
+    return FileResponse(STATIC / "codec-login.html", headers={"Cache-Control": "no-store",
+                                                               "Content-Security-Policy": LOGIN_CSP})
+
+
+@router.post("/session", summary="Keep an operator's key in a cookie for the Temporal UI")
+def session(request: Request, settings: AppSettings, engine: Annotated[Engine, Depends(get_engine)],
+            api_key: Annotated[str, Form()]) -> HTMLResponse:
     """The UI can send cookies but not our header: an operator posts their key once, then ticks the UI's
     "include cross-origin credentials". The cookie is HttpOnly, for /codec only, and SameSite=Strict (the UI
-    and the API are the same site: same host, or one registrable domain)."""
-    codec_operator(request, settings, engine, x_api_key=api_key)
+    and the API are the same site: same host, or one registrable domain). It is checked on every call, so a
+    revoked key stops decoding at once."""
+    principal = codec_operator(request, settings, engine, x_api_key=api_key)
+    log.info("codec.session", actor=principal.actor, org_id=principal.org_id)
+    response = HTMLResponse("<!doctype html><title>Saved</title><p>Your key is kept for the Temporal Web UI's "
+                            "codec requests for 12 hours. You can close this page.</p>",
+                            headers={"Content-Security-Policy": LOGIN_CSP})
     response.set_cookie(COOKIE, api_key, httponly=True, samesite="strict", path="/codec",
-                        secure=request.url.scheme == "https", max_age=12 * 3600)
+                        secure=request.url.scheme == "https", max_age=SESSION_SECONDS)
+    return response
