@@ -17,13 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Header, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from google.protobuf import json_format
-from pydantic import BaseModel
+from pydantic import Field
 from sqlalchemy import Engine
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
 from api.deps import AppSettings, Principal, authenticate, get_engine
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
+from api.requests import RequestBody
 from models.records import Role
 from tipline.codec import PayloadDecryptionError
 from tipline.logging import get_logger
@@ -39,8 +40,19 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 LOGIN_CSP = ("default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-class CodecPayloads(BaseModel):
-    payloads: list[dict[str, Any]]
+class CodecPayload(RequestBody):
+    """One ``temporal.api.common.v1.Payload`` in proto3 JSON: metadata values and data are base64."""
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+    data: str = ""
+
+
+class CodecPayloads(RequestBody):
+    payloads: list[CodecPayload]
+
+
+class CodecSession(RequestBody):
+    api_key: str = Field(min_length=1, max_length=200)
 
 
 def codec_operator(
@@ -75,7 +87,7 @@ def _codec(request: Request) -> PayloadCodec:
 
 def _parse(body: CodecPayloads) -> Payloads:
     try:
-        return json_format.ParseDict({"payloads": body.payloads}, Payloads())
+        return json_format.ParseDict(body.model_dump(), Payloads())
     except json_format.ParseError as error:
         raise ProblemError(422, "The request is invalid", errors=[FieldProblem(
             field="payloads", message=f"not Temporal payloads in proto3 JSON (bytes as base64): {error}")]) from None
@@ -117,11 +129,12 @@ def login_page() -> FileResponse:
 
 @router.post("/session", summary="Keep an operator's key in a cookie for the Temporal UI")
 def session(request: Request, settings: AppSettings, engine: Annotated[Engine, Depends(get_engine)],
-            api_key: Annotated[str, Form()]) -> HTMLResponse:
+            form: Annotated[CodecSession, Form()]) -> HTMLResponse:
     """The UI can send cookies but not our header: an operator posts their key once, then ticks the UI's
     "include cross-origin credentials". The cookie is HttpOnly, for /codec only, and SameSite=Strict (the UI
     and the API are the same site: same host, or one registrable domain). It is checked on every call, so a
     revoked key stops decoding at once."""
+    api_key = form.api_key
     principal = codec_operator(request, settings, engine, x_api_key=api_key)
     log.info("codec.session", actor=principal.actor, org_id=principal.org_id)
     response = HTMLResponse("<!doctype html><title>Saved</title><p>Your key is kept for the Temporal Web UI's "
