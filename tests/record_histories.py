@@ -44,6 +44,7 @@ from tests.helpers import (
     fake_platform,
     headers,
 )
+from tests.history_payloads import decrypt_in_place
 from tipline import intake
 from tipline.codec import data_converter
 from tipline.settings import Settings
@@ -73,6 +74,8 @@ async def save(client: Client, name: str, workflow_id: str, run_id: str | None =
         return history if all(kind in seen for kind in expect) else None
 
     history = await eventually(complete, timeout=60, what=f"the history of {name}")
+    assert client.data_converter.payload_codec is not None
+    history = await decrypt_in_place(history, client.data_converter.payload_codec)
     await asyncio.to_thread(HISTORIES.mkdir, parents=True, exist_ok=True)
     # Compact: the fixtures are read by the replayer, not by people, and stay small in the repository.
     text = json.dumps(history.to_json_dict(), separators=(",", ":"))

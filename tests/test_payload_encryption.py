@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from models.records import Role
 from tests.helpers import eventually, headers
+from tests.history_payloads import payloads_in
 from tipline.codec import ENCRYPTED_ENCODING
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -47,27 +47,6 @@ def base64_forms(needle: bytes) -> set[str]:
             # Drop the groups that mix in neighbouring bytes or padding; what is left is the needle's alone.
             forms.add(text[4 if shift else 0:-4])
     return forms
-
-
-def payloads_in(message: Message) -> Iterator[Payload]:
-    """Every codec-encoded payload in a history event: inputs, results, signals, updates, memos, failures."""
-    if isinstance(message, Payload):
-        yield message
-        return
-    for field, value in message.ListFields():
-        # Search attributes are the server's index, never encoded by design: they hold ids and states only, and the
-        # raw and JSON checks below cover them too.
-        if field.message_type is None or field.name == "search_attributes":
-            continue
-        if field.message_type.GetOptions().map_entry:
-            for item in value.values():
-                if isinstance(item, Message):
-                    yield from payloads_in(item)
-        elif isinstance(value, Message):
-            yield from payloads_in(value)
-        else:  # a repeated field
-            for item in value:
-                yield from payloads_in(item)
 
 
 def sdk_written_skipped(event: HistoryEvent) -> Iterator[Payload]:
