@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from models.case import (
     CaseStart,
@@ -147,3 +149,12 @@ def test_the_local_key_file_is_private_and_reused(tmp_path: Path) -> None:
     (tmp_path / "payload-keys.json").chmod(0o644)
     with pytest.raises(PayloadKeyError, match="readable by others"):
         StaticKeySource.load_file(tmp_path / "payload-keys.json")
+
+
+async def test_failure_messages_are_encrypted_and_decode_on_the_client() -> None:
+    converter = converter_with(StaticKeySource.generate())
+    failure = Failure()
+    await converter.encode_failure(ApplicationError("user Zebulon-Quartz sent a bad field"), failure)
+    assert b"Zebulon" not in failure.SerializeToString() and failure.message == "Encoded failure"
+    decoded = await converter.decode_failure(failure)
+    assert decoded.message == "user Zebulon-Quartz sent a bad field"

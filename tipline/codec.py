@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from tipline.payload_keys import PayloadKeySource, StaticKeySource, key_source
 from tipline.settings import Settings
@@ -107,7 +107,9 @@ class TiplineCodec(PayloadCodec):
 
 
 def converter_with(keys: PayloadKeySource) -> DataConverter:
-    return dataclasses.replace(pydantic_data_converter, payload_codec=TiplineCodec(keys))
+    # Failure messages and stack traces go into an encoded payload too: a message may quote what a platform sent.
+    return dataclasses.replace(pydantic_data_converter, payload_codec=TiplineCodec(keys),
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 def data_converter(settings: Settings) -> DataConverter:
