@@ -78,7 +78,7 @@ Operator = Annotated[Principal, Depends(codec_operator)]
 
 def _bearer(authorization: str | None) -> str | None:
     scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def _codec(request: Request) -> PayloadCodec:
