@@ -19,14 +19,16 @@ from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api import problems
-from api.middleware import BodyLimit, BodyLimits, SecurityHeaders
-from api.routers import cases, content, intake, reports, session, sso, triage, urgency_preview
+from api.middleware import BodyLimit, BodyLimits, PathCORS, SecurityHeaders
+from api.routers import cases, codec, content, intake, reports, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.audit_log import AuditLog
+from tipline.codec import TiplineCodec
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.metrics import metrics_registry, start_metrics_server
+from tipline.payload_keys import key_source
 from tipline.readiness import check_readiness
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
@@ -96,7 +98,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.audit_log = AuditLog.from_settings(settings, app.state.engine)
     # Session expiry and login throttling read this clock; tests may move it.
     app.state.clock = utcnow
+    app.state.payload_codec = TiplineCodec(key_source(settings))
     problems.install(app)
+    # Only the codec server answers another origin, and only the Temporal UI's.
+    app.add_middleware(PathCORS, prefix="/codec", origin=settings.resolved_codec_cors_origin)
     app.add_middleware(BodyLimits, default=BodyLimit(settings.max_json_body_bytes, "TIPLINE_MAX_JSON_BODY_BYTES"),
                        per_path=body_limits(settings))
     app.include_router(content.router)
@@ -107,6 +112,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(triage.router)
     app.include_router(session.router)
     app.include_router(sso.router)
+    app.include_router(codec.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", response_model=Health, tags=["health"])

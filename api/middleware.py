@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON, BodyTooLarge, too_large
@@ -95,3 +96,23 @@ async def _refuse(send: Send, limit: BodyLimit) -> None:
                 "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class PathCORS:
+    """CORS for one path prefix and one origin, with credentials (the UI's cookie option); elsewhere none.
+
+    Starlette's ``CORSMiddleware`` does the protocol; this only keeps it off every other endpoint.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str, origin: str) -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/") + "/"
+        self.cors = CORSMiddleware(app, allow_origins=[origin], allow_methods=["POST"], allow_credentials=True,
+                                   allow_headers=["content-type", "x-namespace", "authorization", "x-api-key"],
+                                   max_age=600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

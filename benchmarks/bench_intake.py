@@ -60,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from tipline.codec import DATA_CONVERTER
+    from tipline.codec import throwaway_converter
 
     # The checkout, for the project's modules (os.path: the sandbox refuses Path.resolve).
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -397,7 +397,7 @@ async def temporal_server(runtime: Runtime) -> AsyncIterator[WorkflowEnvironment
     temporal = temporal_binary()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal, search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error", runtime=runtime,
+        data_converter=throwaway_converter(), dev_server_log_level="error", runtime=runtime,
     )
     try:
         yield env

@@ -36,7 +36,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from detection.banks import BankRepository, NewEntry  # noqa: E402
 from models.case import ContentItem, EnqueueReason, MediaSource  # noqa: E402
-from tipline.codec import DATA_CONVERTER  # noqa: E402
+from tipline.codec import data_converter  # noqa: E402
 from tipline.db import make_engine, upgrade  # noqa: E402
 from tipline.intake import signal_case  # noqa: E402
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml  # noqa: E402
@@ -130,7 +130,7 @@ async def main() -> None:
         settings = await asyncio.to_thread(prepare, Path(tmp), args.bank_entries)
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
-            data_converter=DATA_CONVERTER, dev_server_log_level="error")
+            data_converter=data_converter(settings), dev_server_log_level="error")
         try:
             for _ in range(args.rounds):
                 for source in sources:

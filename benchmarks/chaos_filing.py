@@ -575,10 +575,12 @@ async def failure_reasons(client: Client, workflow_ids: list[str]) -> Counter[st
         if failure is None:
             reasons[f"({last.event_type})"] += 1
             continue
-        messages = [failure.message]
-        while failure.HasField("cause"):
-            failure = failure.cause
-            messages.append(failure.message)
+        # Messages are encrypted in the history (tipline.codec): decode the chain as the client sees it.
+        error: BaseException | None = await client.data_converter.decode_failure(failure)
+        messages = []
+        while error is not None:
+            messages.append(getattr(error, "message", None) or str(error))
+            error = error.__cause__
         reasons[" <- ".join(m for m in messages if m)[:300]] += 1
     return reasons
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from temporalio.client import Client
 
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import converter_with
 from tipline.http_server import serve_app
+from tipline.payload_keys import LOCAL_KEY_FILE_NAME, StaticKeySource
 from tipline.settings import signing_key
 from tipline.signing import ANSWER_ID_HEADER, sign_answer
 from tipline.temporal import temporal_binary
@@ -122,6 +123,8 @@ class TemporalDevServer:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.db_file = workdir / "temporal.db"
+        # The workers run with TIPLINE_DATA_DIR=workdir and so find this same payload key.
+        self.keys = StaticKeySource.load_or_create(workdir / LOCAL_KEY_FILE_NAME)
         self.log = workdir / "temporal.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -143,7 +146,7 @@ class TemporalDevServer:
         deadline = time.monotonic() + 30
         while True:
             try:
-                return await Client.connect(self.address, data_converter=DATA_CONVERTER)
+                return await Client.connect(self.address, data_converter=converter_with(self.keys))
             except RuntimeError:
                 if time.monotonic() > deadline:
                     raise

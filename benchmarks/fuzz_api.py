@@ -28,7 +28,7 @@ from api.app import create_app  # noqa: E402
 from api.deps import create_api_key  # noqa: E402
 from models.records import Role  # noqa: E402
 from tests.api_fuzz import FuzzReport, fuzz_api  # noqa: E402
-from tipline.codec import DATA_CONVERTER  # noqa: E402
+from tipline.codec import throwaway_converter  # noqa: E402
 from tipline.db import make_engine, upgrade  # noqa: E402
 from tipline.http_server import serve_app  # noqa: E402
 from tipline.logging import configure_logging  # noqa: E402
@@ -42,7 +42,7 @@ ORG = "fuzz"
 async def run(max_examples: int, time_limit: float) -> FuzzReport:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error",
+        data_converter=throwaway_converter(), dev_server_log_level="error",
     )
     try:
         with tempfile.TemporaryDirectory(prefix="tipline-fuzz-") as scratch:

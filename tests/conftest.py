@@ -37,9 +37,10 @@ from tests.helpers import (
     new_callback_secret,
 )
 from tests.s3_server import S3Server, credentials_in_environment, moto_server
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import converter_with
 from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
+from tipline.payload_keys import LOCAL_KEY_FILE_NAME, StaticKeySource
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.temporal import temporal_binary
 from worker import case_worker
@@ -91,12 +92,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tipline-data")
+
+
+@pytest.fixture(scope="session")
+def payload_keys(data_dir: Path) -> StaticKeySource:
+    """The session's payload key, in the data folder as the local stack keeps it: worker processes started
+    with ``TIPLINE_DATA_DIR`` find the same key."""
+    return StaticKeySource.load_or_create(data_dir / LOCAL_KEY_FILE_NAME)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(payload_keys: StaticKeySource) -> AsyncIterator[WorkflowEnvironment]:
     temporal = temporal_binary()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal,
         search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER,
+        data_converter=converter_with(payload_keys),
         dev_server_log_level="error",
     )
     yield env
@@ -234,10 +247,9 @@ def make_org(org_id: str, webhook: WebhookReceiver | None = None, callbacks: Pla
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str, sandbox: Sandbox, xsd_path: Path,
+def settings(data_dir: Path, database_url: str, sandbox: Sandbox, xsd_path: Path,
              temporal_client: Client, webhook_receiver: WebhookReceiver,
              platform_callbacks: PlatformCallbacks, media_host: MediaHost) -> Settings:
-    data_dir = tmp_path_factory.mktemp("tipline-data")
     orgs_file = data_dir / "orgs.toml"
     prefixed = [make_org(org) for org in PREFIX_ORGS if org != ORG]
     orgs_file.write_text(orgs_toml([make_org(ORG), make_org(OTHER_ORG, webhook_receiver, platform_callbacks),

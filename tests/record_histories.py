@@ -44,8 +44,9 @@ from tests.helpers import (
     fake_platform,
     headers,
 )
+from tests.history_payloads import decrypt_in_place
 from tipline import intake
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 from tipline.temporal import temporal_binary
@@ -73,6 +74,8 @@ async def save(client: Client, name: str, workflow_id: str, run_id: str | None =
         return history if all(kind in seen for kind in expect) else None
 
     history = await eventually(complete, timeout=60, what=f"the history of {name}")
+    assert client.data_converter.payload_codec is not None
+    history = await decrypt_in_place(history, client.data_converter.payload_codec)
     await asyncio.to_thread(HISTORIES.mkdir, parents=True, exist_ok=True)
     # Compact: the fixtures are read by the replayer, not by people, and stay small in the repository.
     text = json.dumps(history.to_json_dict(), separators=(",", ":"))
@@ -349,7 +352,7 @@ async def short_history(settings: Settings, engine: Engine) -> AsyncIterator[tup
     """A dev server of its own that suggests continue-as-new after 40 events, with a worker and an API."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error",
+        data_converter=data_converter(settings), dev_server_log_level="error",
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )
     local = settings.model_copy(update={"task_queue": f"tipline-long-{uuid.uuid4().hex[:8]}"})

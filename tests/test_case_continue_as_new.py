@@ -27,7 +27,7 @@ from models.case import CaseStart, ContentItem, MediaSource
 from models.records import Role
 from tests.conftest import make_org
 from tests.helpers import ORG, PlatformCallbacks, Sandbox, WebhookReceiver, eventually, headers
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.evidence import EvidenceStore
 from tipline.registry import RefRegistry
 from tipline.settings import Settings, orgs_toml
@@ -55,7 +55,7 @@ async def own_dev_server(settings: Settings, engine: Engine, *extra_args: str, o
                          ) -> AsyncIterator[tuple[httpx.AsyncClient, Client, Settings]]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=[key for key, _ in sa.ALL],
-        data_converter=DATA_CONVERTER, dev_server_log_level="error", dev_server_extra_args=list(extra_args))
+        data_converter=data_converter(settings), dev_server_log_level="error", dev_server_extra_args=list(extra_args))
     local = settings.model_copy(update={"task_queue": f"tipline-can-{uuid.uuid4().hex[:8]}",
                                         "orgs_file": orgs_file or settings.orgs_file})
     local.__dict__.pop("orgs", None)  # a copy keeps the cached org directory: read the orgs file given here
@@ -81,7 +81,7 @@ async def continued_inputs(client: Client, workflow_id: str) -> list[tuple[str, 
             continue
         history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
         last = history.events[-1].workflow_execution_continued_as_new_event_attributes
-        [start] = await DATA_CONVERTER.decode(last.input.payloads, [CaseStart])
+        [start] = await client.data_converter.decode(last.input.payloads, [CaseStart])
         carried.append((run.run_id, start))
     return carried
 

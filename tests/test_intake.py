@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from models.records import Role
 from tests.helpers import Sandbox, eventually, fake_platform, headers
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 from tipline.temporal import temporal_binary
@@ -96,7 +96,7 @@ async def low_history_limit(settings: Settings, engine: Engine) -> AsyncIterator
     """A dev server of its own that suggests continue-as-new after 40 events, with a worker and an API."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        search_attributes=[key for key, _ in sa.ALL], data_converter=DATA_CONVERTER,
+        search_attributes=[key for key, _ in sa.ALL], data_converter=data_converter(settings),
         dev_server_log_level="error",
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )

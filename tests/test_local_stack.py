@@ -73,6 +73,9 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/v1/cases",
                          headers={"X-API-Key": "tpl_not-a-key"}).status_code == 401
         assert_only_the_owner_can_read(tmp_path / "data")
+        # The Web UI was started pointing at the API's codec server.
+        ui_settings = httpx.get(f"http://127.0.0.1:{ports['ui']}/api/v1/settings").json()
+        assert ui_settings["Codec"]["Endpoint"] == f"http://127.0.0.1:{ports['api']}/codec", ui_settings
         # The README's second step: the demo plays a platform and a reviewer, and both CyberTips are filed.
         demo = subprocess.run([str(Path(sys.executable).parent / "tipline"), "demo"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=DEMO_DEADLINE)
@@ -96,7 +99,7 @@ def assert_only_the_owner_can_read(data_dir: Path) -> None:
     found = {path.relative_to(data_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
              for path in [data_dir, *data_dir.rglob("*")]}
     for expected in ("tipline.db", "tipline.db-wal", "tipline.db-shm", "temporal.db", "temporal.log", "orgs.toml",
-                     "evidence-keys.json", "evidence", "evidence/incoming"):
+                     "evidence-keys.json", "payload-keys.json", "evidence", "evidence/incoming"):
         assert expected in found, f"{expected} not in the data folder: {sorted(found)}"
     shared = {name: oct(mode) for name, mode in found.items() if mode & (stat.S_IRWXG | stat.S_IRWXO)}
     assert not shared, f"readable by others: {shared}"

@@ -25,7 +25,7 @@ from cybertipline.client import CyberTiplineClient, CyberTiplineError
 from models.filing import EnrichUserInput, EscalationNotice
 from models.records import CaseSummary, Role
 from tests.helpers import ORG, OTHER_ORG, PlatformCallbacks, Sandbox, eventually, fake_platform, headers
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.egress import EgressClient
 from tipline.metrics import CaseMetrics
 from tipline.settings import Settings
@@ -212,7 +212,7 @@ async def test_worker_serves_tipline_and_temporal_sdk_metrics(
                                                   "worker_metrics_address": "127.0.0.1:0",
                                                   "temporal_sdk_metrics_address": sdk_address})
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                  data_converter=DATA_CONVERTER, runtime=metrics_runtime(sdk_address))
+                                  data_converter=data_converter(settings), runtime=metrics_runtime(sdk_address))
     with worker_metrics(worker_settings, engine) as server:
         assert server is not None
         async with case_worker(client, worker_settings, engine):

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from api.app import create_app
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import throwaway_converter
 from tipline.settings import Settings
 
 COMPONENTS = {"temporal", "database", "evidence_store"}
@@ -61,7 +61,7 @@ async def test_not_ready_names_the_database_when_it_is_unreachable(settings: Set
 
 async def test_not_ready_names_temporal_when_it_is_unreachable(settings: Settings, engine: Engine) -> None:
     # A lazy client connects on first use, as the API's would after Temporal went away.
-    unreachable = await Client.connect(f"127.0.0.1:{closed_port()}", data_converter=DATA_CONVERTER, lazy=True)
+    unreachable = await Client.connect(f"127.0.0.1:{closed_port()}", data_converter=throwaway_converter(), lazy=True)
     async with api_with(settings.model_copy(update={"readiness_timeout_seconds": 1.0}), unreachable,
                         engine) as api:
         started = time.monotonic()

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
 from workflows.case import REVIEWS_AT_SAFE_POINT_PATCH
 
@@ -37,7 +37,7 @@ def _recorded_workflow_id(text: str) -> str | None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_a_recorded_history_replays_without_divergence(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
@@ -74,7 +74,7 @@ class _CaseWorkflowThatWaitsInstead:
 async def test_a_workflow_that_takes_another_path_fails_to_replay() -> None:
     """The check has teeth: code that no longer issues the recorded commands is caught."""
     # Unsandboxed: the sandbox would re-import this test module, and with it the worker, for the stand-in.
-    replayer = Replayer(workflows=[_CaseWorkflowThatWaitsInstead], data_converter=DATA_CONVERTER,
+    replayer = Replayer(workflows=[_CaseWorkflowThatWaitsInstead], data_converter=throwaway_converter(),
                         workflow_runner=UnsandboxedWorkflowRunner())
     history = await load(Path(__file__).parent / "fixtures" / "histories" / "dismissal.json")
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -100,7 +100,7 @@ async def test_the_known_divergent_histories_predate_queued_reviews(path: Path) 
     only queue"): they diverge on replay, and none of them ran the patched path that fixed it."""
     text = await asyncio.to_thread(path.read_text)
     assert REVIEWS_AT_SAFE_POINT_PATCH not in patch_ids(text)
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
 

@@ -43,7 +43,6 @@ from models.filing import AnalyzeMediaBatch
 from tests.conftest import ORG
 from tests.helpers import eventually
 from tests.test_case_guarantees import fresh_seed, record
-from tipline.codec import DATA_CONVERTER
 from tipline.evidence import EvidenceStore
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -153,7 +152,7 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
             assert case_two is not None and [m.media_id for m in case_two.media] == ["second"]
             history = await handle.fetch_history()
             await record(temporal_client, f"review_queued_while_hashing_{request_kind}", handle.id)
-    replayed = await Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER).replay_workflow(
+    replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
     failed_tasks = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]

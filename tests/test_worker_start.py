@@ -26,7 +26,7 @@ from detection.banks import BankRepository, NewEntry
 from detection.media_hashes import hash_media
 from models.records import Role
 from tests.helpers import ORG, eventually, headers
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
 from tipline.temporal import temporal_binary
@@ -127,7 +127,7 @@ async def test_a_worker_started_before_temporal_waits_for_it_and_then_takes_work
         await eventually(waiting, timeout=30, what="the worker to report Temporal unreachable")
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), port=port, search_attributes=[key for key, _ in sa.ALL],
-            data_converter=DATA_CONVERTER, dev_server_log_level="error")
+            data_converter=data_converter(local), dev_server_log_level="error")
         try:
             app = create_app(local.model_copy(update={"task_queue": queue}), temporal=env.client, engine=engine)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t.test") as api:

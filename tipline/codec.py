@@ -1,22 +1,42 @@
-"""Payload compression for everything Tipline sends through Temporal.
+"""The payload codec for everything Tipline sends through Temporal: compress, then encrypt.
 
-A case carries its whole state when it continues as new; JSON of thousands of media items is repetitive, so
-zlib keeps it well inside Temporal's 2 MB payload limit. Small payloads pass through untouched, so the Web UI
-still shows them; large ones are marked ``binary/zlib`` (a codec server for the UI can decode them).
+Histories hold user metadata, IP addresses and conversation text, so no payload reaches the server in the
+clear: each is AES-256-GCM encrypted under the current payload key (``tipline.payload_keys``), its key id in the
+metadata so a rotation keeps old histories readable. Before that, large payloads are zlib-compressed: a case
+carries its whole state when it continues as new, and JSON of thousands of media items is repetitive.
+Compressing first matters: ciphertext does not compress.
+
+Decoding still accepts compressed-only and plain payloads, the way histories were written before encryption
+(tests/fixtures/histories). Operators read payloads in the Web UI through the codec server (api/routers/codec.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from collections.abc import Sequence
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+from tipline.payload_keys import PayloadKeySource, StaticKeySource, key_source
+from tipline.settings import Settings
 
 ENCODING = b"binary/zlib"
 COMPRESS_FROM_BYTES = 4096
+ENCRYPTED_ENCODING = b"binary/encrypted"
+KEY_ID_METADATA = "encryption-key-id"
+NONCE_BYTES = 12
+# Binds the ciphertext to its format and key id, so a payload relabelled with another key id fails to decrypt.
+_AAD_PREFIX = b"tipline-payload-v1\x00"
+
+
+class PayloadDecryptionError(Exception):
+    """An encrypted payload did not authenticate: altered in storage, or encrypted under a different key."""
 
 
 class CompressionCodec(PayloadCodec):
@@ -32,4 +52,72 @@ class CompressionCodec(PayloadCodec):
         return Payload(metadata={"encoding": ENCODING}, data=zlib.compress(payload.SerializeToString(), 6))
 
 
-DATA_CONVERTER: DataConverter = dataclasses.replace(pydantic_data_converter, payload_codec=CompressionCodec())
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over the serialized payload, metadata included (the encoding name would tell too much)."""
+
+    def __init__(self, keys: PayloadKeySource) -> None:
+        self._keys = keys
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        key_id, key = await self._keys.current()
+        cipher = AESGCM(key)
+        aad = _AAD_PREFIX + key_id.encode()
+        encoded = []
+        for payload in payloads:
+            # Random 96-bit nonces: safe for far more payloads than a key should see between rotations.
+            nonce = os.urandom(NONCE_BYTES)
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), aad)
+            encoded.append(Payload(metadata={"encoding": ENCRYPTED_ENCODING, KEY_ID_METADATA: key_id.encode()},
+                                   data=nonce + sealed))
+        return encoded
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [await self._decrypt(p) if p.metadata.get("encoding") == ENCRYPTED_ENCODING else p
+                for p in payloads]
+
+    async def _decrypt(self, payload: Payload) -> Payload:
+        raw_id = payload.metadata.get(KEY_ID_METADATA)
+        if raw_id is None:
+            raise PayloadDecryptionError(f"an encrypted payload has no {KEY_ID_METADATA} in its metadata")
+        key_id = raw_id.decode("utf-8", errors="replace")
+        key = await self._keys.key(key_id)
+        nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
+        try:
+            plain = AESGCM(key).decrypt(nonce, sealed, _AAD_PREFIX + key_id.encode())
+        except InvalidTag:
+            raise PayloadDecryptionError(
+                f"a payload encrypted with key {key_id!r} failed authentication: it was altered, or that key id "
+                "names a different key here"
+            ) from None
+        return Payload.FromString(plain)
+
+
+class TiplineCodec(PayloadCodec):
+    """Compression, then encryption; decoding undoes them in reverse and passes older payloads through."""
+
+    def __init__(self, keys: PayloadKeySource) -> None:
+        self._compression = CompressionCodec()
+        self._encryption = EncryptionCodec(keys)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self._encryption.encode(await self._compression.encode(payloads))
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self._compression.decode(await self._encryption.decode(payloads))
+
+
+def converter_with(keys: PayloadKeySource) -> DataConverter:
+    # Failure messages and stack traces go into an encoded payload too: a message may quote what a platform sent.
+    return dataclasses.replace(pydantic_data_converter, payload_codec=TiplineCodec(keys),
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """One way to reach Temporal, so the API, the worker, the CLI and the tests agree on the converter."""
+    return converter_with(key_source(settings))
+
+
+def throwaway_converter() -> DataConverter:
+    """A converter with a fresh random key: for replaying recorded histories (decoding them needs no key, the
+    replayed workflow's own commands are encoded and dropped) and for benchmarks."""
+    return converter_with(StaticKeySource.generate())

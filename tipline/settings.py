@@ -218,6 +218,16 @@ class Settings(BaseSettings):
     # The secret case and screening ids are keyed with (tipline.ids); the local stack generates one in data_dir.
     id_key: SecretStr | None = None
 
+    # The keys that encrypt Temporal payloads (tipline.payload_keys): "id:base64key,..." with the current key
+    # first (or named by payload_current_key), else a key file; the local stack generates one in data_dir.
+    payload_keys: SecretStr | None = None
+    payload_current_key: str | None = None
+    payload_key_file: Path | None = None
+    # The codec server (POST /codec/decode) answers browsers from this origin only; default: temporal_ui_url's.
+    codec_cors_origin: str | None = None
+    # When set, only Admin keys of these orgs decode payloads: the Temporal UI shows every org's cases.
+    codec_operator_orgs: list[str] = Field(default_factory=list)
+
     # Outbound requests on a platform's behalf (tipline.egress). Exact "address:port" pairs that may be reached
     # although not public: only for a test or local platform on loopback; empty in any real deployment.
     egress_private_exemptions: list[str] = Field(default_factory=list)
@@ -304,6 +314,13 @@ class Settings(BaseSettings):
     @property
     def resolved_evidence_dir(self) -> Path:
         return self.evidence_dir or self.data_dir / "evidence"
+
+    @property
+    def resolved_codec_cors_origin(self) -> str:
+        if self.codec_cors_origin:
+            return self.codec_cors_origin.rstrip("/")
+        scheme, _, rest = self.temporal_ui_url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
 
     @property
     def resolved_sandbox_url(self) -> str:

@@ -20,6 +20,7 @@ from cybertipline.sandbox import create_sandbox_app
 from tipline.db import PRIVATE_UMASK, make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
+from tipline.payload_keys import key_source
 from tipline.sandbox_cli import sandbox_config
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.shutdown import cancel_on_sigterm
@@ -66,6 +67,10 @@ def sandbox_app(settings: Settings) -> FastAPI:
     return create_sandbox_app(sandbox_config(settings))
 
 
+def codec_endpoint(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}/codec"
+
+
 def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     host, port = settings.temporal_address.rsplit(":", 1)
     ui_port = settings.temporal_ui_url.rsplit(":", 1)[1]
@@ -74,7 +79,8 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [temporal_binary(), "server", "start-dev", "--ip", host, "--port", port, "--ui-port", ui_port,
          "--db-filename", str(settings.data_dir / "temporal.db"), "--log-level", "warn",
-         *sa.dev_server_flags()],
+         # Payloads are encrypted: the UI asks the API's codec server to decode them for an operator.
+         "--ui-codec-endpoint", codec_endpoint(settings), *sa.dev_server_flags()],
         # Its SQLite files (temporal.db and journals) are created under this umask: private like ours.
         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, umask=PRIVATE_UMASK,
     )
@@ -97,6 +103,7 @@ async def run_stack(settings: Settings) -> None:
     cancel_on_sigterm()
     os.umask(PRIVATE_UMASK)  # everything the stack writes from here on: the owner's only
     first_start = ensure_local_config(settings)
+    key_source(settings)  # the payload key, generated now (0600) if this is the first start
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     temporal_process = start_temporal(settings)
@@ -133,11 +140,14 @@ def print_banner(settings: Settings, api_url: str, first_start: bool) -> None:
         f"  API              {api_url}  (OpenAPI docs {api_url}/docs, review page {api_url}/review)",
         f"  NCMEC sandbox    {settings.resolved_sandbox_url}",
         *("  " + line for line in sandbox_config(settings).describe()),
+        f"  Codec server     {codec_endpoint(settings)} (the Web UI decodes payloads through it; Admin keys only)",
         f"  Worker           task queue {settings.task_queue}",
         f"  Database         {settings.resolved_database_url}",
         "",
         f"An API key:  {os.path.relpath(tipline)} apikey create --org {DEMO_ORG} --role child_safety_moderator",
         f"A demo:      {os.path.relpath(tipline)} demo   (in another terminal)",
+        f"Decoded cases in the Web UI: an admin key, posted once at {api_url}/codec/login, then tick "
+        "\"Include cross-origin credentials\" in the UI's codec settings (README, Temporal Web UI).",
         "Ctrl-C (or SIGTERM) stops every part.",
     ]
     if settings.ncmec_xsd_path is None:

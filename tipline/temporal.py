@@ -9,13 +9,13 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from tipline.codec import DATA_CONVERTER
+from tipline.codec import data_converter
 from tipline.settings import Settings
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=DATA_CONVERTER, runtime=runtime)
+                                data_converter=data_converter(settings), runtime=runtime)
 
 
 def metrics_runtime(bind_address: str) -> Runtime:
