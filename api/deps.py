@@ -142,7 +142,7 @@ def authenticate(
 ) -> Principal:
     """An API key (platforms, automation) or a session cookie (people); a key, when sent, is what counts."""
     if key:
-        return _key_principal(engine, key)
+        return api_key_principal(engine, key)
     if not cookie:
         raise ProblemError(401, "Sign in or send an API key",
                            "POST /v1/session to sign in, or send an API key in the X-API-Key header")
@@ -161,7 +161,7 @@ def authenticate(
                      csrf_token=signed.session.csrf_token)
 
 
-def _key_principal(engine: Engine, key: str) -> Principal:
+def api_key_principal(engine: Engine, key: str) -> Principal:
     with Session(engine) as session:
         row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key),
                                                 ApiKey.revoked_at.is_(None))).first()  # type: ignore[union-attr]

@@ -6,9 +6,9 @@ The tampering tests work on a PostgreSQL database of their own, so the shared on
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -122,11 +122,9 @@ def test_concurrent_writers_keep_one_unbroken_chain(own_engine: Engine) -> None:
         for n in range(15):
             log.append("media.viewed", actor=f"user:{worker}", org_id=ORG, subject=f"case-{worker}-{n}")
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for done in [pool.submit(write, w) for w in range(6)]:
+            done.result()  # an append that failed fails the test here
     assert log.head()[0] == 90 and problems_of(log) == []
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -29,8 +29,11 @@ from tipline.ids import IdMinter, id_minter
 from tipline.settings import Settings
 
 GENESIS = "0" * 64
-# Two writers may take the same next number; the loser reads the new head and tries again.
-APPEND_ATTEMPTS = 20
+# On PostgreSQL appends queue on one transaction-level advisory lock (this number), so the chain never forks and
+# nobody retries. Elsewhere (SQLite, one process) two writers may take the same next number: the primary key
+# refuses the second, which reads the new head and tries again.
+APPEND_LOCK = 0x7469706C  # "tipl"
+APPEND_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class AuditLog:
         """Record one action. ``detail`` holds ids, counts and codes only."""
         for _ in range(APPEND_ATTEMPTS):
             with Session(self.engine) as session:
+                if self.engine.dialect.name == "postgresql":
+                    session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": APPEND_LOCK})
                 last = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).scalars().first()
                 row = AuditRow(seq=(last.seq + 1) if last else 1, at=at or utcnow(), org_id=org_id, actor=actor,
                                action=action, subject=subject, detail=json.dumps(detail, sort_keys=True),

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from api.deps import AppSettings, Principal, authenticate, get_engine
+from api.deps import AppSettings, Principal, api_key_principal, get_engine
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
 from api.requests import RequestBody
 from models.records import Role
@@ -63,7 +63,10 @@ def codec_operator(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     key = x_api_key or _bearer(authorization) or request.cookies.get(COOKIE)
-    principal = authenticate(key, engine)
+    if not key:
+        raise ProblemError(401, "Send an Admin API key",
+                           "as X-API-Key, as Authorization: Bearer, or through the /codec/login cookie")
+    principal = api_key_principal(engine, key)
     if principal.role not in OPERATOR_ROLES:
         raise ProblemError(403, "This role may not decode payloads",
                            f"role {principal.role.value} is not an operator role ({', '.join(OPERATOR_ROLES)})")
