@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,6 +215,10 @@ def cmd_temporal_setup(args: argparse.Namespace) -> None:
         raise SystemExit(f"tipline temporal setup: Temporal refused ({error.status.name}): {error.message}") from None
     except RuntimeError as error:  # the connection's error names the address, namespace and TLS settings
         raise SystemExit(f"tipline temporal setup: {error}") from None
+    # Done and printed: leave without interpreter finalization, during which the Temporal core's runtime thread
+    # can still call into Python and abort the process (seen as exit -6 after a successful setup).
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
