@@ -1,4 +1,5 @@
-"""The Temporal worker: runs case workflows and the activities that touch the outside world."""
+"""The Temporal worker: case workflows and the activities that touch the outside world, one worker per task
+queue (workflows.task_queues), each with its own slots; a process serves the queues ``worker_queues`` names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -18,11 +20,12 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.case_index import CaseIndexActivities
 from activities.detection import DetectionActivities
 from activities.filing import FilingActivities
+from activities.hashing_pool import HashingPool
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
@@ -35,66 +38,129 @@ from tipline.metrics import MetricsServer, metrics_registry, start_metrics_serve
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
+from workflows import task_queues as tq
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
 log = get_logger(__name__)
-MAX_ACTIVITIES = 8
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
 WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
+# A sync activity's thread is taken before its slot is: a few spare threads keep local activities from waiting.
+SPARE_THREADS = 4
+
+
+@dataclass
+class QueueWorkers:
+    """The workers one process runs, by role (workflows.task_queues); NCMEC has one per org."""
+
+    by_role: dict[str, list[Worker]] = field(default_factory=dict)
+    hashing: HashingPool | None = None
+    runs: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def all(self) -> list[Worker]:
+        return [worker for workers in self.by_role.values() for worker in workers]
+
+    async def until_one_fails(self) -> None:
+        """Wait while every worker runs; a worker that stops on its own (a fatal poll error) ends the process,
+        so its supervisor restarts it whole instead of leaving some queues unserved."""
+        done, _ = await asyncio.wait(self.runs, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        raise RuntimeError("a worker stopped on its own")
 
 
 @asynccontextmanager
 async def case_worker(client: Client, settings: Settings, engine: Engine, *, run_workflows: bool = True,
-                      activity_overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[Worker]:
-    """A running worker for the case task queue; it drains and stops when the block exits.
+                      activity_overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[QueueWorkers]:
+    """One worker per task queue this process serves (``settings.worker_queues``); they drain and stop together
+    when the block exits.
 
-    Tests may run it without workflows, or with some activities swapped for their own by activity name."""
+    Tests may run them without workflows, or with some activities swapped for their own by activity name."""
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
-    detection = DetectionActivities(settings, store, engine)
+    serves_detection = tq.DETECTION in settings.worker_queues
+    hashing = HashingPool(settings, settings.detection_processes) \
+        if serves_detection and settings.detection_processes else None
+    detection = DetectionActivities(settings, store, engine, hashing)
     triage = TriageActivities(settings, engine, client)
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
         media = MediaActivities(settings, store, egress)
         notifications = NotificationActivities(settings, egress)
         callbacks = PlatformCallbackActivities(settings, engine, egress)
-        # More threads than activities may run at once: the quick local activities (queue rows, history) must
-        # never wait behind CPU-heavy hashing.
-        with ThreadPoolExecutor(max_workers=MAX_ACTIVITIES + 8, thread_name_prefix="activity") as executor:
-            activities = [
-                index.publish_case_summary, index.user_history,
-                media.preserve_media, media.preserve_media_batch,
-                filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
-                filing.abandon_report, filing.upload_conversation, filing.send_conversation_details,
-                notifications.notify_escalation, callbacks.enrich_user, callbacks.list_user_media,
-                detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
-                detection.bank_reported_media,
-                triage.record_triage, triage.close_triage, triage.enqueue_in_case,
-            ]
-            swapped = {_activity_name(a) for a in activity_overrides}
-            worker = Worker(
-                client,
-                task_queue=settings.task_queue,
-                workflows=WORKFLOWS if run_workflows else [],
-                activities=[*(a for a in activities if _activity_name(a) not in swapped), *activity_overrides],
-                activity_executor=executor,
-                max_concurrent_activities=MAX_ACTIVITIES,
-                # Let running activities finish their database work instead of being cancelled mid-call.
-                graceful_shutdown_timeout=timedelta(seconds=15),
-            )
-            async with worker:
-                # The banks and the compiled scan load once the worker polls (detection activities wait for
-                # them): their imports hold the GIL, and would otherwise slow the worker's own start.
-                preparing = asyncio.create_task(_prepare_detection(client, settings.task_queue, detection))
-                try:
-                    yield worker
-                finally:
+        by_role: dict[str, list[Callable[..., Any]]] = {
+            tq.CASES: [index.publish_case_summary, index.user_history,
+                       triage.record_triage, triage.close_triage, triage.enqueue_in_case],
+            tq.DETECTION: [detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
+                           detection.bank_reported_media],
+            tq.NCMEC: [filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
+                       filing.abandon_report, filing.upload_conversation, filing.send_conversation_details],
+            tq.PLATFORM: [media.preserve_media, media.preserve_media_batch, notifications.notify_escalation,
+                          callbacks.enrich_user, callbacks.list_user_media],
+        }
+        swapped = {_activity_name(a): a for a in activity_overrides}
+        by_role = {role: [swapped.get(_activity_name(a), a) for a in activities]
+                   for role, activities in by_role.items()}
+        with contextlib.ExitStack() as pools:
+            workers = QueueWorkers(hashing=hashing)
+            for role in settings.worker_queues:
+                workers.by_role[role] = [
+                    _queue_worker(client, settings, role, queue, by_role, pools, run_workflows)
+                    for queue in _queues(settings, role)
+                ]
+            if hashing is not None:
+                pools.callback(hashing.shutdown)
+            workers.runs = [asyncio.create_task(worker.run()) for worker in workers.all()]
+            preparing = asyncio.create_task(_prepare_detection(client, settings, detection)) \
+                if serves_detection else None
+            try:
+                yield workers
+            finally:
+                if preparing is not None:
                     preparing.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await preparing
+                # Together, not one after another: each drains within its own grace period.
+                await asyncio.gather(*(worker.shutdown() for worker in workers.all()), return_exceptions=True)
+                await asyncio.gather(*workers.runs)
+
+
+def _queues(settings: Settings, role: str) -> list[str]:
+    if role == tq.NCMEC:
+        # One queue per org, so Temporal's rate limit on a queue is a rate limit per org.
+        return [tq.queue_name(settings.task_queue, role, org_id) for org_id in settings.orgs.orgs]
+    return [tq.queue_name(settings.task_queue, role)]
+
+
+def _queue_worker(client: Client, settings: Settings, role: str, queue: str,
+                  by_role: dict[str, list[Callable[..., Any]]], pools: contextlib.ExitStack,
+                  run_workflows: bool) -> Worker:
+    """The worker for one queue, with that queue's slots, rate limit and shutdown grace."""
+    options: dict[str, Any] = {"graceful_shutdown_timeout": timedelta(seconds=settings.worker_shutdown_grace_seconds)}
+    if role == tq.CASES:
+        # Besides its own, the case queue keeps every activity registered: those a workflow scheduled here
+        # before the queues were split (or from a worker still on older code) still run.
+        activities = [a for activities in by_role.values() for a in activities]
+        slots = settings.cases_max_concurrent_activities
+        options.update(workflows=WORKFLOWS if run_workflows else [],
+                       max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks)
+    elif role == tq.DETECTION:
+        activities, slots = by_role[role], settings.detection_max_concurrent_activities
+    elif role == tq.NCMEC:
+        activities, slots = by_role[role], settings.ncmec_max_concurrent_activities
+        options.update(max_task_queue_activities_per_second=settings.ncmec_activities_per_second,
+                       # An upload may take long: let it finish rather than send it again from the start.
+                       graceful_shutdown_timeout=timedelta(seconds=settings.ncmec_shutdown_grace_seconds),
+                       # Two pollers per org are plenty at NCMEC's rates and keep many orgs cheap.
+                       activity_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=2))
+    else:
+        activities, slots = by_role[role], settings.platform_max_concurrent_activities
+    executor = pools.enter_context(ThreadPoolExecutor(max_workers=slots + SPARE_THREADS,
+                                                      thread_name_prefix=f"activity-{role}"))
+    return Worker(client, task_queue=queue, activities=activities, activity_executor=executor,
+                  max_concurrent_activities=slots, **options)
 
 
 def _activity_name(function: Callable[..., Any]) -> str:
@@ -102,19 +168,25 @@ def _activity_name(function: Callable[..., Any]) -> str:
     return definition.name or function.__name__
 
 
-async def _prepare_detection(client: Client, task_queue: str, detection: DetectionActivities) -> None:
-    await _until_polling(client, task_queue)
+async def _prepare_detection(client: Client, settings: Settings, detection: DetectionActivities) -> None:
+    # The banks and the compiled scan load once the worker polls (detection activities wait for them): their
+    # imports hold the GIL, and would otherwise slow the worker's own start.
+    await _until_polling(client, tq.queue_name(settings.task_queue, tq.DETECTION),
+                         TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
     try:
+        if detection.hashing is not None:
+            await asyncio.to_thread(detection.hashing.warm_up)
         await asyncio.to_thread(detection.prepare)
     except Exception:
         # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
         log.warning("worker.detection_prepare_failed", exc_info=True)
 
 
-async def _until_polling(client: Client, task_queue: str, patience: float = 5.0) -> None:
+async def _until_polling(client: Client, task_queue: str, queue_type: TaskQueueType.ValueType,
+                         patience: float = 5.0) -> None:
     """Return once Temporal lists this worker among the queue's pollers, or after ``patience`` seconds."""
     request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
-                                       task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+                                       task_queue_type=queue_type)
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + patience
     while loop.time() < give_up_at:
@@ -140,8 +212,9 @@ async def run(settings: Settings) -> None:
     client = await connect_patiently(settings, runtime)
     engine = make_engine(settings.resolved_database_url)
     with worker_metrics(settings, engine):
-        async with case_worker(client, settings, engine):
-            await asyncio.Event().wait()
+        async with case_worker(client, settings, engine) as workers:
+            log.info("worker.started", queues=[w.task_queue for w in workers.all()])
+            await workers.until_one_fails()
 
 
 @contextmanager
@@ -165,7 +238,7 @@ async def connect_patiently(settings: Settings, runtime: Runtime | None = None) 
         try:
             return await connect(settings, runtime)
         except RuntimeError as error:
-            log.warning("worker.temporal_unreachable", retry_in=delay, error=str(error)[:200])
+            log.warning("worker.temporal_unreachable", retry_in=delay, error=str(error)[:600])
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -5,6 +5,9 @@ the stream (memory bounded by the image pixel limits), the HTTP classifier strea
 activities are synchronous and run on the worker's thread pool; ``classify_media`` is async for its HTTP call and
 does its file reads on threads.
 
+With a ``HashingPool`` (the worker's default), the hashing itself runs in processes of its own: the activity
+thread waits for it without holding the GIL, and matching stays here, against the banks loaded once.
+
 The hashing and matching libraries (numpy, numba, scipy, imagehash, PIL) take seconds to import, and the
 banks and the compiled PDQ scan more to load; none of that is on the worker's start path. ``prepare`` does it
 once, in the background after the worker polls, and every detection activity waits for it (or does it itself
@@ -31,6 +34,7 @@ from tipline.logging import get_logger
 from tipline.settings import Settings
 
 if TYPE_CHECKING:
+    from activities.hashing_pool import HashingPool
     from detection.banks import BankRepository
     from detection.matcher import BankMatcher
     from detection.media_hashes import MediaHashes
@@ -44,10 +48,12 @@ PREPARE_HEARTBEAT_SECONDS = 5
 
 
 class DetectionActivities:
-    def __init__(self, settings: Settings, store: EvidenceStore, engine: Engine) -> None:
+    def __init__(self, settings: Settings, store: EvidenceStore, engine: Engine,
+                 hashing: HashingPool | None = None) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
+        self.hashing = hashing
         self._matcher: BankMatcher | None = None
         self._banks: BankRepository | None = None
         self._prepare_lock = threading.Lock()
@@ -170,6 +176,8 @@ class DetectionActivities:
         digests = Digests(md5=evidence.md5, sha1=evidence.sha1, sha256=evidence.sha256, size=evidence.size)
         if evidence.size > MAX_ANALYZED_BYTES:
             return MediaHashes(digests=digests, unhashable_reason=TOO_LARGE)
+        if self.hashing is not None:
+            return MediaHashes.model_validate_json(self.hashing.hash(evidence, dihedral=dihedral))
         with self.store.open(evidence.sha256) as media:
             return hash_media_stream(media, digests, dihedral=dihedral)
 

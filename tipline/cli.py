@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,6 +252,36 @@ def cmd_ncmec_fetch_xsd(args: argparse.Namespace) -> None:
           f"set TIPLINE_NCMEC_XSD_PATH={output.resolve()} to validate every report against it")
 
 
+def cmd_temporal_setup(args: argparse.Namespace) -> None:
+    from temporalio.service import RPCError
+
+    from tipline.temporal import connect
+    from tipline.temporal_setup import SetupConflict, setup_search_attributes
+
+    settings = _settings(args)
+
+    async def setup() -> None:
+        client = await connect(settings)
+        result = await setup_search_attributes(client)
+        for name in result.added:
+            print(f"added search attribute {name}")
+        print(f"namespace {settings.temporal_namespace}: {len(result.added)} search attributes added, "
+              f"{len(result.present)} already present")
+
+    try:
+        asyncio.run(setup())
+    except SetupConflict as error:
+        raise SystemExit(f"tipline temporal setup: {error}") from None
+    except RPCError as error:  # e.g. the credentials may not change the namespace's search attributes
+        raise SystemExit(f"tipline temporal setup: Temporal refused ({error.status.name}): {error.message}") from None
+    except RuntimeError as error:  # the connection's error names the address, namespace and TLS settings
+        raise SystemExit(f"tipline temporal setup: {error}") from None
+    # Done and printed: leave without interpreter finalization, during which the Temporal core's runtime thread
+    # can still call into Python and abort the process (seen as exit -6 after a successful setup).
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from tipline import demo
 
@@ -317,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch_xsd.add_argument("--org", required=True, help="whose credentials and environment to use")
     fetch_xsd.add_argument("--output", help="where to write it (default: <data>/cyber_tipline.xsd)")
     fetch_xsd.set_defaults(run=cmd_ncmec_fetch_xsd)
+
+    temporal = commands.add_parser("temporal", help="the Temporal cluster Tipline runs on"
+                                   ).add_subparsers(required=True, metavar="ACTION")
+    temporal.add_parser("setup", help="register Tipline's search attributes in the namespace (operator service); "
+                        "safe to run again").set_defaults(run=cmd_temporal_setup)
 
     add_bank_commands(commands)
 

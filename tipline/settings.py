@@ -13,10 +13,10 @@ import tomllib
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tipline.egress import parse_exemption
 
@@ -171,6 +171,45 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "tipline-cases"
+    # A real cluster (README, "Running on a real Temporal cluster"). TLS is on when any TLS file or the API key is
+    # set; without a CA file the system's trust store verifies the server. Cert and key together give mTLS.
+    temporal_tls: bool = False
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    # The name the server's certificate carries, when it differs from the host in temporal_address.
+    temporal_tls_server_name: str | None = None
+    # Temporal Cloud's API key (sent as "Authorization: Bearer ...").
+    temporal_api_key: SecretStr | None = None
+
+    # Which task queues this process's worker serves (README, "Task queues"): all of them by default, so one
+    # process is a whole deployment; separate machines each take a subset.
+    # TIPLINE_WORKER_QUEUES=cases,platform (comma-separated).
+    worker_queues: Annotated[list[Literal["cases", "detection", "ncmec", "platform"]], NoDecode] = Field(
+        default_factory=lambda: ["cases", "detection", "ncmec", "platform"], min_length=1)
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # Each queue's worker settings. Activity slots: how many of the queue's activities run at once per process.
+    cases_max_concurrent_activities: int = Field(default=16, ge=1)
+    cases_max_concurrent_workflow_tasks: int = Field(default=50, ge=2)
+    detection_max_concurrent_activities: int = Field(default=4, ge=1)
+    # Processes that hash media, off the worker's own interpreter (0: hash on the activity's thread instead).
+    detection_processes: int = Field(default=2, ge=0)
+    # Per org: every org files through a queue of its own, so one org's backlog never uses another's rate.
+    ncmec_max_concurrent_activities: int = Field(default=4, ge=1)
+    # How many NCMEC calls per second Temporal hands out for one org, across every worker (server-side limit).
+    ncmec_activities_per_second: float | None = Field(default=5.0, gt=0)
+    platform_max_concurrent_activities: int = Field(default=8, ge=1)
+    # How long a stopping worker lets running activities finish before cancelling them (retried elsewhere).
+    # An NCMEC upload may take long: give it the longest, and the container the same stop grace period.
+    worker_shutdown_grace_seconds: float = Field(default=15, ge=0)
+    ncmec_shutdown_grace_seconds: float = Field(default=120, ge=0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -302,6 +341,22 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     # Group name -> "org:role"; a person's org and role come from their groups at every login.
     oidc_group_roles: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tls_files_pair(self) -> Settings:
+        if (self.temporal_tls_cert_file is None) != (self.temporal_tls_key_file is None):
+            raise ValueError("temporal_tls_cert_file and temporal_tls_key_file go together (mTLS): set both or neither")
+        for name in ("temporal_tls_ca_file", "temporal_tls_cert_file", "temporal_tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {str(path)!r}")
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return self.temporal_tls or self.temporal_api_key is not None or any(
+            getattr(self, name) is not None
+            for name in ("temporal_tls_ca_file", "temporal_tls_cert_file", "temporal_tls_key_file"))
 
     @property
     def resolved_database_url(self) -> str:

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from models.review_rules import decision_errors, retry_errors
     from models.urgency import DEFAULT_POLICY, URGENCY_POLICY_V1, assess_urgency
     from workflows import search_attributes as sa
+    from workflows import task_queues
     from workflows.case_decided import DecidedCaseSteps, failure_due, open_failure, resolve_failure
     from workflows.case_filing import CaseFilingSteps
     from workflows.case_inline import InlineCaseSteps
@@ -425,6 +426,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                 start_to_close_timeout=timedelta(seconds=30),
                 # A few quick tries; after that the case's own durable retry takes over.
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+                task_queue=task_queues.platform(),
             )
         except ActivityError as error:
             self._record_failure(state, "escalation_webhook", error)

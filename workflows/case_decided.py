@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.detection import DetectionActivities
     from models.case import CaseState, CaseStatus, FilingPolicy, SideEffectFailure
     from models.filing import BankReportedMediaInput, FilingReport, FilingStart, ReportedMedia, filing_workflow_id
+    from workflows import task_queues
     from workflows.case_filing_workflow import CaseFilingWorkflow
     from workflows.errors import reviewer_safe_reason
 
@@ -127,6 +128,7 @@ class DecidedCaseSteps:
                     start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=BANKING_HEARTBEAT,
                     # A few quick tries; after that the case's own durable retry takes over.
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+                    task_queue=task_queues.detection(),
                 )
             except ActivityError as error:
                 self._record_failure(case, "bank_reported_media", error)

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         UploadFileInput,
     )
     from models.platform_metadata import merge_user_metadata
+    from workflows import task_queues
     from workflows.errors import error_type, reviewer_safe_reason
 
 # Transient NCMEC failures (network, 5xx, 1xxx codes) are retried with backoff; permanent ones are
@@ -79,6 +80,7 @@ class CaseFilingSteps:
                 DetectionActivities.bank_reported_media,
                 BankReportedMediaInput(org_id=self.state.org_id, report_id=report_id, items=items),
                 start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=5),
+                task_queue=task_queues.detection(),
             )
         except ActivityError:
             workflow.logger.warning("reported media could not be added to the org's own bank")
@@ -101,6 +103,7 @@ class CaseFilingSteps:
                                       expected_file_ids=[f.file_id for f in filing.files]
                                       + [c.file_id for c in filing.conversations]),
                     **self._ncmec_call_options(),
+                    task_queue=task_queues.ncmec(self.state.org_id),
                 )
             except (ActivityError, OutOfTime) as error:
                 if await self._refile_after(error):
@@ -128,6 +131,7 @@ class CaseFilingSteps:
                     EnrichUserInput(org_id=self.state.org_id, case_ref=self.state.workflow_id,
                                     user_id=self.state.user_id),
                     start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=1),
+                    task_queue=task_queues.platform(),
                 )
             except ActivityError as error:
                 self.state.waiting_reason = f"waiting for the platform to describe the user: " \
@@ -165,6 +169,7 @@ class CaseFilingSteps:
                     FilingActivities.upload_conversation,
                     UploadConversationInput(org_id=self.state.org_id, report_id=filing.report_id, thread=thread),
                     **self._ncmec_call_options(upload=True),
+                    task_queue=task_queues.ncmec(self.state.org_id),
                 )
                 filed = FiledConversation(thread_id=thread_id, file_id=uploaded.file_id, evidence=uploaded.evidence)
                 filing.conversations.append(filed)
@@ -174,6 +179,7 @@ class CaseFilingSteps:
                 ConversationDetailsInput(org_id=self.state.org_id, report_id=filing.report_id,
                                          file_id=filed.file_id, thread_id=thread_id, evidence=filed.evidence),
                 **self._ncmec_call_options(),
+                task_queue=task_queues.ncmec(self.state.org_id),
             )
             filed.details_sent = True
             filing.last_modified_at = sent.sent_at
@@ -195,6 +201,7 @@ class CaseFilingSteps:
             start_to_close_timeout=self.policy.call_timeout,
             schedule_to_close_timeout=timedelta(hours=6),
             retry_policy=NCMEC_RETRY,
+            task_queue=task_queues.ncmec(self.state.org_id),
         )
         filing = self.state.filing
         filing.environment = opened.environment
@@ -229,6 +236,7 @@ class CaseFilingSteps:
                 FilingActivities.abandon_report,
                 AbandonReportInput(org_id=self.state.org_id, report_id=report_id, reason=reason),
                 start_to_close_timeout=self.policy.call_timeout, retry_policy=RetryPolicy(maximum_attempts=5),
+                task_queue=task_queues.ncmec(self.state.org_id),
             )
             outcome = abandoned.outcome
         except ActivityError:
@@ -274,6 +282,7 @@ class CaseFilingSteps:
                 UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
                                 evidence=media.evidence, file_name=media.content.file_name or media_id),
                 **self._ncmec_call_options(upload=True),
+                task_queue=task_queues.ncmec(self.state.org_id),
             )
             filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
             filing.files.append(filed)
@@ -285,6 +294,7 @@ class CaseFilingSteps:
             FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
                              media=media, decision=media_decision),
             **self._ncmec_call_options(),
+            task_queue=task_queues.ncmec(self.state.org_id),
         )
         filed.details_sent = True
         filing.last_modified_at = sent.sent_at

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.filing import FilingActivities
     from models.case import CaseState, CaseStatus
     from models.filing import AbandonReportInput, FilingReport, FilingStart
+    from workflows import task_queues
     from workflows.case_filing import CaseFilingSteps
 
 FILING_REPORT_SIGNAL = "filing_report"
@@ -71,6 +72,7 @@ class CaseFilingWorkflow(CaseFilingSteps):
                 AbandonReportInput(org_id=self.state.org_id, report_id=report_id, reason=reason),
                 start_to_close_timeout=self.policy.call_timeout, schedule_to_close_timeout=timedelta(hours=1),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5)),
+                task_queue=task_queues.ncmec(self.state.org_id),
             )
             outcome = abandoned.outcome
         except ActivityError:

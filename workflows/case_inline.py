@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewPolicy,
     )
     from models.filing import CaseSummaryUpdate, EscalationNotice
+    from workflows import task_queues
     from workflows.case_media import LOCAL_RETRY
 
 
@@ -107,6 +108,7 @@ class InlineCaseSteps:
                                  escalated_at=state.escalated_at),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
+                task_queue=task_queues.platform(),
             )
         except ActivityError as error:
             self._record_failure(state, "escalation_webhook", error)

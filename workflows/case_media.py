@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PreserveMediaInput,
         UserMediaPage,
     )
+    from workflows import task_queues
     from workflows.errors import reviewer_safe_reason
 
 LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -60,6 +61,7 @@ class CaseMediaSteps:
                                        user_id=self.state.user_id, cursor=cursor),
                     start_to_close_timeout=self.policy.call_timeout,
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+                    task_queue=task_queues.platform(),
                 )
             except ActivityError as error:
                 self.state.media_list_error = reviewer_safe_reason(error)
@@ -82,6 +84,7 @@ class CaseMediaSteps:
                                    user_id=self.state.user_id, cursor=self.media_cursor),
                 start_to_close_timeout=self.policy.call_timeout,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5),
+                task_queue=task_queues.platform(),
             )
         except ActivityError as error:
             self.state.media_list_error = reviewer_safe_reason(error)
@@ -129,6 +132,7 @@ class CaseMediaSteps:
                                    media_id=item.media_id, source=item.content.media),
                 start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+                task_queue=task_queues.platform(),
             )
             for item in items
         ), return_exceptions=True)
@@ -155,6 +159,7 @@ class CaseMediaSteps:
                 DetectionActivities.analyze_media,
                 AnalyzeMediaInput(org_id=self.state.org_id, evidence=item.evidence),
                 start_to_close_timeout=timedelta(minutes=1), retry_policy=RetryPolicy(maximum_attempts=5),
+                task_queue=task_queues.detection(),
             )
             for item in items if item.evidence is not None
         ), return_exceptions=True)
@@ -185,6 +190,7 @@ class CaseMediaSteps:
                                           for item in items]),
                 start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5),
+                task_queue=task_queues.platform(),
             )
         except ActivityError as error:
             for item in items:
@@ -210,6 +216,7 @@ class CaseMediaSteps:
                 # The activity heartbeats per item and while the banks load: a dead worker costs 30 s, not 2 min.
                 start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
+                task_queue=task_queues.detection(),
             )
         except ActivityError as error:
             results = [MediaAnalysis(unhashable_reason=reviewer_safe_reason(error)) for _ in items]

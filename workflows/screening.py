@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from models.filing import AnalyzeMediaInput, PreserveMediaInput
     from models.routing import Route, route_screened_item
     from models.screening import ScreeningOutcome, ScreeningStart, TriageClosed, TriageDecision, TriageRecord
+    from workflows import task_queues
 
 SHORT = {"start_to_close_timeout": timedelta(minutes=1), "retry_policy": RetryPolicy(maximum_attempts=10)}
 LONG = {"start_to_close_timeout": timedelta(minutes=10), "retry_policy": RetryPolicy(maximum_attempts=5)}
@@ -98,7 +99,8 @@ class ScreeningWorkflow:
             preserved = await workflow.execute_activity_method(
                 MediaActivities.preserve_media,
                 PreserveMediaInput(org_id=item.org_id, workflow_id=workflow.info().workflow_id,
-                                   media_id=item.content_id, source=item.media), **LONG)
+                                   media_id=item.content_id, source=item.media),
+                task_queue=task_queues.platform(), **LONG)
         except ActivityError as error:
             raise _Unscreenable(f"the media could not be preserved: {_cause(error)}") from None
         if preserved.evidence is None:
@@ -109,13 +111,15 @@ class ScreeningWorkflow:
         assert item.media.evidence is not None
         request = AnalyzeMediaInput(org_id=item.org_id, evidence=item.media.evidence)
         try:
-            analysis = await workflow.execute_activity_method(DetectionActivities.analyze_media, request, **LONG)
+            analysis = await workflow.execute_activity_method(DetectionActivities.analyze_media, request,
+                                                             task_queue=task_queues.detection(), **LONG)
         except ActivityError as error:
             raise _Unscreenable(f"the media could not be hashed and matched: {_cause(error)}") from None
         if analysis.matches:
             return analysis  # a bank match decides on its own; no need to ask the classifier
         try:
-            priority = await workflow.execute_activity_method(DetectionActivities.classify_media, request, **LONG)
+            priority = await workflow.execute_activity_method(DetectionActivities.classify_media, request,
+                                                             task_queue=task_queues.detection(), **LONG)
         except ActivityError as error:
             raise _Unscreenable(f"the classifier could not be reached: {error.cause or error}") from None
         return analysis.model_copy(update={"classifier_priority": priority})
