@@ -21,12 +21,16 @@ SERVICES = COMPOSE["services"]
 TIPLINE_SERVICES = [name for name, service in SERVICES.items() if service.get("image") == "tipline:local"]
 
 
+WORKERS, APIS = ["worker-1", "worker-2"], ["api-1", "api-2"]
+
+
 def test_the_stack_has_every_part() -> None:
-    assert set(SERVICES) == {"postgres", "minio", "minio-setup", "temporal", "migrate", "sandbox", "worker", "api"}
-    assert set(TIPLINE_SERVICES) == {"temporal", "migrate", "sandbox", "worker", "api"}
+    assert set(SERVICES) == {"postgres", "minio", "minio-setup", "temporal", "temporal-ui", "temporal-setup",
+                             "migrate", "sandbox", *WORKERS, *APIS}
+    assert set(TIPLINE_SERVICES) == {"temporal-setup", "migrate", "sandbox", *WORKERS, *APIS}
 
 
-@pytest.mark.parametrize("name", ["migrate", "sandbox", "worker", "api"])
+@pytest.mark.parametrize("name", ["temporal-setup", "migrate", "sandbox", *WORKERS, *APIS])
 def test_each_service_runs_a_real_tipline_command(name: str) -> None:
     args = build_parser().parse_args(SERVICES[name]["command"])
     assert callable(args.run)
@@ -52,7 +56,7 @@ def compose_settings(service: str) -> Settings:
     return Settings(**values)
 
 
-@pytest.mark.parametrize("name", ["worker", "api"])
+@pytest.mark.parametrize("name", [*WORKERS, *APIS])
 def test_evidence_lives_in_the_minio_bucket_the_setup_creates(name: str) -> None:
     settings = compose_settings(name)
     assert settings.evidence_backend == "s3"
@@ -69,27 +73,62 @@ def test_evidence_lives_in_the_minio_bucket_the_setup_creates(name: str) -> None
     assert "healthcheck" in SERVICES["minio"]
 
 
-def test_s3_credentials_and_evidence_keys_come_from_the_environment_not_the_file() -> None:
-    environment = SERVICES["worker"]["environment"]
+@pytest.mark.parametrize("name", [*WORKERS, *APIS])
+def test_s3_credentials_and_shared_keys_come_from_the_environment_not_the_file(name: str) -> None:
+    environment = SERVICES[name]["environment"]
     minio = SERVICES["minio"]["environment"]
     # Tipline signs with MinIO's own account here; both sides name the same variables, neither holds a value.
     assert REFERENCE.match(environment["AWS_ACCESS_KEY_ID"])[1] == REFERENCE.match(minio["MINIO_ROOT_USER"])[1]
     assert REFERENCE.match(environment["AWS_SECRET_ACCESS_KEY"])[1] == \
         REFERENCE.match(minio["MINIO_ROOT_PASSWORD"])[1]
-    # Every host reading the bucket needs the same keys: a generated key file per volume would not do.
-    assert REFERENCE.match(environment[KEYS_ENV])[1] == KEYS_ENV
+    # Every host needs the same keys (evidence, payloads, case ids): a key generated per data volume would not do.
+    for shared in (KEYS_ENV, "TIPLINE_PAYLOAD_KEYS", "TIPLINE_ID_KEY"):
+        assert REFERENCE.match(environment[shared])[1] == shared
 
 
-def test_temporal_registers_the_search_attributes_the_workflow_uses() -> None:
-    command = SERVICES["temporal"]["command"]
-    flags = [command[i:i + 2] for i, value in enumerate(command) if value == "--search-attribute"]
-    assert [flag for pair in flags for flag in pair] == dev_server_flags()
+def test_workers_and_apis_are_separate_hosts_with_a_data_volume_each() -> None:
+    volumes = [next(v for v in SERVICES[name]["volumes"] if v.endswith(":/data")) for name in [*WORKERS, *APIS]]
+    assert len(set(volumes)) == 4
+    assert all(SERVICES[name]["command"] == ["worker"] for name in WORKERS)
+    assert all(SERVICES[name]["command"] == ["api"] for name in APIS)
+
+
+def test_temporal_is_a_server_on_postgresql_not_the_dev_server() -> None:
+    temporal = SERVICES["temporal"]
+    assert temporal["image"].startswith("temporalio/auto-setup:") and "command" not in temporal
+    environment = temporal["environment"]
+    assert environment["DB"] == "postgres12" and environment["POSTGRES_SEEDS"] == "postgres"
+    assert environment["POSTGRES_USER"] == SERVICES["postgres"]["environment"]["POSTGRES_USER"]
+    assert REFERENCE.match(environment["POSTGRES_PWD"])[1] == \
+        REFERENCE.match(SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"])[1]
+    assert temporal["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert httpx.URL("//" + compose_settings("worker-1").temporal_address).host == "temporal"
+
+
+def test_the_search_attributes_are_registered_by_tipline_temporal_setup() -> None:
+    """The dev server took them as flags; a real cluster gets them through the operator service."""
+    setup = SERVICES["temporal-setup"]
+    assert setup["command"] == ["temporal", "setup"] and "temporal" in setup["depends_on"]
+    assert callable(build_parser().parse_args(setup["command"]).run)
+    assert dev_server_flags(), "the workflow has search attributes to register"
+    for name in [*WORKERS, *APIS]:
+        assert SERVICES[name]["depends_on"]["temporal-setup"]["condition"] == "service_completed_successfully"
+
+
+def test_the_ui_decodes_through_an_api_that_answers_its_origin() -> None:
+    ui = SERVICES["temporal-ui"]
+    codec = httpx.URL(ui["environment"]["TEMPORAL_CODEC_ENDPOINT"])
+    published_apis = {p.split(":")[1]: name for name in APIS for p in SERVICES[name]["ports"]}
+    api = published_apis[str(codec.port)]
+    assert codec.path == "/codec"
+    ui_port = ui["ports"][0].split(":")[1]
+    assert compose_settings(api).resolved_codec_cors_origin == f"http://127.0.0.1:{ui_port}"
 
 
 def test_published_ports_match_the_default_settings() -> None:
     defaults = Settings()
     published = {name: [p.split(":")[-1] for p in SERVICES[name].get("ports", [])] for name in SERVICES}
-    assert str(defaults.api_port) in published["api"]
+    assert str(defaults.api_port) in published["api-1"]
     assert str(defaults.sandbox_port) in published["sandbox"]
     assert defaults.temporal_address.rsplit(":", 1)[1] in published["temporal"]
     assert all(p.startswith("127.0.0.1:") for s in SERVICES.values() for p in s.get("ports", []))
