@@ -45,7 +45,7 @@ def decision_errors(case: CaseState, decision: ReviewDecision, *, can_retract: b
             errors.append(f"{field}.reported: media {item.media_id!r} is broken ({broken}) and cannot be "
                           "reported as if it were judged")
     if not any(m.reported for m in decision.media) and not decision.attach_conversations and not decision.text_only:
-        errors.append("media: nothing is reported and no conversation is attached; report an item, attach a "
+        errors.append("media: nothing is reported and no conversation is attached: report an item, attach a "
                       "conversation, or choose a text-only report (text_only)")
     for index, thread_id in enumerate(decision.attach_conversations):
         if case.conversation(thread_id) is None:
