@@ -171,6 +171,7 @@ function onKey(event) {
     return;
   }
   if (event.key === "?") { showHelp(); return; }
+  if (event.key === "w" && !pendingPrefix) { openWellness(); return; }
   if (!review.current) return;
   const key = event.key;
   if (pendingPrefix) {
@@ -192,7 +193,7 @@ function onKey(event) {
     n: () => setItem(() => ({reported: false, classification: null, annotations: []})),
     h: () => { const all = review.attach.size < review.current.conversations.length;
                review.current.conversations.forEach((t) => setAttached(t.thread_id, all)); },
-    u: () => $("urgency").focus(), c: () => claim(), C: () => claim(true), w: () => openWellness(),
+    u: () => $("urgency").focus(), c: () => claim(), C: () => claim(true),
     Enter: () => openConfirmation(),
   };
   for (const [index, name] of CLASSES.entries()) {

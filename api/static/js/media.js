@@ -33,6 +33,8 @@ export async function reveal(index) {
     loaded.get(item.media_id).catch(() => loaded.delete(item.media_id));
   }
   const {url, video} = await loaded.get(item.media_id);
+  item.viewed = true;  // the fetch was recorded in the view log
+  node.querySelector(".viewed").textContent = "Viewed";
   const frame = node.querySelector(".frame");
   let shown = frame.querySelector("img, video");
   if (!shown) {
