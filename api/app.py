@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.middleware import BodyLimit, BodyLimits, PathCORS, SecurityHeaders
-from api.routers import cases, codec, content, intake, reports, session, sso, triage, urgency_preview
+from api.routers import cases, codec, content, intake, reports, reviewer, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.audit_log import AuditLog
@@ -48,8 +48,8 @@ class Readiness(BaseModel):
 
 
 # The review page runs only its own script and style, talks only to this API, and shows media from blob: URLs.
-REVIEW_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
-              "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+REVIEW_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src blob:; "
+              "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 UPLOAD_PATHS = ("/v1/content/upload", "/v1/screenings/upload")
 
 
@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(intake.router)
     app.include_router(triage.router)
     app.include_router(session.router)
+    app.include_router(reviewer.router)
     app.include_router(sso.router)
     app.include_router(codec.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -53,6 +53,14 @@ def _record_view(engine: Engine, principal: Principal, ref: str, media_id: str) 
                               user_id=principal.user_id, role=principal.role.value,
                               workflow_id=ref, media_id=media_id))
         session.commit()
+
+
+def viewed_media(engine: Engine, org_id: str, ref: str) -> set[str]:
+    """The media ids of case ``ref`` a person (or key) of the org has viewed, by the view log."""
+    with Session(engine) as session:
+        rows = session.exec(select(MediaView.media_id).where(MediaView.org_id == org_id,
+                                                             MediaView.workflow_id == ref).distinct())
+        return set(rows.all())
 
 
 MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {

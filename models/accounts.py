@@ -51,3 +51,19 @@ class LoginFailure(SQLModel, table=True):
     username: str = Field(index=True, max_length=200)
     client_address: str = Field(index=True, max_length=64)
     failed_at: datetime = Field(sa_column=_timestamp(index=True))
+
+
+class ReviewerWellness(SQLModel, table=True):
+    """How one person wants media shown to them. Kept on the server so that it follows them to any browser; the
+    defaults (no row) are the safest."""
+
+    __tablename__ = "reviewer_wellness"
+
+    account_id: int = Field(foreign_key="reviewer_account.id", primary_key=True)
+    blur_px: int = Field(default=24)
+    greyscale: bool = Field(default=True)
+    reveal_on_hover: bool = Field(default=False)
+    reblur_on_leave: bool = Field(default=True)
+    video_muted: bool = Field(default=True)
+    video_paused: bool = Field(default=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

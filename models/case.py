@@ -155,10 +155,22 @@ class MediaDecision(BaseModel):
     annotations: list[FileAnnotation] = Field(default_factory=list)
     # Sent as "Supplemental Reported" (a screenshot, context): uploaded, but not itself classified.
     supplemental: bool = False
+    # Set by the API from the view log, never by the client: whether a person of the org looked at the item before
+    # it was decided; None in histories recorded before views were counted (they were taken as viewed).
+    viewed: bool | None = None
 
     @property
     def sent(self) -> bool:
         return self.reported or self.supplemental
+
+
+def broken_reason(item: MediaItem) -> str | None:
+    """Why an item cannot be judged as it is (never preserved, or its bytes could not be decoded and hashed)."""
+    if item.preservation_error is not None:
+        return f"not preserved: {item.preservation_error}"
+    if item.analysis is not None and item.analysis.unhashable_reason is not None:
+        return f"unhashable: {item.analysis.unhashable_reason}"
+    return None
 
 
 CASE_NUMBER_FIELD = Field(default=None, ge=1, description="The case the reviewer looked at; any other is refused")
@@ -187,6 +199,8 @@ class ReviewDecision(BaseModel):
     # None when the client did not say. "Confirmed" means escalate_to_high_priority equals it.
     urgency_suggestion_shown: str | None = Field(default=None, max_length=3000)
     media_seen: list[str] | None = MEDIA_SEEN_FIELD
+    # The reviewer chose a report with no file and no conversation: only the text (incident, people, notes).
+    text_only: bool = False
 
 
 class Dismissal(BaseModel):

@@ -69,8 +69,8 @@ def compose_file_details(request: FileDetailsInput) -> FileDetails:
         **file_metadata_fields(effective_file_metadata(request.media.content)),
         "report_id": request.report_id,
         "file_id": request.file_id,
-        # A human reviewer decided on it, so the provider has viewed it.
-        "file_viewed_by_esp": True,
+        # From the view log at decision time; decisions recorded before views were counted were taken as viewed.
+        "file_viewed_by_esp": decision.viewed is not False,
         "file_relevance": relevance,
         "file_annotations": {str(a): True for a in decision.annotations} or None,
         "industry_classification": decision.classification,

@@ -3,7 +3,7 @@ the tests call it alike."""
 
 from __future__ import annotations
 
-from models.case import CaseState, CaseStatus, FilingPolicy, ReviewDecision
+from models.case import CaseState, CaseStatus, FilingPolicy, ReviewDecision, broken_reason
 
 NCMEC_TEXT_LIMIT = 3000
 
@@ -40,6 +40,13 @@ def decision_errors(case: CaseState, decision: ReviewDecision, *, can_retract: b
         if item.sent and media.evidence is None:
             reason = media.preservation_error or "it is still being preserved"
             errors.append(f"{field}.media_id: media {item.media_id!r} has no preserved evidence ({reason})")
+        elif item.reported and (broken := broken_reason(media)) is not None:
+            # A truncated or undecodable file looks like any other thumbnail; filing it as judged would be a lie.
+            errors.append(f"{field}.reported: media {item.media_id!r} is broken ({broken}) and cannot be "
+                          "reported as if it were judged")
+    if not any(m.reported for m in decision.media) and not decision.attach_conversations and not decision.text_only:
+        errors.append("media: nothing is reported and no conversation is attached: report an item, attach a "
+                      "conversation, or choose a text-only report (text_only)")
     for index, thread_id in enumerate(decision.attach_conversations):
         if case.conversation(thread_id) is None:
             errors.append(f"attach_conversations[{index}]: this case has no conversation {thread_id!r}")

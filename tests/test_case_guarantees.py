@@ -334,7 +334,7 @@ async def test_a_case_stuck_with_an_open_report_is_decided_again_after_the_repor
     filed = await stack.until_status(case_ref, "filed", case_number=1)
     assert filed["filing"]["abandoned_report_ids"] == [first_report]
     assert filed["decision"]["media"] == [{"media_id": "good", "reported": True, "classification": "B1",
-                                           "annotations": [], "supplemental": False}]
+                                           "annotations": [], "supplemental": False, "viewed": False}]
     statuses = {r["report_id"]: r["status"] for r in await sandbox.reports()
                 if r["report_id"] in (first_report, filed["filing"]["report_id"])}
     assert statuses == {first_report: "retracted", filed["filing"]["report_id"]: "finished"}

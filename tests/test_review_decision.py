@@ -96,3 +96,45 @@ async def test_dismissal_closes_the_case_with_its_reason(api: httpx.AsyncClient,
     assert case["dismissal"]["reason"] == "Benign synthetic pattern"
     queue = (await api.get("/v1/cases", headers=reviewer)).json()
     assert case_ref not in [entry["case_ref"] for entry in queue]
+
+
+async def test_a_report_of_nothing_is_refused_unless_the_reviewer_chooses_text_only(
+    api: httpx.AsyncClient, api_keys: dict, waiting_case: tuple[str, str]
+) -> None:
+    case_ref, media_id = waiting_case
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+    nothing = {"case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": media_id, "reported": False}]}
+    refused = await api.post(f"/v1/cases/{case_ref}/decision", json=nothing, headers=reviewer)
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["errors"]
+    assert any(e["field"] == "media" and "text-only" in e["message"] for e in errors), errors
+
+    accepted = await api.post(f"/v1/cases/{case_ref}/decision", json={**nothing, "text_only": True}, headers=reviewer)
+    assert accepted.status_code == 200, accepted.text
+    decided = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=reviewer)).json()
+    assert decided["decision"]["text_only"] is True
+
+
+async def test_a_broken_item_is_marked_and_cannot_be_reported(api: httpx.AsyncClient, api_keys: dict) -> None:
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    truncated = synthetic_image(8)[:200]  # a PNG cut short: preserved as sent, but it cannot be decoded and hashed
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM),
+                              data={"content_id": "cut", "creator_id": creator},
+                              files={"file": ("cut.png", truncated, "image/png")})
+    assert response.status_code in (200, 201, 202), response.text
+    case_ref = response.json()["case_ref"]
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER)
+
+    async def hashed() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return case if case.get("media") and case["media"][0]["analysis"] is not None else None
+
+    [item] = (await eventually(hashed, what="the truncated item hashed"))["media"]
+    assert item["broken"] is not None and item["broken"].startswith("unhashable:")
+
+    response = await api.post(f"/v1/cases/{case_ref}/decision", headers=reviewer, json={
+        "case_number": 1, "incident_type": INCIDENT, "media": [{"media_id": "cut", "reported": True,
+                                                                 "classification": "B1"}]})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "media[0].reported" and "broken" in error["message"]

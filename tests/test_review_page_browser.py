@@ -63,12 +63,15 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
             await page.click("#signin-button")
             await playwright_api.expect(page.locator("#who")).to_have_text(f"moderator_manager · {REVIEW_PAGE_ORG}")
             await page.click(f'.case[data-case-ref="{case_ref}"]')
-            image = page.locator(".media img").first
-            await playwright_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
-            assert "blur" in await image.evaluate("img => getComputedStyle(img).filter")  # hidden until asked
+            await playwright_api.expect(page.locator(".media .placeholder").first).to_be_visible()
+            assert await page.locator(".media img").count() == 0  # nothing fetched until the reviewer asks
 
             await page.keyboard.press("v")
+            image = page.locator(".media img").first
+            await playwright_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
             await playwright_api.expect(image).to_have_css("filter", "none")
+            await page.keyboard.press("i")
+            await page.keyboard.press("1")  # the first incident type
             await page.keyboard.press("2")  # A2
             await page.keyboard.press("a")
             await page.keyboard.press("i")  # annotation: infant
@@ -79,9 +82,10 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
             await page.keyboard.type(URGENCY_REASON.split("\n")[0])
             await page.keyboard.press("Enter")  # a new line in the reason, not a submission
             await page.keyboard.type(URGENCY_REASON.split("\n")[1])
-            await playwright_api.expect(page.locator(".media b").first).to_have_text("A2")
-            await page.click("text=Submit CyberTip")
-            await playwright_api.expect(page.locator("#case")).to_have_text("Submitted: the CyberTip is being filed.")
+            await playwright_api.expect(page.locator(".media .decision").first).to_have_text("A2")
+            await page.click("#submit")
+            await page.click("#confirm-file")
+            await playwright_api.expect(page.locator("#filing-status")).to_contain_text("NCMEC")
             assert await page.locator("#error").text_content() == ""
 
             # Signing out ends the session: reloading the page finds no session and asks to sign in again.

@@ -6,11 +6,25 @@ from datetime import UTC, datetime
 
 import pytest
 
-from models.case import CaseState, CaseStatus, FilingPolicy, FilingProgress, ReviewDecision
+from models.case import (
+    CaseState,
+    CaseStatus,
+    ContentItem,
+    ConversationThread,
+    EvidenceRef,
+    FilingPolicy,
+    FilingProgress,
+    MediaAnalysis,
+    MediaDecision,
+    MediaItem,
+    MediaSource,
+    ReviewDecision,
+)
+from models.conversation_csv import ConversationMessage
 from models.review_rules import decision_errors, retry_errors
 
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
-DECISION = ReviewDecision(reviewer_id="admin:1", case_number=1, incident_type=INCIDENT)
+DECISION = ReviewDecision(reviewer_id="admin:1", case_number=1, incident_type=INCIDENT, text_only=True)
 
 
 def case(status: CaseStatus, *, report_id: int | None = None, permanent: bool = False, attempts: int = 1
@@ -40,3 +54,43 @@ def test_a_retry_is_refused_for_a_decision_that_can_never_be_filed_or_once_the_a
     assert "decide the case again" in retry_errors(case(CaseStatus.NEEDS_ATTENTION, permanent=True), policy)[0]
     assert "3 times" in retry_errors(case(CaseStatus.NEEDS_ATTENTION, attempts=3), policy)[0]
     assert "only a case that needs attention" in retry_errors(case(CaseStatus.FILING), policy)[0]
+
+
+EVIDENCE = EvidenceRef(sha256="0" * 64, md5="0" * 32, sha1="0" * 40, size=10)
+
+
+def item(media_id: str, **fields: object) -> MediaItem:
+    content = ContentItem(content_id=media_id, org_id="acme", user_id="u", media=MediaSource(evidence=EVIDENCE),
+                          received_at=datetime.now(UTC))
+    evidence = None if "preservation_error" in fields else EVIDENCE
+    return MediaItem(media_id=media_id, content=content, evidence=evidence, **fields)
+
+
+def test_a_report_of_nothing_is_refused_unless_text_only_or_a_conversation_is_attached() -> None:
+    thread = ConversationThread(thread_id="t1", org_id="acme", user_id="u", messages=[ConversationMessage(
+        message_id="1", sender="u", recipient="v", sent_at=datetime.now(UTC), content="hi")])
+    awaiting = case(CaseStatus.AWAITING_REVIEW).model_copy(update={"media": [item("m1")], "conversations": [thread]})
+    nothing = ReviewDecision(reviewer_id="admin:1", case_number=1, incident_type=INCIDENT,
+                             media=[MediaDecision(media_id="m1", reported=False)])
+    [error] = decision_errors(awaiting, nothing)
+    assert error.startswith("media: nothing is reported") and "text_only" in error
+    assert decision_errors(awaiting, nothing.model_copy(update={"text_only": True})) == []
+    assert decision_errors(awaiting, nothing.model_copy(update={"attach_conversations": ["t1"]})) == []
+    reported = nothing.model_copy(update={"media": [MediaDecision(media_id="m1", reported=True)]})
+    assert decision_errors(awaiting, reported) == []
+
+
+@pytest.mark.parametrize(("broken", "why"), [
+    ({"analysis": MediaAnalysis(unhashable_reason="truncated PNG")}, "unhashable: truncated PNG"),
+    ({"preservation_error": "HTTP 404 from the platform"}, "HTTP 404 from the platform"),
+])
+def test_a_broken_item_cannot_be_reported_as_if_it_were_fine(broken: dict, why: str) -> None:
+    awaiting = case(CaseStatus.AWAITING_REVIEW).model_copy(update={"media": [item("good"), item("bad", **broken)]})
+    decision = ReviewDecision(reviewer_id="admin:1", case_number=1, incident_type=INCIDENT,
+                              media=[MediaDecision(media_id="good", reported=True, classification="B1"),
+                                     MediaDecision(media_id="bad", reported=True, classification="B1")])
+    [error] = decision_errors(awaiting, decision)
+    assert error.startswith("media[1].") and why in error
+    left_out = decision.model_copy(update={"media": [decision.media[0], MediaDecision(media_id="bad",
+                                                                                      reported=False)]})
+    assert decision_errors(awaiting, left_out) == []

@@ -116,6 +116,9 @@ class OrgSettings(BaseModel):
     # When set, media is fetched only from these hosts (exact names, or "*.cdn.example.com"); every address they
     # resolve to must still be public.
     media_allowed_hosts: tuple[str, ...] | None = None
+    # Items matching a known-CSAM bank may be filed without a person viewing them (fileViewedByEsp false);
+    # otherwise the review page asks for every reported item to be revealed first.
+    file_unviewed_hash_matches: bool = False
 
     @field_validator("id")
     @classmethod

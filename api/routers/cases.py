@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import AppSettings, AuditTrail, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
-from api.evidence_views import MEDIA_RESPONSES, evidence_response
+from api.deps import AppSettings, AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_media
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
 from api.requests import IdempotencyKey, RequestBody
@@ -37,11 +37,13 @@ from models.case import (
     RetryFiling,
     ReviewDecision,
     SideEffectFailure,
+    broken_reason,
 )
-from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
+from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
+from tipline.settings import Settings, UnknownOrg
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -73,6 +75,13 @@ class CaseMedia(BaseModel):
     preservation_error: str | None
     reasons: list[EnqueueReason]
     analysis: MediaAnalysis | None = Field(description="Hashes and bank matches, once computed")
+    broken: str | None = Field(description="Why the item cannot be judged as it is (never preserved, or its bytes "
+                                           "could not be decoded and hashed); a broken item cannot be reported")
+    report_text: str | None = Field(description="The text of the user report that sent the item, if any")
+    upload_ip: str | None
+    location_url: str | None
+    file_metadata: FileMetadata | None = Field(description="What the platform said about the file")
+    viewed: bool = Field(description="A person of the org has viewed the item (the view log)")
     content_url: str = Field(description="The bytes; every view is recorded")
 
 
@@ -103,6 +112,8 @@ class CaseView(BaseModel):
                     "and when they are tried again. They never stop the case")
     attention_permanent: bool = Field(
         description="NCMEC refused the report for good: retry once its cause is fixed, or decide again or dismiss")
+    files_unviewed_hash_matches: bool = Field(
+        description="The org files hash-matched items nobody viewed (sent with fileViewedByEsp false)")
     temporal_ui_url: str
 
 
@@ -112,6 +123,7 @@ class MediaDecisionIn(RequestBody):
     classification: IndustryClassification | None = None
     annotations: list[FileAnnotation] = []
     supplemental: bool = Field(default=False, description="Sent as Supplemental Reported (a screenshot, context)")
+    # Not a field: whether the item was viewed comes from the view log, never from the client.
 
 
 CASE_NUMBER = Field(ge=1, description="The case number the reviewer looked at (CaseView.case_number); a request "
@@ -134,6 +146,8 @@ class DecisionIn(RequestBody):
         default=None, max_length=3000,
         description="The suggested urgency text the reviewer was shown (from the case or POST …/urgency-preview; "
                     "\"\" if none): the record says confirmed when escalate_to_high_priority equals it")
+    text_only: bool = Field(default=False, description="File a report with no file and no conversation: without "
+                                                       "it, a decision that reports nothing is refused")
 
 
 class DismissalIn(RequestBody):
@@ -163,9 +177,11 @@ def list_queue(
 
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
 async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal, settings: AppSettings,
+                   engine: DbEngine,
                    case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number; "
                                                             "default: the oldest still open")] = None) -> CaseView:
     state = await _case_state(temporal, principal, case_ref, case_number)
+    viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
@@ -175,10 +191,13 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
         urgent=state.urgent, urgency=state.urgency, review_deadline=state.review_deadline,
         escalated_at=state.escalated_at, side_effect_failures=state.side_effect_failures,
         attention_permanent=state.attention_permanent, temporal_ui_url=case_ui_url(settings, case_ref),
+        files_unviewed_hash_matches=_org_files_unviewed(settings, principal.org_id),
         media=[CaseMedia(media_id=m.media_id, file_name=m.content.file_name,
                           content_type=m.content.content_type, uploaded_at=m.content.uploaded_at,
                           evidence=m.evidence, preservation_error=m.preservation_error, reasons=m.reasons,
-                          analysis=m.analysis,
+                          analysis=m.analysis, broken=broken_reason(m), report_text=m.content.report_text,
+                          upload_ip=m.content.upload_ip, location_url=m.content.location_url,
+                          file_metadata=m.content.file, viewed=m.media_id in viewed,
                           content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content"
                                       f"?case_number={state.case_number}")
                for m in state.media],
@@ -204,14 +223,16 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                 audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                 audit: AuditTrail, engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+    # fileViewedByEsp says whether the provider looked at the file: the view log answers, not the reviewer's word.
+    viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
     decision = ReviewDecision(
         reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
-        media=[MediaDecision(**m.model_dump()) for m in body.media],
+        media=[MediaDecision(**m.model_dump(), viewed=m.media_id in viewed) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
         attach_conversations=body.attach_conversations, urgency_suggestion_shown=body.urgency_suggestion_shown,
-        media_seen=await _settled_media(temporal, principal, case_ref, body.case_number),
+        media_seen=await _settled_media(temporal, principal, case_ref, body.case_number), text_only=body.text_only,
     )
     handle = await _own_case(temporal, principal, case_ref)
     accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
@@ -246,6 +267,13 @@ async def _audit(audit: AuditLog, action: str, principal: Principal, case_ref: s
                  **detail: int) -> None:
     await run_in_threadpool(lambda: audit.append(action, actor=principal.actor, org_id=principal.org_id,
                                                  subject=case_ref, case_number=case_number, **detail))
+
+
+def _org_files_unviewed(settings: Settings, org_id: str) -> bool:
+    try:
+        return settings.orgs.get(org_id).file_unviewed_hash_matches
+    except UnknownOrg:
+        return False
 
 
 async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> WorkflowHandle[Any, Any]:

@@ -1,0 +1,224 @@
+// The review page: sign in, the queue, one case at a time, every action by keyboard too.
+import {ApiError, call, setCsrfToken, whenSignedOut} from "./api.js";
+import {renderCase, renderClaim, updateCard} from "./case_view.js";
+import {file, openConfirmation, renderConfirmation} from "./confirm.js";
+import {$, el, when} from "./dom.js";
+import {FILE_ANNOTATION_KEYS, REPORT_ANNOTATION_KEYS, showHelp} from "./keys.js";
+import {forgetMedia, hide, toggleReveal} from "./media.js";
+import {CLASSES, currentItem, judgeable, review, startCase, toggle} from "./state.js";
+import {bindWellness, loadWellness, openWellness} from "./wellness.js";
+
+let pendingPrefix = null, previewSeq = 0;
+const showError = (message) => { $("error").textContent = message; };
+
+async function loadQueue() {
+  showError("");
+  try {
+    const cases = await call("/v1/cases?status=awaiting_review");
+    $("queue").replaceChildren(...cases.map((c) => el("div", {
+      class: "case" + (c.urgent ? " urgent" : ""), dataset: {caseRef: c.case_ref},
+      onclick: (e) => openCase(c.case_ref, c.case_number, e.currentTarget)},
+      `${c.urgent ? "URGENT · " : ""}${c.escalated_at ? "OVERDUE · " : ""}${c.media_count} media · opened ${when(c.opened_at)}`)));
+  } catch (e) { showError(e.message); }
+}
+
+function showSignIn(message) {
+  setCsrfToken(null);
+  review.current = null;
+  forgetMedia();
+  $("signin").hidden = false;
+  $("signed-in").hidden = true;
+  $("queue").replaceChildren();
+  $("case").replaceChildren();
+  showError(message || "");
+}
+
+async function showSignedIn(session) {
+  review.session = session;
+  setCsrfToken(session.csrf_token);
+  $("signin").hidden = true;
+  $("signed-in").hidden = false;
+  $("who").textContent = `${session.role} · ${session.org_id}`;
+  $("password").value = "";
+  review.vocabulary = await call("/v1/review/vocabulary");
+  await loadWellness();
+  await loadQueue();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  try {
+    await showSignedIn(await call("/v1/session", {method: "POST",
+      body: JSON.stringify({username: $("username").value, password: $("password").value})}));
+  } catch (e) { showError(e.message); }
+}
+
+async function openCase(ref, caseNumber, row) {
+  document.querySelectorAll(".case").forEach((r) => r.classList.remove("active"));
+  row.classList.add("active");
+  showError("");
+  forgetMedia();
+  // The queue row names the case: a user's next case may be waiting while the previous one files.
+  startCase(await call(`/v1/cases/${ref}?case_number=${caseNumber}`));
+  renderCase(onChange);
+  $("urgency").value = review.shownSuggestion;
+  $("urgency").oninput = () => { review.urgencyEdited = true; };
+  $("info").onchange = refreshSuggestion;
+  refreshSuggestion();
+}
+
+function choices() {
+  return {
+    incident_type: review.incidentType,
+    media: Object.entries(review.decisions).map(([media_id, d]) => ({media_id, annotations: d.reported ? d.annotations : []})),
+    report_annotations: review.reportAnnotations,
+    additional_info: $("info").value.trim() || null,
+  };
+}
+
+// The reasons the reviewer's own choices add (incident type, annotations, notes) belong in the suggestion.
+async function refreshSuggestion() {
+  const c = review.current;
+  if (!c) return;
+  const seq = ++previewSeq;
+  try {
+    const urgency = await call(`/v1/cases/${c.case_ref}/urgency-preview?case_number=${c.case_number}`,
+                               {method: "POST", body: JSON.stringify(choices())});
+    if (seq !== previewSeq || review.current !== c || review.urgencyEdited) return;
+    review.shownSuggestion = urgency.suggested_reason || "";
+    $("urgency").value = review.shownSuggestion;
+  } catch (e) { showError(e.message); }
+}
+
+async function claim(release = false) {
+  const c = review.current;
+  try {
+    const held = await call(`/v1/cases/${c.case_ref}/claim`, {method: release ? "DELETE" : "POST"});
+    c.claim = release ? null : {claimed_by: held.claimed_by, claimed_at: held.claimed_at};
+    renderClaim();
+  } catch (e) {
+    // Claiming arrives with its own endpoint; until then the page works without it.
+    if (e instanceof ApiError && e.status === 404) showError("Claiming is not available on this server.");
+    else showError(e.message);
+  }
+}
+
+function moveCursor(to) {
+  const before = review.cursor;
+  review.cursor = Math.max(0, Math.min(to, review.current.media.length - 1));
+  if (before !== review.cursor && review.wellness.reblur_on_leave) hide(before);
+  updateCard(before);
+  updateCard(review.cursor);
+}
+
+function setItem(change) {
+  const item = currentItem();
+  if (!item) return;
+  if (!judgeable(item)) {
+    showError(item.broken ? `${item.file_name || item.media_id} is broken (${item.broken}): it cannot be classified.`
+                          : `${item.file_name || item.media_id} is not preserved and hashed yet: it cannot be classified.`);
+    return;
+  }
+  showError("");
+  Object.assign(review.decisions[item.media_id], change(review.decisions[item.media_id]));
+  updateCard(review.cursor);
+  refreshSuggestion();
+}
+
+function setIncident(index) {
+  const type = review.vocabulary.incident_types[index];
+  if (!type) return;
+  review.incidentType = type;
+  $("incident").value = type;
+  refreshSuggestion();
+}
+
+function toggleReportAnnotation(name) {
+  review.reportAnnotations = toggle(review.reportAnnotations, name);
+  document.querySelectorAll("#report-annotations input").forEach((box) => {
+    box.checked = review.reportAnnotations.includes(box.dataset.annotation);
+  });
+  refreshSuggestion();
+}
+
+function setAttached(threadId, on) {
+  if (on) review.attach.add(threadId); else review.attach.delete(threadId);
+  document.querySelectorAll("#conversations input.attach").forEach((box) => {
+    box.checked = review.attach.has(box.dataset.threadId);
+  });
+}
+
+function onChange(what, value, extra) {
+  if (what === "cursor") moveCursor(value);
+  else if (what === "incident") { review.incidentType = value || null; refreshSuggestion(); }
+  else if (what === "report-annotation") toggleReportAnnotation(value);
+  else if (what === "attach") setAttached(value, extra);
+  else if (what === "claim") claim();
+  else if (what === "submit") openConfirmation();
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if ($("confirm").open) {
+    if (event.key === "t") { $("text-only").checked = !$("text-only").checked; renderConfirmation(); }
+    else if (event.key === "Enter" && event.target.id !== "confirm-cancel") { event.preventDefault(); file(showError, loadQueue); }
+    return;  // Esc closes the dialog by itself
+  }
+  if ($("help").open || $("wellness").open) return;
+  if (event.target.closest("textarea, input, select")) {
+    // Keys typed into the text boxes are text; Esc hands the keyboard back to the shortcuts.
+    if (event.key === "Escape") event.target.blur();
+    return;
+  }
+  if (event.key === "?") { showHelp(); return; }
+  if (event.key === "w" && !pendingPrefix) { openWellness(); return; }
+  if (!review.current) return;
+  const key = event.key;
+  if (pendingPrefix) {
+    const prefix = pendingPrefix;
+    pendingPrefix = null;
+    if (prefix === "a" && FILE_ANNOTATION_KEYS[key]) {
+      setItem((d) => d.reported ? {annotations: toggle(d.annotations, FILE_ANNOTATION_KEYS[key])} : {});
+    } else if (prefix === "r" && REPORT_ANNOTATION_KEYS[key]) toggleReportAnnotation(REPORT_ANNOTATION_KEYS[key]);
+    else if (prefix === "i" && /^[1-8]$/.test(key)) setIncident(Number(key) - 1);
+    return;
+  }
+  const actions = {
+    j: () => moveCursor(review.cursor + 1), ArrowDown: () => moveCursor(review.cursor + 1),
+    ArrowRight: () => moveCursor(review.cursor + 1),
+    k: () => moveCursor(review.cursor - 1), ArrowUp: () => moveCursor(review.cursor - 1),
+    ArrowLeft: () => moveCursor(review.cursor - 1),
+    v: () => toggleReveal(review.cursor), " ": () => toggleReveal(review.cursor),
+    0: () => setItem(() => ({reported: false, classification: null, annotations: []})),
+    n: () => setItem(() => ({reported: false, classification: null, annotations: []})),
+    h: () => { const all = review.attach.size < review.current.conversations.length;
+               review.current.conversations.forEach((t) => setAttached(t.thread_id, all)); },
+    u: () => $("urgency").focus(), c: () => claim(), C: () => claim(true),
+    Enter: () => openConfirmation(),
+  };
+  for (const [index, name] of CLASSES.entries()) {
+    actions[String(index + 1)] = () => setItem(() => ({reported: true, classification: name}));
+  }
+  if (["a", "r", "i"].includes(key)) { pendingPrefix = key; event.preventDefault(); return; }
+  const action = actions[key];
+  if (!action) return;
+  event.preventDefault();
+  action();
+}
+
+document.addEventListener("keydown", onKey);
+$("load").onclick = loadQueue;
+$("signin").onsubmit = signIn;
+$("signout").onclick = async () => {
+  try { await call("/v1/session", {method: "DELETE"}); } catch (e) { /* ended already */ }
+  showSignIn("Signed out.");
+};
+$("help-open").onclick = showHelp;
+$("wellness-open").onclick = openWellness;
+$("confirm-file").onclick = () => file(showError, loadQueue);
+$("confirm-cancel").onclick = () => $("confirm").close();
+$("text-only").onchange = renderConfirmation;
+bindWellness(showError);
+whenSignedOut(showSignIn);
+// A session cookie from an earlier sign-in (or single sign-on) is used as it is.
+call("/v1/session").then(showSignedIn, () => showSignIn(""));

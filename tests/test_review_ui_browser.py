@@ -1,0 +1,255 @@
+"""The review UI in a real browser (Debian's Chromium, driven by Playwright), as a reviewer works: a case around
+its user, classified entirely by keyboard, media fetched only when revealed, a broken item that cannot be
+classified, the confirmation refusing an empty report, filing to the NCMEC sandbox up to its report id, and
+viewing settings that follow the reviewer across sign-ins.
+
+With TIPLINE_SCREENSHOTS=1 the flow also writes the README's screenshots to docs/screenshots/ (synthetic data).
+Skipped only on a developer's machine without Chromium; never in CI (see tests/test_review_page_browser.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright import async_api as playwright_api
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from api.app import create_app
+from models.accounts import ReviewerAccount, ReviewerWellness
+from models.records import MediaView, Role
+from tests.accounts_helpers import new_user
+from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
+from tipline.http_server import serve_app
+from tipline.settings import Settings
+from tipline.synthetic import synthetic_image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                                reason="Chromium is not installed (apt-get install chromium)")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+expect = playwright_api.expect
+
+USER = {"screen_name": "sunny_fox_88", "display_names": ["Sunny Fox"],
+        "emails": [{"value": "sunny.fox@example.com", "verified": True}],
+        "ip_events": [{"ip_address": "203.0.113.7", "event": "Login", "at": "2026-11-30T21:04:00+00:00"}],
+        "additional_info": "Account created 2026-10-01; reported twice by other users this month."}
+
+
+@asynccontextmanager
+async def served(settings: Settings, temporal_client: Client, engine: Engine) -> AsyncIterator[str]:
+    # Served over plain http on loopback, as the local stack is: the session cookie without Secure.
+    app = create_app(settings.model_copy(update={"session_cookie_secure": False}), temporal=temporal_client,
+                     engine=engine)
+    async with serve_app(app) as url:
+        yield url
+
+
+async def sign_in(page: playwright_api.Page, url: str, username: str, password: str) -> None:
+    await page.goto(f"{url}/review")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#signin-button")
+    await expect(page.locator("#signed-in")).to_be_visible()
+
+
+async def a_case(api: httpx.AsyncClient, api_keys: dict) -> str:
+    """A user with two good images (one sent by a user report), a truncated one and a conversation, all settled."""
+    platform = headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG)
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    items = [("photo-1", synthetic_image(41), {"report_text": "This account sent my little brother these pictures"}),
+             ("photo-2", synthetic_image(42), {}), ("cut", synthetic_image(43)[:200], {})]
+    case_ref = ""
+    for content_id, data, extra in items:
+        response = await api.post("/v1/content/upload", headers=platform, files={
+            "file": (f"{content_id}.png", data, "image/png")},
+            data={"content_id": content_id, "creator_id": creator, "user": json.dumps(USER),
+                  "upload_ip": "203.0.113.7", **extra})
+        assert response.status_code < 300, response.text
+        case_ref = response.json()["case_ref"]
+    sent = await api.post("/v1/content/conversations", headers=platform, json={
+        "creator_id": creator, "thread_id": "dm-1", "messages": [
+            {"message_id": "1", "sent_at": datetime(2026, 11, 30, 21, 0, tzinfo=UTC).isoformat(), "sender": creator,
+             "recipient": "kid-account", "content": "send more or I tell everyone"}]})
+    assert sent.status_code == 202, sent.text
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+
+    async def settled() -> bool:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        return (len(case.get("media", [])) == 3 and all(m["analysis"] is not None for m in case["media"])
+                and len(case["conversations"]) == 1)
+
+    await eventually(settled, what="the case with its three items hashed and its conversation")
+    return case_ref
+
+
+def views(engine: Engine, case_ref: str) -> list[str]:
+    with Session(engine) as session:
+        return list(session.exec(select(MediaView.media_id).where(MediaView.workflow_id == case_ref)).all())
+
+
+async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_ref = await a_case(api, api_keys)
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            media_requests: list[str] = []
+            page.on("request", lambda r: media_requests.append(r.url) if "/media/" in r.url else None)
+            await sign_in(page, url, username, password)
+            await page.click(f'.case[data-case-ref="{case_ref}"]')
+
+            # Built around the user: who they are, every item and why it is there, the conversation.
+            await expect(page.locator("#user")).to_contain_text("sunny_fox_88")
+            await expect(page.locator("#user")).to_contain_text("203.0.113.7")
+            await expect(page.locator("#user")).to_contain_text("Account created 2026-10-01")
+            first = page.locator('.media[data-media-id="photo-1"]')
+            await expect(first.locator(".report-text")).to_have_text(
+                "This account sent my little brother these pictures")
+            await expect(first.locator(".reasons")).to_contain_text("Platform escalated")
+            await expect(first.locator(".tag")).to_have_count(10)
+            await expect(page.locator("#conversations")).to_contain_text("send more or I tell everyone")
+            await expect(page.locator("#report-annotations input")).to_have_count(5)
+            await expect(page.locator("#incident option")).to_have_count(9)  # "choose" and NCMEC's eight
+
+            # The truncated item is marked, and a classification key on it changes nothing.
+            broken = page.locator('.media[data-media-id="cut"]')
+            await expect(broken).to_have_class(re.compile(r"\bbroken\b"))
+            await expect(broken.locator(".state")).to_contain_text("Broken: unhashable")
+            await page.keyboard.press("j")
+            await page.keyboard.press("j")
+            await page.keyboard.press("1")
+            await expect(page.locator("#error")).to_contain_text("cannot be classified")
+            await expect(broken.locator(".decision")).to_have_text("not reported")
+
+            # The confirmation refuses a report of nothing, until text-only is chosen.
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#confirm")).to_be_visible()
+            await expect(page.locator("#confirm-refusal")).to_contain_text("Nothing is reported")
+            await expect(page.locator("#confirm-file")).to_be_disabled()
+            await page.keyboard.press("t")
+            await expect(page.locator("#confirm-refusal")).not_to_contain_text("Nothing is reported")
+            await page.keyboard.press("t")
+            await expect(page.locator("#confirm-file")).to_be_disabled()
+            await page.keyboard.press("Escape")
+            await expect(page.locator("#confirm")).to_be_hidden()
+            assert media_requests == []  # nothing downloaded by opening the case or by any key so far
+
+            # Revealing fetches an item once; hiding and revealing again fetches nothing more.
+            await page.keyboard.press("k")
+            await page.keyboard.press("k")
+            await page.keyboard.press("v")
+            await expect(first.locator("img")).to_have_attribute("src", re.compile("^blob:"))
+            await expect(first.locator("img")).to_have_css("filter", "none")
+            await page.keyboard.press("v")
+            assert "blur" in await first.locator("img").evaluate("img => getComputedStyle(img).filter")
+            await page.keyboard.press("v")
+            await expect(first.locator("img")).to_have_css("filter", "none")
+            for key in ["2", "a", "i", "a", "x", "r", "s", "i", "8", "h"]:  # A2 infant violenceGore · sextortion
+                await page.keyboard.press(key)
+            await page.keyboard.press("j")  # moving on hides it again
+            assert "blur" in await first.locator("img").evaluate("img => getComputedStyle(img).filter")
+            await page.keyboard.press("v")
+            await page.keyboard.press("3")  # B1
+            await expect(page.locator('.media[data-media-id="photo-2"] .decision')).to_have_text("B1")
+            await expect(first.locator(".decision")).to_have_text("A2")
+            await expect(first.locator(".tag.on")).to_have_text(["violenceGore", "infant"])
+            assert len(media_requests) == 2, media_requests
+            await expect(page.locator('.media[data-media-id="photo-2"] img')).to_have_attribute(
+                "src", re.compile("^blob:"))
+            assert sorted(views(engine, case_ref)) == ["photo-1", "photo-2"]  # the view log: real reveals only
+            if os.environ.get("TIPLINE_SCREENSHOTS"):
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                await page.keyboard.press("k")  # both items hidden again for the picture: the safe default
+                await page.screenshot(path=SCREENSHOTS / "case.png", full_page=True)
+
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#confirm-files li")).to_have_count(2)
+            await expect(page.locator("#confirm-incident")).to_have_text("Unsolicited Obscene Material Sent to a Child")
+            await expect(page.locator("#confirm-body")).to_contain_text("dm-1")
+            await expect(page.locator("#confirm-body")).to_contain_text("sextortion")
+            await expect(page.locator("#confirm-file")).to_be_enabled()
+            if os.environ.get("TIPLINE_SCREENSHOTS"):
+                await page.screenshot(path=SCREENSHOTS / "confirmation.png")
+            await page.keyboard.press("Enter")
+            report_id = page.locator("#report-id")
+            await expect(report_id).to_have_text(re.compile(r"^\d+$"), timeout=60_000)
+            shown_report_id = await report_id.text_content()
+            assert len(media_requests) == 2
+        finally:
+            await browser.close()
+
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+    case = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=reviewer)).json()
+    assert case["status"] == "filed" and str(case["filing"]["report_id"]) == shown_report_id
+    decided = {m["media_id"]: m for m in case["decision"]["media"]}
+    assert "cut" not in decided  # the broken item is left for the next case, never filed as judged
+    assert decided["photo-1"]["classification"] == "A2"
+    assert decided["photo-1"]["annotations"] == ["infant", "violenceGore"]
+    assert decided["photo-1"]["viewed"] and decided["photo-2"]["viewed"]
+    assert case["decision"]["incident_type"] == "Unsolicited Obscene Material Sent to a Child"
+    assert case["decision"]["report_annotations"] == ["sextortion"]
+    assert case["decision"]["attach_conversations"] == ["dm-1"]
+
+
+
+async def test_viewing_settings_are_kept_across_sign_ins(
+    settings: Settings, temporal_client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch, api: httpx.AsyncClient
+) -> None:
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await (await browser.new_context()).new_page()
+            await sign_in(page, url, username, password)
+            blur = "() => getComputedStyle(document.documentElement).getPropertyValue('--hidden-blur').trim()"
+            assert await page.evaluate(blur) == "24px"  # the safe default until the reviewer changes it
+            await page.keyboard.press("w")
+            await expect(page.locator("#wellness")).to_be_visible()
+            await page.locator("#w-blur_px").fill("40")
+            await page.uncheck("#w-greyscale")
+            await page.check("#w-reveal_on_hover")
+            await page.uncheck("#w-video_muted")
+            await page.click("#wellness-save")
+            await expect(page.locator("#wellness")).to_be_hidden()
+            await eventually(lambda: _saved(engine, username), what="the settings saved")
+            await page.click("#signout")
+            await expect(page.locator("#signin")).to_be_visible()
+
+            # Another browser, a fresh sign-in: the settings come from the server, not from this browser.
+            other = await (await browser.new_context()).new_page()
+            await sign_in(other, url, username, password)
+
+            async def applied() -> bool:
+                return await other.evaluate(blur) == "40px"
+
+            await eventually(applied, what="the saved blur applied on the new sign-in")
+            assert await other.evaluate(
+                "() => getComputedStyle(document.documentElement).getPropertyValue('--hidden-grey').trim()") == "0"
+            await other.keyboard.press("w")
+            await expect(other.locator("#w-reveal_on_hover")).to_be_checked()
+            await expect(other.locator("#w-video_muted")).not_to_be_checked()
+            await expect(other.locator("#w-video_paused")).to_be_checked()
+        finally:
+            await browser.close()
+
+
+async def _saved(engine: Engine, username: str) -> ReviewerWellness | None:
+    with Session(engine) as session:
+        account = session.exec(select(ReviewerAccount).where(ReviewerAccount.username == username)).one()
+        row = session.get(ReviewerWellness, account.id)
+        return row if row is not None and row.blur_px == 40 else None
