@@ -1,16 +1,26 @@
-"""The Temporal worker: runs case workflows and the activities that touch the outside world."""
+"""The Temporal worker: runs case workflows and the activities that touch the outside world.
+
+It starts in two steps, so that it takes workflow tasks within a second of starting: a worker for the workflows
+(and the case index's local activities) polls first, with only Temporal, the models and the settings imported;
+the database layer, the HTTP stack, the NCMEC client and the evidence store are then imported on a thread, and a
+second worker on the same task queue takes the activities. Detection (banks, the PDQ scan) loads after that.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import importlib
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+import temporalio
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -27,11 +37,7 @@ from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
-from tipline.db import make_engine
-from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
-from tipline.evidence import EvidenceStore
 from tipline.logging import get_logger
-from tipline.metrics import MetricsServer, metrics_registry, start_metrics_server
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
@@ -39,10 +45,21 @@ from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from tipline.egress import EgressClient
+    from tipline.metrics import MetricsServer
+
 log = get_logger(__name__)
 MAX_ACTIVITIES = 8
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
 WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
+# What the activities import when they are made or first run; loaded on a thread once the workflows are polled.
+ACTIVITY_STACK = ("tipline.db", "tipline.evidence", "tipline.egress", "tipline.signing", "tipline.metrics",
+                  "tipline.intake", "tipline.registry", "activities.ncmec_filing", "httpx")
+# The packages whose code the worker runs (pyproject's package list).
+CODE = ("tipline", "workflows", "activities", "api", "models", "cybertipline", "detection")
 
 
 @asynccontextmanager
@@ -51,13 +68,19 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
     """A running worker for the case task queue; it drains and stops when the block exits.
 
     Tests may run it without workflows, or with some activities swapped for their own by activity name."""
+    import httpx
+
+    from tipline.evidence import EvidenceStore
+
+    # Loading the CA bundle takes a sixth of a second and releases the GIL: it overlaps the rest of the set-up.
+    tls = asyncio.create_task(asyncio.to_thread(httpx.create_ssl_context, trust_env=False))
     store = EvidenceStore.from_settings(settings)
     index = CaseIndexActivities(engine)
     filing = FilingActivities(settings, engine, store)
     detection = DetectionActivities(settings, store, engine)
     triage = TriageActivities(settings, engine, client)
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
-    async with egress_client(settings) as egress:
+    async with egress_client(settings, await tls) as egress:
         media = MediaActivities(settings, store, egress)
         notifications = NotificationActivities(settings, egress)
         callbacks = PlatformCallbackActivities(settings, engine, egress)
@@ -82,6 +105,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
                 activities=[*(a for a in activities if _activity_name(a) not in swapped), *activity_overrides],
                 activity_executor=executor,
                 max_concurrent_activities=MAX_ACTIVITIES,
+                build_id=code_build_id(),
                 # Let running activities finish their database work instead of being cancelled mid-call.
                 graceful_shutdown_timeout=timedelta(seconds=15),
             )
@@ -100,6 +124,44 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
 def _activity_name(function: Callable[..., Any]) -> str:
     definition = activity._Definition.must_from_callable(function)
     return definition.name or function.__name__
+
+
+@asynccontextmanager
+async def workflow_worker(client: Client, settings: Settings, engine: Future[Engine]) -> AsyncIterator[Worker]:
+    """A worker for the workflows alone: it polls before the activities' libraries are even imported.
+
+    The case index's activities are local (they run on the worker that runs the workflow task), so they are here
+    too; until ``engine`` is made, they wait for it on their thread."""
+    index = _IndexOnceLoaded(engine)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-activity") as executor:
+        worker = Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
+                        activities=[index.publish_case_summary, index.user_history], activity_executor=executor,
+                        max_concurrent_activities=4, no_remote_activities=True, build_id=code_build_id(),
+                        graceful_shutdown_timeout=timedelta(seconds=15))
+        async with worker:
+            yield worker
+
+
+class _IndexOnceLoaded(CaseIndexActivities):
+    """The case index's activities, given the engine that the activity stack's loading will make."""
+
+    def __init__(self, engine: Future[Engine]) -> None:  # no super().__init__: ``engine`` is the property below
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:  # type: ignore[override]
+        return self._engine.result()
+
+
+def load_activity_stack(settings: Settings) -> Engine:
+    """Import what the activities need (database, HTTP, NCMEC client, evidence store, metrics) and make the engine.
+
+    On a thread: these imports take about half a second, and the workflow worker keeps working meanwhile."""
+    for module in ACTIVITY_STACK:
+        importlib.import_module(module)
+    from tipline.db import make_engine
+
+    return make_engine(settings.resolved_database_url)
 
 
 async def _prepare_detection(client: Client, task_queue: str, detection: DetectionActivities) -> None:
@@ -125,8 +187,24 @@ async def _until_polling(client: Client, task_queue: str, patience: float = 5.0)
         await asyncio.sleep(0.05)
 
 
-def egress_client(settings: Settings) -> EgressClient:
+def code_build_id() -> str:
+    """A digest of Tipline's sources and the SDK's version: it changes whenever the code the worker runs does.
+
+    Temporal's default hashes the bytecode of every loaded module (over a thousand files read, some compiled),
+    which took most of a second of the worker's start."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256(temporalio.__version__.encode())
+    for path in sorted([root / "worker.py", *(p for package in CODE for p in (root / package).rglob("*.py"))]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"tipline-{digest.hexdigest()[:16]}"
+
+
+def egress_client(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> EgressClient:
+    from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
+
     return EgressClient(
+        ssl_context=ssl_context,
         exemptions=[parse_exemption(entry) for entry in settings.egress_private_exemptions],
         timeouts=EgressTimeouts(connect=settings.egress_connect_timeout_seconds,
                                 read=settings.egress_read_timeout_seconds,
@@ -138,10 +216,17 @@ async def run(settings: Settings) -> None:
     cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
     runtime = metrics_runtime(settings.temporal_sdk_metrics_address) if settings.temporal_sdk_metrics_address else None
     client = await connect_patiently(settings, runtime)
-    engine = make_engine(settings.resolved_database_url)
-    with worker_metrics(settings, engine):
-        async with case_worker(client, settings, engine):
-            await asyncio.Event().wait()
+    engine: Future[Engine] = Future()
+    async with workflow_worker(client, settings, engine):
+        try:
+            engine.set_result(await asyncio.to_thread(load_activity_stack, settings))
+        except BaseException as error:
+            engine.set_exception(error)  # the local activities waiting for it fail (and retry) instead of hanging
+            raise
+        with worker_metrics(settings, engine.result()):
+            async with case_worker(client, settings, engine.result(), run_workflows=False):
+                log.info("worker.activities_polling")
+                await asyncio.Event().wait()
 
 
 @contextmanager
@@ -150,6 +235,8 @@ def worker_metrics(settings: Settings, engine: Engine) -> Iterator[MetricsServer
     if not settings.worker_metrics_address:
         yield None
         return
+    from tipline.metrics import metrics_registry, start_metrics_server
+
     server = start_metrics_server(settings.worker_metrics_address, metrics_registry(engine),
                                   "TIPLINE_WORKER_METRICS_ADDRESS")
     try:

@@ -1,14 +1,19 @@
-"""The review queue's table, kept current by the case workflow (local activities: cheap and quick)."""
+"""The review queue's table, kept current by the case workflow (local activities: cheap and quick).
+
+The workflows import this module, and so does the worker before it polls: the database layer is imported by the
+activities when they first run, not here (see ``worker.py``)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 
 from models.case import CaseStatus
 from models.filing import CaseSummaryUpdate, UserHistory
-from models.records import CaseSummary, FiledReport, IssuedRef, RefKind, ReportStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 class CaseIndexActivities:
@@ -17,6 +22,10 @@ class CaseIndexActivities:
 
     @activity.defn
     def publish_case_summary(self, update: CaseSummaryUpdate) -> None:
+        from sqlmodel import Session
+
+        from models.records import CaseSummary, IssuedRef, RefKind
+
         with Session(self.engine) as session:
             row = session.get(CaseSummary, (update.workflow_id, update.case_number))
             values = update.model_dump()
@@ -33,6 +42,11 @@ class CaseIndexActivities:
 
     @activity.defn
     def user_history(self, workflow_id: str) -> UserHistory:
+        from sqlalchemy import func
+        from sqlmodel import Session, col, select
+
+        from models.records import CaseSummary, FiledReport, ReportStatus
+
         with Session(self.engine) as session:
             # Only closed cases count: this very run may already have published its own row before a crash,
             # and a replay must get the same answer as the first attempt.
