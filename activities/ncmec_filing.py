@@ -9,9 +9,10 @@ heartbeats, polling and every other activity of the worker going.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager, suppress
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.filing import ATTEMPT_CLOSED_ERROR, REPORT_GONE_ERROR
 from activities.heartbeat import heartbeating
-from cybertipline.client import CyberTiplineClient, CyberTiplineError, CyberTiplineTransportError
+from cybertipline.client import CyberTiplineClient, CyberTiplineError, CyberTiplineTransportError, sniff_media_type
 from cybertipline.enums import FileRelevance
 from cybertipline.file_details_model import FileDetails
 from cybertipline.report_xml import ReportValidationError, file_details_to_xml, report_to_xml
@@ -58,6 +59,7 @@ from tipline.settings import OrgSettings, Settings
 REPORT_GONE = 5001
 ALREADY_RETRACTED = 5101
 ALREADY_FINISHED = 5102
+UPLOAD_CHUNK_BYTES = 1 << 20
 log = get_logger(__name__)
 
 
@@ -182,15 +184,23 @@ class NcmecFiling:
 
     async def _upload(self, org: OrgSettings, report_id: int, media_id: str, evidence: EvidenceRef, file_name: str,
                       relevance: FileRelevance) -> tuple[str, datetime]:
-        """Upload preserved bytes to the open report and record the file id NCMEC gave them."""
+        """Upload preserved bytes to the open report and record the file id NCMEC gave them.
+
+        The store decrypts and checks as it reads, so every read runs on a thread; the upload streams the chunks
+        as they come, one read ahead, so memory stays at two chunks whatever the file's size."""
         try:
             stream = await asyncio.to_thread(self.store.open, evidence.sha256)
         except EvidenceCorrupted as error:
             raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
                                    type="EvidenceCorrupted", non_retryable=True) from error
         with stream as content, _refusal_of("the file upload"):
-            async with self._client(org) as client, heartbeating():
-                response = await client.upload(report_id, file_name, content)
+            media_type = await asyncio.to_thread(sniff_media_type, content, file_name)
+            async with self._client(org) as client, heartbeating(), aclosing(_read_ahead(content)) as chunks:
+                try:
+                    response = await client.upload_stream(report_id, file_name, chunks, evidence.size, media_type)
+                except EvidenceCorrupted as error:
+                    raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
+                                           type="EvidenceCorrupted", non_retryable=True) from error
         assert response.file_id is not None
         if response.hash and response.hash.lower() != evidence.md5:
             raise ApplicationError("NCMEC received different bytes than the evidence store holds; uploading again")
@@ -314,6 +324,19 @@ class NcmecFiling:
             FiledReport.ncmec_environment == org.ncmec.environment.value,
             FiledReport.ncmec_report_id == report_id,
         )).one()
+
+
+async def _read_ahead(source: BinaryIO) -> AsyncIterator[bytes]:
+    """``source``'s chunks, each read on a thread while the one before is sent."""
+    pending = asyncio.ensure_future(asyncio.to_thread(source.read, UPLOAD_CHUNK_BYTES))
+    try:
+        while chunk := await pending:
+            pending = asyncio.ensure_future(asyncio.to_thread(source.read, UPLOAD_CHUNK_BYTES))
+            yield chunk
+    finally:
+        # A read still running on its thread finishes before the caller closes the stream under it.
+        with suppress(Exception):  # its error, if any, was the upload's, or no longer matters
+            await asyncio.shield(pending)
 
 
 def _opened(report: FiledReport) -> OpenedReport:
