@@ -37,6 +37,7 @@ from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
+from tipline.filing_watch import watch_filings
 from tipline.logging import get_logger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
@@ -226,7 +227,7 @@ async def run(settings: Settings) -> None:
         with worker_metrics(settings, engine.result()):
             async with case_worker(client, settings, engine.result(), run_workflows=False):
                 log.info("worker.activities_polling")
-                await asyncio.Event().wait()
+                await watch_filings(client)  # forever: filing attempts that end untold are noticed
 
 
 @contextmanager
