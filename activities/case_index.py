@@ -15,6 +15,8 @@ from models.filing import CaseSummaryUpdate, UserHistory
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+CLOSED = (CaseStatus.FILED, CaseStatus.DISMISSED)
+
 
 class CaseIndexActivities:
     def __init__(self, engine: Engine) -> None:
@@ -24,11 +26,11 @@ class CaseIndexActivities:
     def publish_case_summary(self, update: CaseSummaryUpdate) -> None:
         from sqlmodel import Session
 
-        from models.records import CaseSummary, IssuedRef, RefKind
+        from models.records import CaseSummary, ClosedCase, IssuedRef, RefKind
 
         with Session(self.engine) as session:
             row = session.get(CaseSummary, (update.workflow_id, update.case_number))
-            values = update.model_dump()
+            values = update.model_dump(exclude={"case"})
             if row is None:
                 session.add(CaseSummary(**values))
             else:  # a workflow publishes one update at a time, so the newest always wins
@@ -38,6 +40,13 @@ class CaseIndexActivities:
                 # A case started by a version before issued_ref (in flight across the upgrade) records its owner
                 # here, from the org intake gave it; every newer case was recorded before it started.
                 session.add(IssuedRef(ref=update.workflow_id, kind=RefKind.CASE, org_id=update.org_id))
+            if update.case is not None and update.status in CLOSED:
+                snapshot = session.get(ClosedCase, (update.workflow_id, update.case_number)) or ClosedCase(
+                    workflow_id=update.workflow_id, case_number=update.case_number, org_id=update.org_id,
+                    status=update.status.value, closed_at=update.updated_at, state_json="")
+                snapshot.status, snapshot.closed_at = update.status.value, update.updated_at
+                snapshot.state_json = update.case.model_dump_json()
+                session.add(snapshot)
             session.commit()
 
     @activity.defn
