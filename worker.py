@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import temporalio
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
@@ -31,10 +36,9 @@ from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
 from activities.triage import TriageActivities
 from tipline.db import make_engine
-from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
 from tipline.evidence import EvidenceStore
+from tipline.filing_watch import watch_filings
 from tipline.logging import get_logger
-from tipline.metrics import MetricsServer, metrics_registry, start_metrics_server
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
@@ -43,9 +47,15 @@ from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
 from workflows.screening import ScreeningWorkflow
 
+if TYPE_CHECKING:
+    from tipline.egress import EgressClient
+    from tipline.metrics import MetricsServer
+
 log = get_logger(__name__)
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
 WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
+# The packages whose code the worker runs (pyproject's package list): the build id is a digest of them.
+CODE = ("tipline", "workflows", "activities", "api", "models", "cybertipline", "detection")
 # A sync activity's thread is taken before its slot is: a few spare threads keep local activities from waiting.
 SPARE_THREADS = 4
 
@@ -160,7 +170,7 @@ def _queue_worker(client: Client, settings: Settings, role: str, queue: str,
     executor = pools.enter_context(ThreadPoolExecutor(max_workers=slots + SPARE_THREADS,
                                                       thread_name_prefix=f"activity-{role}"))
     return Worker(client, task_queue=queue, activities=activities, activity_executor=executor,
-                  max_concurrent_activities=slots, **options)
+                  max_concurrent_activities=slots, build_id=code_build_id(), **options)
 
 
 def _activity_name(function: Callable[..., Any]) -> str:
@@ -197,8 +207,25 @@ async def _until_polling(client: Client, task_queue: str, queue_type: TaskQueueT
         await asyncio.sleep(0.05)
 
 
-def egress_client(settings: Settings) -> EgressClient:
+@functools.cache
+def code_build_id() -> str:
+    """A digest of Tipline's sources and the SDK's version: it changes whenever the code the worker runs does.
+
+    Temporal's default hashes the bytecode of every loaded module (over a thousand files read, some compiled),
+    which took most of a second of the worker's start."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256(temporalio.__version__.encode())
+    for path in sorted([root / "worker.py", *(p for package in CODE for p in (root / package).rglob("*.py"))]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"tipline-{digest.hexdigest()[:16]}"
+
+
+def egress_client(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> EgressClient:
+    from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
+
     return EgressClient(
+        ssl_context=ssl_context,
         exemptions=[parse_exemption(entry) for entry in settings.egress_private_exemptions],
         timeouts=EgressTimeouts(connect=settings.egress_connect_timeout_seconds,
                                 read=settings.egress_read_timeout_seconds,
@@ -214,7 +241,15 @@ async def run(settings: Settings) -> None:
     with worker_metrics(settings, engine):
         async with case_worker(client, settings, engine) as workers:
             log.info("worker.started", queues=[w.task_queue for w in workers.all()])
-            await workers.until_one_fails()
+            # Filing attempts that end without telling their case (terminated, timed out) are noticed here.
+            watching = asyncio.create_task(watch_filings(client)) if tq.CASES in settings.worker_queues else None
+            try:
+                await workers.until_one_fails()
+            finally:
+                if watching is not None:
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
 
 
 @contextmanager
@@ -223,6 +258,8 @@ def worker_metrics(settings: Settings, engine: Engine) -> Iterator[MetricsServer
     if not settings.worker_metrics_address:
         yield None
         return
+    from tipline.metrics import metrics_registry, start_metrics_server
+
     server = start_metrics_server(settings.worker_metrics_address, metrics_registry(engine),
                                   "TIPLINE_WORKER_METRICS_ADDRESS")
     try:

@@ -1,14 +1,21 @@
-"""The review queue's table, kept current by the case workflow (local activities: cheap and quick)."""
+"""The review queue's table, kept current by the case workflow (local activities: cheap and quick).
+
+The workflows import this module, and so does the worker before it polls: the database layer is imported by the
+activities when they first run, not here (see ``worker.py``)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 
 from models.case import CaseStatus
 from models.filing import CaseSummaryUpdate, UserHistory
-from models.records import CaseSummary, FiledReport, IssuedRef, RefKind, ReportStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+CLOSED = (CaseStatus.FILED, CaseStatus.DISMISSED)
 
 
 class CaseIndexActivities:
@@ -17,9 +24,13 @@ class CaseIndexActivities:
 
     @activity.defn
     def publish_case_summary(self, update: CaseSummaryUpdate) -> None:
+        from sqlmodel import Session
+
+        from models.records import CaseSummary, ClosedCase, IssuedRef, RefKind
+
         with Session(self.engine) as session:
             row = session.get(CaseSummary, (update.workflow_id, update.case_number))
-            values = update.model_dump()
+            values = update.model_dump(exclude={"case"})
             if row is None:
                 session.add(CaseSummary(**values))
             else:  # a workflow publishes one update at a time, so the newest always wins
@@ -29,10 +40,22 @@ class CaseIndexActivities:
                 # A case started by a version before issued_ref (in flight across the upgrade) records its owner
                 # here, from the org intake gave it; every newer case was recorded before it started.
                 session.add(IssuedRef(ref=update.workflow_id, kind=RefKind.CASE, org_id=update.org_id))
+            if update.case is not None and update.status in CLOSED:
+                snapshot = session.get(ClosedCase, (update.workflow_id, update.case_number)) or ClosedCase(
+                    workflow_id=update.workflow_id, case_number=update.case_number, org_id=update.org_id,
+                    status=update.status.value, closed_at=update.updated_at, state_json="")
+                snapshot.status, snapshot.closed_at = update.status.value, update.updated_at
+                snapshot.state_json = update.case.model_dump_json()
+                session.add(snapshot)
             session.commit()
 
     @activity.defn
     def user_history(self, workflow_id: str) -> UserHistory:
+        from sqlalchemy import func
+        from sqlmodel import Session, col, select
+
+        from models.records import CaseSummary, FiledReport, ReportStatus
+
         with Session(self.engine) as session:
             # Only closed cases count: this very run may already have published its own row before a crash,
             # and a replay must get the same answer as the first attempt.

@@ -23,21 +23,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.case import BankMatchSummary, EvidenceRef, MediaAnalysis
 from models.filing import AnalyzeMediaBatch, AnalyzeMediaInput, BankReportedMediaInput
-from tipline.evidence import EvidenceStore
 from tipline.logging import get_logger
 from tipline.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from activities.hashing_pool import HashingPool
     from detection.banks import BankRepository
     from detection.matcher import BankMatcher
     from detection.media_hashes import MediaHashes
+    from tipline.evidence import EvidenceStore
 
 log = get_logger(__name__)
 # Larger files (videos) are kept and filed by their digests; perceptual hashing and classifying are for images.

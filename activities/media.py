@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import httpx
 from structlog.stdlib import BoundLogger
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.heartbeat import heartbeating
 from models.filing import PreservedMedia, PreserveMediaBatch, PreserveMediaInput
-from tipline.egress import EgressClient, EgressRefused
-from tipline.evidence import EvidenceStore
 from tipline.logging import fingerprint, get_logger
 from tipline.settings import Settings
+
+if TYPE_CHECKING:
+    from tipline.egress import EgressClient
+    from tipline.evidence import EvidenceStore
+
+# The HTTP stack is imported when the activity first runs, not by the workflows importing this module.
 
 # The only words a reviewer sees for a failed download: which host, port or status answered stays in the worker,
 # so a platform cannot map the inside network through the review page.
@@ -38,6 +42,10 @@ class MediaActivities:
         if request.source.evidence is not None:
             return PreservedMedia(evidence=request.source.evidence)
         assert request.source.url is not None
+        import httpx
+
+        from tipline.egress import EgressRefused
+
         bound = log.bind(org_id=request.org_id, workflow_id=request.workflow_id,
                          media=fingerprint(request.media_id), attempt=activity.info().attempt)
         org = self.settings.orgs.get(request.org_id)

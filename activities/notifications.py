@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EscalationNotice
-from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
-from tipline.metrics import count_callback_failure
 from tipline.settings import Settings
-from tipline.signing import sign_request
+
+if TYPE_CHECKING:
+    from tipline.egress import EgressClient
+
+# The HTTP and signing stack is imported when the activity first runs, not by the workflows importing this module.
 
 log = get_logger(__name__)
 
@@ -24,6 +27,11 @@ class NotificationActivities:
     @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> bool:
         """Post the signed notice to the org's escalation webhook. False when the org has none."""
+        import httpx
+
+        from tipline.egress import EgressRefused
+        from tipline.signing import sign_request
+
         org = self.settings.orgs.get(notice.org_id)
         if not org.escalation_webhook_url:
             return False
@@ -46,6 +54,8 @@ class NotificationActivities:
 
 def _failed(org_id: str, notice: EscalationNotice, reason: str, message: str, kind: str) -> ApplicationError:
     """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
+    from tipline.metrics import count_callback_failure
+
     count_callback_failure("escalation", kind)
     log.warning("case.escalation_failed", org_id=org_id, workflow_id=notice.case_ref, reason=reason,
                 attempt=activity.info().attempt)

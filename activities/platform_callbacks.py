@@ -5,19 +5,23 @@ to that very call counts, once (see tipline.signing)."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import httpx
-from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.filing import EnrichedUser, EnrichUserInput, ListUserMediaInput, UserMediaPage
 from models.platform_metadata import UserMetadata
-from tipline.egress import EgressClient, EgressRefused
 from tipline.logging import get_logger
-from tipline.metrics import count_callback_failure
 from tipline.settings import OrgSettings, Settings
-from tipline.signing import AnswerVerifier, DatabaseReplayCache, SignatureError, sign_request
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from tipline.egress import EgressClient
+
+# The HTTP, signing and metrics stack is imported when an instance is made or an activity first runs, not by the
+# workflows importing this module.
 
 MAX_ANSWER_BYTES = 16 * 1024**2
 log = get_logger(__name__)
@@ -25,6 +29,8 @@ log = get_logger(__name__)
 
 class PlatformCallbackActivities:
     def __init__(self, settings: Settings, engine: Engine, egress: EgressClient) -> None:
+        from tipline.signing import DatabaseReplayCache
+
         self.settings = settings
         self.egress = egress
         self.replay_cache = DatabaseReplayCache(engine)
@@ -39,7 +45,7 @@ class PlatformCallbackActivities:
         try:
             user = UserMetadata.model_validate_json(answer)
         except ValueError as error:
-            count_callback_failure("enrichment", "invalid_answer")
+            _count_failure("enrichment", "invalid_answer")
             raise ApplicationError(f"the platform's enrichment answer is not valid UserMetadata: "
                                    f"{str(error).splitlines()[0]}") from None
         log.info("user.enriched", org_id=org.id, workflow_id=request.case_ref)
@@ -55,11 +61,16 @@ class PlatformCallbackActivities:
         try:
             return UserMediaPage.model_validate_json(answer)
         except ValueError as error:
-            count_callback_failure("media list", "invalid_answer")
+            _count_failure("media list", "invalid_answer")
             raise ApplicationError(f"the platform's media list is not valid: {str(error).splitlines()[0]}",
                                    non_retryable=True) from None
 
     async def _signed_post(self, org: OrgSettings, url: str, body: bytes, what: str) -> bytes:
+        import httpx
+
+        from tipline.egress import EgressRefused
+        from tipline.signing import AnswerVerifier, SignatureError, sign_request
+
         key = org.signing_key()  # settings refuse a callback URL without a secret, so there is one
         call = sign_request(key, "POST", url, body)
         try:
@@ -83,7 +94,13 @@ class PlatformCallbackActivities:
 
 def _failed(org: OrgSettings, what: str, reason: str, message: str, kind: str) -> ApplicationError:
     """One concise log line per failed attempt; BENIGN keeps Temporal from logging a traceback for each retry."""
-    count_callback_failure(what, kind)
+    _count_failure(what, kind)
     log.warning("platform_callback.failed", org_id=org.id, callback=what, reason=reason,
                 attempt=activity.info().attempt)
     return ApplicationError(message, category=ApplicationErrorCategory.BENIGN)
+
+
+def _count_failure(what: str, kind: str) -> None:
+    from tipline.metrics import count_callback_failure
+
+    count_callback_failure(what, kind)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlmodel import Session
 from temporalio import activity
 from temporalio.client import Client
 
 from models.case import ContentItem
-from models.records import TriageItem
 from models.screening import TriageClosed, TriageRecord
-from tipline.intake import enqueue_content
-from tipline.registry import RefRegistry
 from tipline.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# The database layer is imported when an instance is made, not by the workflows that import this module.
 
 
 class TriageActivities:
     def __init__(self, settings: Settings, engine: Engine, client: Client) -> None:
+        from tipline.registry import RefRegistry
+
         self.settings = settings
         self.engine = engine
         self.client = client
@@ -26,6 +29,10 @@ class TriageActivities:
 
     @activity.defn
     def record_triage(self, record: TriageRecord) -> None:
+        from sqlmodel import Session
+
+        from models.records import TriageItem
+
         with Session(self.engine) as session:
             if session.get(TriageItem, record.screening_id) is None:  # a retried activity adds nothing
                 session.add(TriageItem(
@@ -39,6 +46,10 @@ class TriageActivities:
 
     @activity.defn
     def close_triage(self, closed: TriageClosed) -> None:
+        from sqlmodel import Session
+
+        from models.records import TriageItem
+
         with Session(self.engine) as session:
             row = session.get(TriageItem, closed.screening_id)
             assert row is not None
@@ -48,4 +59,6 @@ class TriageActivities:
 
     @activity.defn
     async def enqueue_in_case(self, item: ContentItem) -> str:
+        from tipline.intake import enqueue_content
+
         return await enqueue_content(self.client, self.registry, self.settings, item)

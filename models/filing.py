@@ -125,6 +125,8 @@ class CaseSummaryUpdate(BaseModel):
     ncmec_deadline: datetime | None
     opened_at: datetime
     updated_at: datetime
+    # The whole case, sent when it closes (filed or dismissed): kept as its closed-case record (models.records).
+    case: CaseState | None = None
 
 
 class AbandonReportInput(BaseModel):

@@ -78,6 +78,21 @@ class CaseSummary(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_timestamp())
 
 
+class ClosedCase(SQLModel, table=True):
+    """A closed case (filed or dismissed) as the user's workflow last held it, so any of them stays readable by its
+    number; the workflow itself keeps only the latest. Written by ``publish_case_summary`` when the update carries
+    the case."""
+
+    __tablename__ = "closed_case"
+
+    workflow_id: str = Field(primary_key=True, max_length=120)
+    case_number: int = Field(primary_key=True)
+    org_id: str = Field(index=True, max_length=40)
+    status: str = Field(max_length=40)
+    closed_at: datetime = Field(sa_column=_timestamp())
+    state_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class ReportStatus(StrEnum):
     OPEN = "open"
     FINISHED = "finished"

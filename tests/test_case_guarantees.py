@@ -24,6 +24,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from api.app import create_app
 from api.deps import create_api_key
@@ -39,6 +40,7 @@ from models.records import Role
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
 from tipline.evidence import EvidenceStore
+from tipline.filing_watch import notice_stopped_filings
 from tipline.registry import RefRegistry
 from tipline.settings import Settings, orgs_toml
 from tipline.synthetic import synthetic_image
@@ -449,3 +451,43 @@ async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_wit
 
 async def _screening_case_ref(api: httpx.AsyncClient, reviewer: dict, ref: str) -> str | None:
     return (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json().get("case_ref")
+
+
+async def test_a_filing_attempt_terminated_by_an_operator_leaves_the_case_needing_attention_and_retryable(
+    stack: Stack, sandbox: Sandbox
+) -> None:
+    """The attempt never sends its end; the worker's filing watch notices it closed and tells the user's
+    workflow, so the case is no longer shown as filing forever, and a retry files it."""
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = await stack.start_case(user, "m", fresh_seed(), review_within=timedelta(hours=1), policy=QUICK)
+    await stack.settled(case_ref, ["m"])
+    looked_from = datetime.now(UTC)
+    sandbox.state.faults.configure(outage=True)  # the attempt keeps trying to open its report
+    assert (await stack.decide(case_ref, 1, ["m"])).status_code == 200
+    child = stack.client.get_workflow_handle(filing_workflow_id(case_ref, 1, 1))
+
+    async def child_running() -> bool:
+        try:
+            return (await child.describe()).status is WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            return False
+
+    await eventually(child_running, what="the filing attempt running")
+    await child.terminate("an operator's mistake")
+    assert (await stack.case(case_ref, 1))["status"] == "filing"  # nobody told the user's workflow yet
+
+    async def noticed() -> list[str] | None:
+        return await notice_stopped_filings(stack.client, looked_from) or None
+
+    assert await eventually(noticed, what="the terminated attempt found") == [child.id]
+    stuck = await stack.until_status(case_ref, "needs_attention", case_number=1)
+    assert "terminated" in stuck["attention_reason"] and not stuck["attention_permanent"]
+    await notice_stopped_filings(stack.client, looked_from)  # told twice: changes nothing
+
+    sandbox.state.faults.reset()
+    retry = await stack.api.post(f"/v1/cases/{case_ref}/retry", json={"case_number": 1}, headers=stack.as_())
+    assert retry.status_code == 200, retry.text
+    filed = await stack.until_status(case_ref, "filed", case_number=1)
+    assert filed["filing"]["report_id"] is not None
+    second = stack.client.get_workflow_handle(filing_workflow_id(case_ref, 1, 2))
+    assert (await second.describe()).status is WorkflowExecutionStatus.COMPLETED

@@ -28,8 +28,15 @@ from activities.filing import FilingActivities
 from cybertipline.enums import IncidentType
 from detection.classifier import ContentSafetyHttpClassifier, Priority
 from models.case import EvidenceRef, ReviewDecision
-from models.filing import AbandonReportInput, AnalyzeMediaInput, BankReportedMediaInput, OpenReportInput, ReportedMedia
-from tests.helpers import ORG
+from models.filing import (
+    AbandonReportInput,
+    AnalyzeMediaInput,
+    BankReportedMediaInput,
+    OpenReportInput,
+    ReportedMedia,
+    UploadFileInput,
+)
+from tests.helpers import ORG, Sandbox
 from tipline.evidence import EvidenceStore
 from tipline.http_server import serve_app
 from tipline.settings import Settings
@@ -37,6 +44,7 @@ from tipline.synthetic import synthetic_image
 
 MB = 1 << 20
 LOCK_SECONDS = 1.5
+SLOW_READ_SECONDS = 0.3
 
 
 @dataclass
@@ -111,6 +119,64 @@ async def test_the_loop_runs_while_an_activity_waits_on_the_database(
         locker.close()
     assert waited >= LOCK_SECONDS * 0.9, "the activity did not wait on the lock; the test proves nothing"
     assert lag.worst < 0.3, f"the event loop stalled for {lag.worst:.2f}s during a database wait"
+
+
+class SlowReadingStore(EvidenceStore):
+    """Evidence on slow storage (a network disk, a busy volume): each read of the stream takes a while."""
+
+    def open(self, sha256: str) -> SlowReader:  # type: ignore[override]
+        return SlowReader(super().open(sha256))
+
+
+class SlowReader(io.RawIOBase):
+    def __init__(self, inner: io.RawIOBase) -> None:
+        self.inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.inner.seek(offset, whence)
+
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(SLOW_READ_SECONDS)
+        return self.inner.read(size)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        time.sleep(SLOW_READ_SECONDS)
+        return self.inner.readinto(buffer)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+async def test_an_upload_reads_the_evidence_off_the_event_loop(settings: Settings, engine: Engine,
+                                                              sandbox: Sandbox) -> None:
+    """Every read of the evidence (decrypting, checking) runs on a thread: heartbeats and other activities go on
+    while a file from slow storage is uploaded, and NCMEC receives the very bytes preserved."""
+    store = SlowReadingStore.from_settings(settings)
+    filing = FilingActivities(settings, engine, store)
+    env = ActivityEnvironment()
+    opened = await env.run(filing.open_report, OpenReportInput(
+        org_id=ORG, workflow_id=f"case-{uuid.uuid4().hex}", case_number=1, user_id="user-upload-lag",
+        decision=ReviewDecision(reviewer_id="admin:1", incident_type=IncidentType.CHILD_PORNOGRAPHY),
+        incident_at=datetime.now(UTC)))
+    evidence = preserve(store, jpeg_with_trailing_bytes(87_002, 3 * MB))
+    async with loop_lag() as lag:
+        started = time.monotonic()
+        uploaded = await env.run(filing.upload_file, UploadFileInput(
+            org_id=ORG, report_id=opened.report_id, media_id="m-1", evidence=evidence, file_name="m-1.jpg"))
+        took = time.monotonic() - started
+    assert uploaded.md5 == evidence.md5  # the activity checks NCMEC's hash of what it received against it
+    assert took >= 4 * SLOW_READ_SECONDS, "the reads were not slow; the test proves nothing"
+    assert lag.worst < SLOW_READ_SECONDS * 0.8, f"the event loop stalled for {lag.worst:.2f}s during the upload"
 
 
 @pytest.fixture(scope="module")

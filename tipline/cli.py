@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tipline.db import PRIVATE_UMASK
 from tipline.logging import configure_logging
+from tipline.private_files import PRIVATE_UMASK
 from tipline.settings import Settings
 
 if TYPE_CHECKING:

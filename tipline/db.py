@@ -25,10 +25,6 @@ def normalize_url(url: str) -> str:
     return url
 
 
-# Files (and folders) only their owner may read: the database holds case records, the evidence store media.
-PRIVATE_UMASK = 0o077
-
-
 def create_private_sqlite_file(url: str) -> None:
     """Create a SQLite database file as 0600 before SQLite does (it would use 0644, less the umask).
 

@@ -228,11 +228,13 @@ class EgressClient:
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeouts = timeouts
         backend = _CheckedBackend(resolver, frozenset(exemptions))
-        transport = httpx.AsyncHTTPTransport(trust_env=False)
+        # One context for both: loading the CA bundle is the slowest part of building the client.
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
         # httpx has no public knob for the network backend; the pool it builds is swapped for one that has ours.
         # TLS still names the URL's host: httpcore sends it as SNI and checks the certificate against it.
         transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False), max_connections=max_connections,
+            ssl_context=ssl_context, max_connections=max_connections,
             max_keepalive_connections=max_connections // 2, keepalive_expiry=5.0, network_backend=backend,
         )
         self._http = httpx.AsyncClient(

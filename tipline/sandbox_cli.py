@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cybertipline.sandbox import SandboxConfig
-from tipline.db import PRIVATE_UMASK
+from tipline.private_files import PRIVATE_UMASK
 from tipline.settings import NcmecEnvironment, Settings
 
 # Where `tipline ncmec fetch-xsd` writes by default.

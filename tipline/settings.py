@@ -18,8 +18,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tipline.egress import parse_exemption
-
 NCMEC_TEST_URL = "https://exttest.cybertip.org/ispws"
 NCMEC_PRODUCTION_URL = "https://report.cybertip.org/ispws"
 ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -282,6 +280,9 @@ class Settings(BaseSettings):
     @field_validator("egress_private_exemptions")
     @classmethod
     def _exemptions_are_exact_pairs(cls, value: list[str]) -> list[str]:
+        # Imported here: the egress module brings the HTTP stack, which a worker's start does not need.
+        from tipline.egress import parse_exemption
+
         for entry in value:
             parse_exemption(entry)  # raises ValueError naming the entry
         return value

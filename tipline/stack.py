@@ -17,10 +17,11 @@ from temporalio.client import Client
 
 from api.app import create_app
 from cybertipline.sandbox import create_sandbox_app
-from tipline.db import PRIVATE_UMASK, make_engine, upgrade
+from tipline.db import make_engine, upgrade
 from tipline.http_server import serve_app
 from tipline.logging import get_logger
 from tipline.payload_keys import key_source
+from tipline.private_files import PRIVATE_UMASK
 from tipline.sandbox_cli import sandbox_config
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.shutdown import cancel_on_sigterm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -40,7 +41,7 @@ from models.case import (
     broken_reason,
 )
 from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
-from models.records import CaseSummary
+from models.records import CaseSummary, ClosedCase
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
 from tipline.settings import Settings, UnknownOrg
@@ -178,9 +179,10 @@ def list_queue(
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
 async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal, settings: AppSettings,
                    engine: DbEngine,
-                   case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number; "
-                                                            "default: the oldest still open")] = None) -> CaseView:
-    state = await _case_state(temporal, principal, case_ref, case_number)
+                   case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number, "
+                                                            "open or closed; default: the oldest still open")] = None
+                   ) -> CaseView:
+    state = await _case_state(temporal, principal, case_ref, case_number, engine)
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
     return CaseView(
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
@@ -212,7 +214,7 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
                             case_number: Annotated[int | None, Query(ge=1, description="The case holding the "
                                                                      "media; default: the oldest still open")] = None
                             ) -> StreamingResponse:
-    state = await _case_state(temporal, principal, case_ref, case_number)
+    state = await _case_state(temporal, principal, case_ref, case_number, engine)
     media = state.media_item(media_id)
     if media is None or media.evidence is None:
         raise ProblemError(404, "No preserved media with that id in this case")
@@ -282,19 +284,34 @@ async def _own_case(temporal: Client, principal: Principal, case_ref: str) -> Wo
 
 
 async def _case_state(temporal: Client, principal: Principal, case_ref: str,
-                      case_number: int | None = None) -> CaseState:
+                      case_number: int | None = None, engine: Engine | None = None) -> CaseState:
     handle = await _own_case(temporal, principal, case_ref)
+    state: CaseState | None = None
     try:
         if case_number is None:
             return await handle.query(CaseWorkflow.case)
         state = await handle.query(CaseWorkflow.case_numbered, case_number)
     except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            raise ProblemError(404, "No such case") from None
-        raise
+        # A user's workflow that closed long ago may be gone from Temporal; its closed cases are still recorded.
+        if error.status is not RPCStatusCode.NOT_FOUND or case_number is None or engine is None:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise ProblemError(404, "No such case") from None
+            raise
+    if state is None and engine is not None:  # reads only: decisions are for the cases the workflow holds
+        state = await asyncio.to_thread(_closed_case, engine, principal.org_id, case_ref, case_number)
     if state is None:
-        raise ProblemError(404, f"This user has no case {case_number} open (it may be closed)")
+        raise ProblemError(404, f"This user has no case {case_number}")
     return state
+
+
+def _closed_case(engine: Engine, org_id: str, case_ref: str, case_number: int) -> CaseState | None:
+    """A closed case of the user from its record: the workflow keeps only the latest one closed."""
+    with Session(engine) as session:
+        row = session.get(ClosedCase, (case_ref, case_number))
+    # The case ref's owner was checked already; the row's own org is checked too, as for every recorded id.
+    if row is None or row.org_id != org_id:
+        return None
+    return CaseState.model_validate_json(row.state_json)
 
 
 async def _settled_media(temporal: Client, principal: Principal, case_ref: str, case_number: int | None
