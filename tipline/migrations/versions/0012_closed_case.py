@@ -1,7 +1,7 @@
 """closed cases kept whole, so any of a user's closed cases is readable by its number
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-02 10:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 revision: str = '0012'
 # Branch h7 was cut before 0010 (audit log) landed on main: the lead chains this after it when merging.
-down_revision: str | None = '0009'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
