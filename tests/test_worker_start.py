@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -151,15 +150,3 @@ async def test_a_worker_started_before_temporal_waits_for_it_and_then_takes_work
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-def test_what_a_worker_imports_before_it_polls_leaves_the_activity_stack_out() -> None:
-    """The workflows import the activity definitions; those (and the worker module) keep the database layer, the
-    HTTP stack, the NCMEC client, the evidence store and metrics for later, or the worker polls half a second late."""
-    heavy = ["sqlalchemy", "sqlmodel", "httpx", "prometheus_client", "cryptography", "standardwebhooks",
-             "models.records", "activities.ncmec_filing", "numpy", "numba"]
-    probe = ("import json, sys\nimport tipline.cli, worker\n"
-             f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
-    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parents[1])
-    assert json.loads(imported.stdout) == [], imported.stdout
