@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.middleware import BodyLimit, BodyLimits, SecurityHeaders
-from api.routers import cases, content, intake, reports, session, sso, triage, urgency_preview
+from api.routers import cases, claims, content, intake, pages, reports, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.db import make_engine
@@ -99,12 +99,14 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
                        per_path=body_limits(settings))
     app.include_router(content.router)
     app.include_router(cases.router)
+    app.include_router(claims.router)
     app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)
     app.include_router(triage.router)
     app.include_router(session.router)
     app.include_router(sso.router)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", response_model=Health, tags=["health"])

@@ -11,11 +11,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import AppSettings, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
+from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide
+from api.deps import AppSettings, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
@@ -37,9 +39,11 @@ from models.case import (
     ReviewDecision,
     SideEffectFailure,
 )
+from models.claims import CaseClaim
 from models.platform_metadata import IntendedRecipientInfo, UserMetadata, VictimInfo
-from models.records import CaseSummary
+from models.records import CaseSummary, utcnow
 from models.urgency import UrgencyAssessment, UrgencyLevel
+from tipline.claims import claim_of, record_decided
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
@@ -60,6 +64,9 @@ class QueueEntry(BaseModel):
     ncmec_deadline: datetime | None
     opened_at: datetime
     updated_at: datetime
+    claim: ClaimOut | None = Field(description="Who holds the case now, since when; None when nobody does")
+    claimed_at: datetime | None = Field(description="When the case was first claimed (kept through releases)")
+    decided_at: datetime | None = Field(description="When a decision or dismissal was first accepted")
 
 
 class CaseMedia(BaseModel):
@@ -102,6 +109,9 @@ class CaseView(BaseModel):
     attention_permanent: bool = Field(
         description="NCMEC refused the report for good: retry once its cause is fixed, or decide again or dismiss")
     temporal_ui_url: str
+    claim: ClaimOut | None = Field(description="Who holds the case now, since when; None when nobody does")
+    claimed_at: datetime | None = Field(description="When the case was first claimed (kept through releases)")
+    decided_at: datetime | None = Field(description="When a decision or dismissal was first accepted")
 
 
 class MediaDecisionIn(RequestBody):
@@ -143,28 +153,48 @@ class RetryIn(RequestBody):
     case_number: int = CASE_NUMBER
 
 
+QUEUE_ORDERS = {
+    "urgency": (col(CaseSummary.urgent).desc(), col(CaseSummary.urgency_score).desc(), col(CaseSummary.opened_at)),
+    "opened_at": (col(CaseSummary.opened_at),),
+    # Oldest pick-up first, never-claimed cases last; newest decisions first.
+    "claimed_at": (col(CaseClaim.first_claimed_at).asc().nulls_last(), col(CaseSummary.opened_at)),
+    "decided_at": (col(CaseClaim.decided_at).desc().nulls_last(), col(CaseSummary.opened_at)),
+}
+
+
 @router.get("", response_model=list[QueueEntry], summary="The org's NCMEC queue, urgent and oldest first")
 def list_queue(
     principal: NcmecReviewer, session: DbSession,
     status: Annotated[list[CaseStatus] | None, Query(description="Default: every open status")] = None,
+    sort: Annotated[str, Query(pattern="^(urgency|opened_at|claimed_at|decided_at)$",
+                               description="urgency (urgent, score, oldest), opened_at and claimed_at oldest "
+                                           "first, decided_at newest first")] = "urgency",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[QueueEntry]:
     statuses = [s.value for s in (status or OPEN_STATUSES)]
     rows = session.exec(
-        select(CaseSummary)
+        select(CaseSummary, CaseClaim)
+        .outerjoin(CaseClaim, (col(CaseClaim.workflow_id) == col(CaseSummary.workflow_id))
+                   & (col(CaseClaim.case_number) == col(CaseSummary.case_number)))
         .where(CaseSummary.org_id == principal.org_id, col(CaseSummary.status).in_(statuses))
-        .order_by(col(CaseSummary.urgent).desc(), col(CaseSummary.urgency_score).desc(), col(CaseSummary.opened_at))
+        .order_by(*QUEUE_ORDERS[sort])
         .limit(limit)
     ).all()
-    return [QueueEntry(case_ref=r.workflow_id, **r.model_dump(exclude={"workflow_id", "org_id"})) for r in rows]
+    return [QueueEntry(case_ref=r.workflow_id, claim=claim_out(c), claimed_at=c.first_claimed_at if c else None,
+                       decided_at=c.decided_at if c else None, **r.model_dump(exclude={"workflow_id", "org_id"}))
+            for r, c in rows]
 
 
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
 async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal, settings: AppSettings,
+                   engine: DbEngine,
                    case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number; "
                                                             "default: the oldest still open")] = None) -> CaseView:
     state = await _case_state(temporal, principal, case_ref, case_number)
+    claim = await run_in_threadpool(claim_of, engine, case_ref, state.case_number)
     return CaseView(
+        claim=claim_out(claim), claimed_at=claim.first_claimed_at if claim else None,
+        decided_at=claim.decided_at if claim else None,
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
         media_listed=state.media_listed, media_list_error=state.media_list_error,
@@ -202,7 +232,8 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                 idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                 engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+    await ensure_may_decide(engine, principal, case_ref, body.case_number)
     decision = ReviewDecision(
         reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump()) for m in body.media],
@@ -212,16 +243,21 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
         media_seen=await _settled_media(temporal, principal, case_ref, body.case_number),
     )
     handle = await _own_case(temporal, principal, case_ref)
-    return await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
+    accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
+    await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
+    return accepted
 
 
 @router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
-                  idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                  engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+    await ensure_may_decide(engine, principal, case_ref, body.case_number)
     handle = await _own_case(temporal, principal, case_ref)
     dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason,
                           media_seen=await _settled_media(temporal, principal, case_ref, body.case_number))
-    return await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
+    accepted = await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
+    await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
+    return accepted
 
 
 @router.post("/{case_ref}/retry", response_model=DecisionAccepted,
