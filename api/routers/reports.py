@@ -144,7 +144,6 @@ async def get_file_content(report: OwnedReport, ncmec_file_id: str, principal: R
                                      media_id=row.media_id)
     if _kind(row) == "conversation":
         # Sniffing knows images and videos; a conversation is the CSV Tipline wrote.
-        served.media_type = "text/csv"
         served.headers["Content-Type"] = "text/csv; charset=utf-8"
         served.headers["Content-Disposition"] = f'attachment; filename="conversation-{row.ncmec_file_id}.csv"'
     return served
