@@ -87,7 +87,7 @@ async function show(report) {
   for (const row of document.querySelectorAll("#reports tr")) {
     row.classList.toggle("selected", row.dataset.reportId === String(report.id));
   }
-  $("detail").replaceChildren(
+  $("detail").replaceChildren(...[
     el("h2", {}, `Report ${report.ncmec_report_id}`),
     el("p", {}, `Case ${report.case_ref} #${report.case_number} · ${report.status} · ` +
                 `${report.test ? "test" : "production"} (${report.ncmec_environment}) · opened ${when(report.opened_at)}` +
@@ -99,7 +99,8 @@ async function show(report) {
     report.escalation_reason ? el("p", {}, `Escalated: ${report.escalation_reason}`) : null,
     el("h2", {}, "Files"), el("ul", {class: "files"}, report.files.map((f) => fileItem(report, f))),
     el("h2", {}, "Report XML"), el("pre", {id: "report-xml"}, await text(`/v1/reports/${report.id}/xml`)),
-    el("h2", {}, "Receipt"), el("pre", {id: "receipt"}, await text(`/v1/reports/${report.id}/receipt`)));
+    el("h2", {}, "Receipt"), el("pre", {id: "receipt"}, await text(`/v1/reports/${report.id}/receipt`)),
+  ].filter(Boolean));
 }
 
 async function retry(caseRef, caseNumber) {
