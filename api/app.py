@@ -20,7 +20,20 @@ from temporalio.client import Client
 
 from api import problems
 from api.middleware import BodyLimit, BodyLimits, PathCORS, SecurityHeaders
-from api.routers import cases, codec, content, intake, reports, reviewer, session, sso, triage, urgency_preview
+from api.routers import (
+    cases,
+    claims,
+    codec,
+    content,
+    intake,
+    pages,
+    reports,
+    reviewer,
+    session,
+    sso,
+    triage,
+    urgency_preview,
+)
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.audit_log import AuditLog
@@ -106,6 +119,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
                        per_path=body_limits(settings))
     app.include_router(content.router)
     app.include_router(cases.router)
+    app.include_router(claims.router)
     app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)
@@ -114,6 +128,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(reviewer.router)
     app.include_router(sso.router)
     app.include_router(codec.router)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", response_model=Health, tags=["health"])

@@ -34,7 +34,7 @@ ROLES_BY_PREFIX = {
     "/v1/reports/": RECORDS_ROLES,
 }
 BODIES = {"decision": {"incident_type": "Child Pornography (possession, manufacture, and distribution)"},
-          "dismissal": {"reason": "not abuse"}, "escalation": {"reason": "looks bad"}}
+          "claim": {"user_id": 1}, "dismissal": {"reason": "not abuse"}, "escalation": {"reason": "looks bad"}}
 
 
 @dataclass

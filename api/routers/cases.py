@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide
 from api.deps import AppSettings, AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_media
 from api.ownership import OwnedCaseRef
@@ -40,10 +41,12 @@ from models.case import (
     SideEffectFailure,
     broken_reason,
 )
+from models.claims import CaseClaim
 from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
-from models.records import CaseSummary, ClosedCase
+from models.records import CaseSummary, ClosedCase, utcnow
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
+from tipline.claims import claim_of, record_decided
 from tipline.settings import Settings, UnknownOrg
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
@@ -65,6 +68,9 @@ class QueueEntry(BaseModel):
     ncmec_deadline: datetime | None
     opened_at: datetime
     updated_at: datetime
+    claim: ClaimOut | None = Field(description="Who holds the case now, since when; None when nobody does")
+    claimed_at: datetime | None = Field(description="When the case was first claimed (kept through releases)")
+    decided_at: datetime | None = Field(description="When a decision or dismissal was first accepted")
 
 
 class CaseMedia(BaseModel):
@@ -116,6 +122,9 @@ class CaseView(BaseModel):
     files_unviewed_hash_matches: bool = Field(
         description="The org files hash-matched items nobody viewed (sent with fileViewedByEsp false)")
     temporal_ui_url: str
+    claim: ClaimOut | None = Field(description="Who holds the case now, since when; None when nobody does")
+    claimed_at: datetime | None = Field(description="When the case was first claimed (kept through releases)")
+    decided_at: datetime | None = Field(description="When a decision or dismissal was first accepted")
 
 
 class MediaDecisionIn(RequestBody):
@@ -160,20 +169,36 @@ class RetryIn(RequestBody):
     case_number: int = CASE_NUMBER
 
 
+QUEUE_ORDERS = {
+    "urgency": (col(CaseSummary.urgent).desc(), col(CaseSummary.urgency_score).desc(), col(CaseSummary.opened_at)),
+    "opened_at": (col(CaseSummary.opened_at),),
+    # Oldest pick-up first, never-claimed cases last; newest decisions first.
+    "claimed_at": (col(CaseClaim.first_claimed_at).asc().nulls_last(), col(CaseSummary.opened_at)),
+    "decided_at": (col(CaseClaim.decided_at).desc().nulls_last(), col(CaseSummary.opened_at)),
+}
+
+
 @router.get("", response_model=list[QueueEntry], summary="The org's NCMEC queue, urgent and oldest first")
 def list_queue(
     principal: NcmecReviewer, session: DbSession,
     status: Annotated[list[CaseStatus] | None, Query(description="Default: every open status")] = None,
+    sort: Annotated[str, Query(pattern="^(urgency|opened_at|claimed_at|decided_at)$",
+                               description="urgency (urgent, score, oldest), opened_at and claimed_at oldest "
+                                           "first, decided_at newest first")] = "urgency",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[QueueEntry]:
     statuses = [s.value for s in (status or OPEN_STATUSES)]
     rows = session.exec(
-        select(CaseSummary)
+        select(CaseSummary, CaseClaim)
+        .outerjoin(CaseClaim, (col(CaseClaim.workflow_id) == col(CaseSummary.workflow_id))
+                   & (col(CaseClaim.case_number) == col(CaseSummary.case_number)))
         .where(CaseSummary.org_id == principal.org_id, col(CaseSummary.status).in_(statuses))
-        .order_by(col(CaseSummary.urgent).desc(), col(CaseSummary.urgency_score).desc(), col(CaseSummary.opened_at))
+        .order_by(*QUEUE_ORDERS[sort])
         .limit(limit)
     ).all()
-    return [QueueEntry(case_ref=r.workflow_id, **r.model_dump(exclude={"workflow_id", "org_id"})) for r in rows]
+    return [QueueEntry(case_ref=r.workflow_id, claim=claim_out(c), claimed_at=c.first_claimed_at if c else None,
+                       decided_at=c.decided_at if c else None, **r.model_dump(exclude={"workflow_id", "org_id"}))
+            for r, c in rows]
 
 
 @router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
@@ -184,7 +209,10 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
                    ) -> CaseView:
     state = await _case_state(temporal, principal, case_ref, case_number, engine)
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
+    claim = await run_in_threadpool(claim_of, engine, case_ref, state.case_number)
     return CaseView(
+        claim=claim_out(claim), claimed_at=claim.first_claimed_at if claim else None,
+        decided_at=claim.decided_at if claim else None,
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,
         media_listed=state.media_listed, media_list_error=state.media_list_error,
@@ -228,6 +256,7 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
                  audit: AuditTrail, engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     # fileViewedByEsp says whether the provider looked at the file: the view log answers, not the reviewer's word.
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
+    await ensure_may_decide(engine, principal, case_ref, body.case_number)
     decision = ReviewDecision(
         reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump(), viewed=m.media_id in viewed) for m in body.media],
@@ -240,17 +269,20 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
     accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
     await _audit(audit, "case.decided", principal, case_ref, body.case_number,
                  reported=sum(1 for m in body.media if m.reported))
+    await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
     return accepted
 
 
 @router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
-                  audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                  audit: AuditTrail, engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+    await ensure_may_decide(engine, principal, case_ref, body.case_number)
     handle = await _own_case(temporal, principal, case_ref)
     dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason,
                           media_seen=await _settled_media(temporal, principal, case_ref, body.case_number))
     accepted = await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
     await _audit(audit, "case.dismissed", principal, case_ref, body.case_number)
+    await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
     return accepted
 
 

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 import models.accounts  # noqa: F401
 import models.audit  # noqa: F401
+import models.claims  # noqa: F401
 import models.hash_banks  # noqa: F401
 import models.records  # noqa: F401  (registers the tables on SQLModel.metadata)
 
