@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -26,23 +27,28 @@ from activities.filing import FilingActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
+from activities.retention import RetentionActivities
 from activities.triage import TriageActivities
+from models.retention import RetentionStart
+from tipline.audit_log import AuditLog
 from tipline.db import make_engine
 from tipline.egress import EgressClient, EgressTimeouts, parse_exemption
 from tipline.evidence import EvidenceStore
 from tipline.logging import get_logger
 from tipline.metrics import MetricsServer, metrics_registry, start_metrics_server
+from tipline.purge import Purger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
+from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow
 from workflows.screening import ScreeningWorkflow
 
 log = get_logger(__name__)
 MAX_ACTIVITIES = 8
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
-WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
+WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow]
 
 
 @asynccontextmanager
@@ -56,6 +62,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
     filing = FilingActivities(settings, engine, store)
     detection = DetectionActivities(settings, store, engine)
     triage = TriageActivities(settings, engine, client)
+    retention = RetentionActivities(Purger(engine, store, AuditLog.from_settings(settings, engine), settings.orgs))
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
         media = MediaActivities(settings, store, egress)
@@ -73,6 +80,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
                 detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
                 detection.bank_reported_media,
                 triage.record_triage, triage.close_triage, triage.enqueue_in_case,
+                retention.find_due_cases, retention.purge_case,
             ]
             swapped = {_activity_name(a) for a in activity_overrides}
             worker = Worker(
@@ -141,7 +149,15 @@ async def run(settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url)
     with worker_metrics(settings, engine):
         async with case_worker(client, settings, engine):
+            await start_retention_clock(client, settings)
             await asyncio.Event().wait()
+
+
+async def start_retention_clock(client: Client, settings: Settings) -> None:
+    """The one retention workflow of the deployment; every worker asks, the first start wins, the rest join it."""
+    await client.start_workflow(RetentionWorkflow.run, RetentionStart(), id=RETENTION_WORKFLOW_ID,
+                                task_queue=settings.task_queue,
+                                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 
 
 @contextmanager
