@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.middleware import BodyLimit, BodyLimits, PathCORS, SecurityHeaders
-from api.routers import cases, codec, content, intake, reports, session, sso, triage, urgency_preview
+from api.routers import cases, codec, content, holds, intake, reports, session, sso, triage, urgency_preview
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.audit_log import AuditLog
@@ -106,6 +106,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
                        per_path=body_limits(settings))
     app.include_router(content.router)
     app.include_router(cases.router)
+    app.include_router(holds.router)
     app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)
