@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 from activities.retention import RetentionActivities
 from models.audit import AuditRow
 from models.records import CaseSummary, FiledFile, FiledReport, IssuedRef, RefKind, ReportStatus
-from models.retention import CaseTombstone, EvidenceLink, HoldKind, PassSummary, RetentionStart
+from models.retention import CaseKey, CaseTombstone, EvidenceLink, HoldKind, PassSummary, RetentionStart
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ORG, eventually
 from tests.history_payloads import decrypt_in_place
@@ -247,3 +247,25 @@ async def record(world: World, run_id: str) -> None:
     history = await decrypt_in_place(history, codec)
     text = json.dumps(history.to_json_dict(), separators=(",", ":"))
     (HISTORIES / "retention_purge_pass.json").write_text(text + "\n")
+
+
+def test_an_object_another_kept_case_needs_stays(world: World) -> None:
+    """The store is content-addressed: a purge deletes only what no kept case relies on."""
+    purger = Purger(world.engine, world.store, world.audit, OrgDirectory(orgs={ORG: world.settings.orgs.get(ORG)}))
+    closed = datetime.now(UTC) - timedelta(days=800)
+    old = seed_case(world, org=ORG, status="filed", closed_at=closed)
+    recent = seed_case(world, org=ORG, status="filed", closed_at=datetime.now(UTC))
+    with Session(world.engine) as session:  # the recent case preserved the same bytes as the old one
+        session.add(EvidenceLink(org_id=ORG, case_ref=recent.case_ref, sha256=old.reported_sha256))
+        # and the old user has a second, still open case
+        session.add(CaseSummary(workflow_id=old.case_ref, case_number=2, org_id=ORG, status="awaiting_review",
+                                opened_at=closed, updated_at=closed))
+        session.commit()
+    outcome = purger.purge(CaseKey(case_ref=old.case_ref, case_number=1), datetime.now(UTC))
+    assert outcome.purged and outcome.objects_deleted == 0
+    # Shared with the recent case, and the user's preserved object waits for their last case.
+    assert world.store.exists(old.reported_sha256) and world.store.exists(old.preserved_sha256)
+    assert purger.purge(CaseKey(case_ref=old.case_ref, case_number=2), datetime.now(UTC)).skipped == "open"
+    assert purger.purge(CaseKey(case_ref=recent.case_ref, case_number=1), datetime.now(UTC)).skipped == "not_due"
+    assert purger.purge(CaseKey(case_ref=old.case_ref, case_number=1), datetime.now(UTC)).skipped == \
+        "already_purged"
