@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -45,7 +45,8 @@ from tipline.purge import Purger
 from tipline.retention import Holds, add_years
 from tipline.settings import OrgDirectory, RetentionSettings, Settings
 from tipline.synthetic import synthetic_image
-from workflows.retention import RetentionWorkflow
+from worker import start_retention_clock
+from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 SHORT_ORG = "short-keep"  # dismissed cases kept 30 days
@@ -269,3 +270,21 @@ def test_an_object_another_kept_case_needs_stays(world: World) -> None:
     assert purger.purge(CaseKey(case_ref=recent.case_ref, case_number=1), datetime.now(UTC)).skipped == "not_due"
     assert purger.purge(CaseKey(case_ref=old.case_ref, case_number=1), datetime.now(UTC)).skipped == \
         "already_purged"
+
+
+async def test_every_worker_asks_for_the_one_retention_clock(temporal_client: Client, settings: Settings,
+                                                             worker: None) -> None:
+    """The worker and the local stack start it; a second start joins the running one."""
+    await start_retention_clock(temporal_client, settings)
+    first = await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).describe()
+    await start_retention_clock(temporal_client, settings)
+    again = await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).describe()
+    try:
+        assert first.status == again.status == WorkflowExecutionStatus.RUNNING and first.run_id == again.run_id
+
+        async def passed() -> PassSummary | None:
+            return await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).query(RetentionWorkflow.last_pass)
+
+        assert (await eventually(passed, what="the first pass")).passes == 1
+    finally:
+        await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).terminate("test done")
