@@ -23,6 +23,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
@@ -34,17 +35,22 @@ from activities.hashing_pool import HashingPool
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
+from activities.retention import RetentionActivities
 from activities.triage import TriageActivities
+from models.retention import RetentionStart
+from tipline.audit_log import AuditLog
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import watch_filings
 from tipline.logging import get_logger
+from tipline.purge import Purger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
 from workflows import task_queues as tq
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
+from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow
 from workflows.screening import ScreeningWorkflow
 
 if TYPE_CHECKING:
@@ -53,7 +59,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
-WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow]
+WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow]
 # The packages whose code the worker runs (pyproject's package list): the build id is a digest of them.
 CODE = ("tipline", "workflows", "activities", "api", "models", "cybertipline", "detection")
 # A sync activity's thread is taken before its slot is: a few spare threads keep local activities from waiting.
@@ -95,6 +101,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
         if serves_detection and settings.detection_processes else None
     detection = DetectionActivities(settings, store, engine, hashing)
     triage = TriageActivities(settings, engine, client)
+    retention = RetentionActivities(Purger(engine, store, AuditLog.from_settings(settings, engine), settings.orgs))
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
         media = MediaActivities(settings, store, egress)
@@ -102,7 +109,8 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
         callbacks = PlatformCallbackActivities(settings, engine, egress)
         by_role: dict[str, list[Callable[..., Any]]] = {
             tq.CASES: [index.publish_case_summary, index.user_history,
-                       triage.record_triage, triage.close_triage, triage.enqueue_in_case],
+                       triage.record_triage, triage.close_triage, triage.enqueue_in_case,
+                       retention.find_due_cases, retention.purge_case],
             tq.DETECTION: [detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
                            detection.bank_reported_media],
             tq.NCMEC: [filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
@@ -241,6 +249,8 @@ async def run(settings: Settings) -> None:
     with worker_metrics(settings, engine):
         async with case_worker(client, settings, engine) as workers:
             log.info("worker.started", queues=[w.task_queue for w in workers.all()])
+            if tq.CASES in settings.worker_queues:  # the retention workflow runs where the workflows do
+                await start_retention_clock(client, settings)
             # Filing attempts that end without telling their case (terminated, timed out) are noticed here.
             watching = asyncio.create_task(watch_filings(client)) if tq.CASES in settings.worker_queues else None
             try:
@@ -250,6 +260,13 @@ async def run(settings: Settings) -> None:
                     watching.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watching
+
+
+async def start_retention_clock(client: Client, settings: Settings) -> None:
+    """The one retention workflow of the deployment; every worker asks, the first start wins, the rest join it."""
+    await client.start_workflow(RetentionWorkflow.run, RetentionStart(), id=RETENTION_WORKFLOW_ID,
+                                task_queue=settings.task_queue,
+                                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 
 
 @contextmanager

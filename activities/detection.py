@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from models.case import BankMatchSummary, EvidenceRef, MediaAnalysis
 from models.filing import AnalyzeMediaBatch, AnalyzeMediaInput, BankReportedMediaInput
 from tipline.logging import get_logger
+from tipline.retention import link_evidence
 from tipline.settings import Settings
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class DetectionActivities:
     @activity.defn
     def analyze_media(self, request: AnalyzeMediaInput) -> MediaAnalysis:
         """Hash the item and look it up in every enabled bank of the org."""
+        self._link_to_case(request)
         if request.evidence.size > MAX_ANALYZED_BYTES:
             return MediaAnalysis(unhashable_reason=TOO_LARGE)
         matcher = self.prepare()
@@ -112,6 +114,12 @@ class DetectionActivities:
             matches=[BankMatchSummary(bank_name=m.bank_name, hash_type=m.hash_type, distance=m.distance,
                                       external_id=m.external_id, classification=m.classification) for m in matches],
         )
+
+    def _link_to_case(self, request: AnalyzeMediaInput) -> None:
+        # Every item a case holds is analysed once preserved, uploaded or fetched: here is where the purge
+        # learns which objects the user's cases rely on (tipline.purge).
+        if activity.in_activity() and activity.info().workflow_type == "CaseWorkflow":
+            link_evidence(self.engine, request.org_id, activity.info().workflow_id, request.evidence.sha256)
 
     @activity.defn
     def analyze_media_batch(self, batch: AnalyzeMediaBatch) -> list[MediaAnalysis]:

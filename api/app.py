@@ -25,6 +25,7 @@ from api.routers import (
     claims,
     codec,
     content,
+    holds,
     intake,
     pages,
     reports,
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(content.router)
     app.include_router(cases.router)
     app.include_router(claims.router)
+    app.include_router(holds.router)
     app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)

@@ -32,9 +32,11 @@ ROLES_BY_PREFIX = {
     "/v1/screenings/": NCMEC_ROLES,
     "/v1/triage/": NCMEC_ROLES,
     "/v1/reports/": RECORDS_ROLES,
+    "/v1/cases/{case_ref}/holds": frozenset({Role.ADMIN, Role.MODERATOR_MANAGER}),
 }
 BODIES = {"decision": {"incident_type": "Child Pornography (possession, manufacture, and distribution)"},
-          "claim": {"user_id": 1}, "dismissal": {"reason": "not abuse"}, "escalation": {"reason": "looks bad"}}
+          "claim": {"user_id": 1}, "dismissal": {"reason": "not abuse"}, "escalation": {"reason": "looks bad"},
+          "holds": {"reason": "order"}}
 
 
 @dataclass
@@ -65,8 +67,9 @@ def routes_with_ids(settings: Settings) -> list[tuple[str, str]]:
 
 
 def allowed_roles(path: str) -> frozenset[Role]:
-    [roles] = [roles for prefix, roles in ROLES_BY_PREFIX.items() if path.startswith(prefix)]
-    return roles
+    # The longest prefix wins: a case's holds are for fewer roles than the case.
+    return max(((prefix, roles) for prefix, roles in ROLES_BY_PREFIX.items() if path.startswith(prefix)),
+               key=lambda match: len(match[0]))[1]
 
 
 async def own_objects(api: httpx.AsyncClient, api_keys: dict, engine: Engine, triage: TriageActivities,

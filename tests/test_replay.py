@@ -55,7 +55,7 @@ RECORDED_PATHS = {
     "enrichment_retries", "needs_attention_then_retry", "refile_after_report_deleted", "review_timer_fires",
     "next_case_after_filing", "next_case_opened", "continue_as_new_awaiting_review", "continue_as_new_carried_state",
     "screening_bank_match", "screening_triage_escalated", "screening_triage_dismissed", "screening_clear",
-    "screening_unfetchable", "screening_classifier_unavailable",
+    "screening_unfetchable", "screening_classifier_unavailable", "retention_purge_pass",
 }
 
 

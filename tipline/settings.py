@@ -89,6 +89,32 @@ class ClassifierSettings(BaseModel):
     high_recall: str = "HIGH"
 
 
+# The REPORT Act (18 U.S.C. §2258A(h)) has a provider preserve what it reported for one year.
+MIN_FILED_CASE_YEARS = 1
+
+
+class RetentionSettings(BaseModel):
+    """How long a closed case's evidence and personal data are kept before the daily purge removes them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Whole years from the report (the case's latest report to NCMEC); the law's year is the floor.
+    filed_case_years: int = MIN_FILED_CASE_YEARS
+    # Days from the dismissal: the org's own policy, no legal floor.
+    dismissed_case_days: int = Field(default=90, ge=1, le=36500)
+
+    @field_validator("filed_case_years")
+    @classmethod
+    def _at_least_the_law(cls, value: int) -> int:
+        if value < MIN_FILED_CASE_YEARS:
+            raise ValueError(f"retention.filed_case_years is {value}: a filed case is kept at least "
+                             f"{MIN_FILED_CASE_YEARS} year from the report (REPORT Act); it may be longer, "
+                             f"never shorter")
+        if value > 100:
+            raise ValueError("retention.filed_case_years must be at most 100")
+        return value
+
+
 class OrgSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -117,6 +143,7 @@ class OrgSettings(BaseModel):
     # Items matching a known-CSAM bank may be filed without a person viewing them (fileViewedByEsp false);
     # otherwise the review page asks for every reported item to be revealed first.
     file_unviewed_hash_matches: bool = False
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("id")
     @classmethod
@@ -441,7 +468,7 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
     for org in orgs:
         values = org.model_dump(mode="json", exclude_none=True,
                                 exclude={"id", "ncmec", "reporter", "callback_secret", "classifier",
-                                         "media_allowed_hosts"})
+                                         "media_allowed_hosts", "retention"})
         if org.media_allowed_hosts is not None:
             values["media_allowed_hosts"] = list(org.media_allowed_hosts)
         if org.callback_secret is not None:
@@ -457,6 +484,8 @@ def orgs_toml(orgs: list[OrgSettings]) -> str:
             classifier["api_key"] = org.classifier.api_key.get_secret_value()
         lines.append(f"\n[orgs.{org.id}.classifier]")
         lines += [f"{key} = {_toml_string(value)}" for key, value in classifier.items()]
+        lines.append(f"\n[orgs.{org.id}.retention]")
+        lines += [f"{key} = {value}" for key, value in org.retention.model_dump().items()]
         lines.append(f"\n[orgs.{org.id}.reporter]")
         reporter = org.reporter.model_dump(mode="json", exclude_none=True)
         lines += [f"{key} = {_toml_string(value)}" for key, value in reporter.items()]

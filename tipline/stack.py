@@ -26,7 +26,7 @@ from tipline.sandbox_cli import sandbox_config
 from tipline.settings import NcmecCredentials, NcmecEnvironment, OrgSettings, ReporterSettings, Settings, orgs_toml
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, temporal_binary
-from worker import case_worker
+from worker import case_worker, start_retention_clock
 from workflows import search_attributes as sa
 
 log = get_logger(__name__)
@@ -121,6 +121,7 @@ async def run_stack(settings: Settings) -> None:
             serve_app(api_app, settings.api_host, settings.api_port) as api_url,
             case_worker(client, settings, engine),
         ):
+            await start_retention_clock(client, settings)
             print_banner(settings, api_url, first_start)
             await asyncio.Event().wait()
     finally:
