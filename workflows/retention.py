@@ -57,8 +57,13 @@ class RetentionWorkflow:
         purged = failed = 0
         due = DueCases(cases=[], next_after=None)
         while True:
-            due = await workflow.execute_activity_method(
-                RetentionActivities.find_due_cases, DueCasesInput(now=now, after=due.next_after), **FIND)
+            try:
+                due = await workflow.execute_activity_method(
+                    RetentionActivities.find_due_cases, DueCasesInput(now=now, after=due.next_after), **FIND)
+            except ActivityError:
+                # The database stayed unreachable through every retry: the clock keeps going, tomorrow's pass
+                # looks again (nothing due is lost, it is only purged a day later).
+                return PassSummary(at=now, passes=passes + 1, purged=purged, failed=failed + 1)
             for case in due.cases:
                 try:
                     outcome = await workflow.execute_activity_method(
