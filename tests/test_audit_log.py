@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from models.audit import AuditRow
-from models.records import Role
+from models.records import ClosedCase, Role
 from tests.accounts_helpers import browser, new_user, sign_in
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ORG, eventually, headers
@@ -195,3 +195,11 @@ async def test_a_view_and_a_dismissal_are_recorded_against_the_case(
     assert all(r.actor.startswith("moderator_manager:") for r in rows)
     assert json.loads(rows[0].detail) == {"media_id": "audited-1"}
     assert "synthetic test pattern" not in rows[1].detail, "the reason is the case's, not the log's"
+
+    async def recorded() -> ClosedCase | None:
+        with Session(engine) as session:
+            return session.get(ClosedCase, (case_ref, 1))
+
+    # The closed case is kept whole, so it stays readable by number after the workflow lets it go.
+    closed = await eventually(recorded, what="the closed case's record")
+    assert closed.status == "dismissed" and closed.org_id == ORG
