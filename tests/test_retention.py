@@ -10,6 +10,7 @@ Set ``TIPLINE_RECORD_HISTORIES=1`` to write the replay fixture ``retention_purge
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -275,6 +277,9 @@ def test_an_object_another_kept_case_needs_stays(world: World) -> None:
 async def test_every_worker_asks_for_the_one_retention_clock(temporal_client: Client, settings: Settings,
                                                              worker: None) -> None:
     """The worker and the local stack start it; a second start joins the running one."""
+    # Worker processes other tests ran started it on queues of their own: begin from none running.
+    with contextlib.suppress(RPCError):
+        await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).terminate("a test starts its own")
     await start_retention_clock(temporal_client, settings)
     first = await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).describe()
     await start_retention_clock(temporal_client, settings)

@@ -127,6 +127,7 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
 
             await eventually(first_hashed, timeout=60, what="the first item hashed")
             gate.open.clear()
+            gate.entered.clear()  # the first item's hashing set it
             await handle.signal("add_content", item(store, user_id, "second", fresh_seed()))
             assert await asyncio.to_thread(gate.entered.wait, 30), "the second hashing never started"
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from api.deps import DbSession, RecordsReader, Store, get_engine
+from api.deps import AuditTrail, DbSession, RecordsReader, Store, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response
 from api.ownership import OwnedReport
 from api.problems import PROBLEM_RESPONSES, ProblemError
@@ -135,13 +135,14 @@ def get_file_details_xml(report: OwnedReport, ncmec_file_id: str, session: DbSes
             responses={**MEDIA_RESPONSES, **CSV_RESPONSE},
             summary="A filed file's bytes, media or conversation CSV, as uploaded (the download is recorded)")
 async def get_file_content(report: OwnedReport, ncmec_file_id: str, principal: RecordsReader, session: DbSession,
-                           store: Store, engine: Annotated[Engine, Depends(get_engine)]) -> StreamingResponse:
+                           store: Store, engine: Annotated[Engine, Depends(get_engine)], audit: AuditTrail
+                           ) -> StreamingResponse:
     row = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id,
                                                FiledFile.ncmec_file_id == ncmec_file_id)).first()
     if row is None:
         raise ProblemError(404, "No such file in this report")
-    served = await evidence_response(store, engine, principal, sha256=row.evidence_sha256, ref=report.workflow_id,
-                                     media_id=row.media_id)
+    served = await evidence_response(store, engine, audit, principal, sha256=row.evidence_sha256,
+                                     ref=report.workflow_id, media_id=row.media_id)
     if _kind(row) == "conversation":
         # Sniffing knows images and videos; a conversation is the CSV Tipline wrote.
         served.headers["Content-Type"] = "text/csv; charset=utf-8"
