@@ -25,8 +25,9 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from pathlib import Path
+
+from tipline.private_files import create_once
 
 KEY_BYTES = 32
 KEYS_ENV = "TIPLINE_EVIDENCE_KEYS"
@@ -233,19 +234,7 @@ class KeyRing:
 
 
 def _create_key_file(path: Path, ring: KeyRing) -> None:
-    # The API and the worker may start at once: write a complete file privately, then link it into place.
-    # link() fails if the name exists, so exactly one process's key wins and nobody reads a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".evidence-keys-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(handle, "w") as sink:
-            sink.write(ring._key_file_text())
-            sink.flush()
-            os.fsync(sink.fileno())
-        with suppress(FileExistsError):  # another process created it first: use theirs
-            os.link(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    create_once(path, ring._key_file_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import stat
-import tempfile
-from contextlib import suppress
 from pathlib import Path
 
+from tipline.private_files import create_once
 from tipline.settings import Settings
 
 ID_KEY_FILE_NAME = "id-key"
@@ -80,16 +78,4 @@ def load_or_create_key_file(path: Path) -> bytes:
 
 
 def _create_key_file(path: Path) -> None:
-    # The API and the worker may start at once: write the key privately, then link it into place; link() fails
-    # if the name exists, so exactly one process's key wins and nobody reads a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".id-key-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(handle, "w") as sink:
-            sink.write(secrets.token_urlsafe(48) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-        with suppress(FileExistsError):
-            os.link(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    create_once(path, secrets.token_urlsafe(48) + "\n")

@@ -19,15 +19,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from tipline.private_files import create_once
 
 if TYPE_CHECKING:
     from tipline.settings import Settings
@@ -189,19 +188,7 @@ def _decode_key(encoded: str, where: str) -> bytes:
 
 
 def _create_key_file(path: Path, source: StaticKeySource) -> None:
-    # The API and the worker may start at once: write the file privately, then link it into place; link() fails
-    # if the name exists, so exactly one process's key wins and nobody reads a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".payload-keys-")  # created 0600
-    try:
-        with os.fdopen(handle, "w") as sink:
-            sink.write(source._file_text())
-            sink.flush()
-            os.fsync(sink.fileno())
-        with suppress(FileExistsError):
-            os.link(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    create_once(path, source._file_text())
 
 
 def main(argv: list[str] | None = None) -> int:
