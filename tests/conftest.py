@@ -14,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI, Request, Response
+from playwright.async_api import expect
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client
@@ -45,6 +46,10 @@ from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Se
 from tipline.temporal import temporal_binary
 from worker import case_worker
 from workflows import search_attributes as sa
+
+# Playwright's 5 s default fails browser flows on a loaded CI machine (decrypting and fetching media, filing); a
+# condition that never comes still fails, only later.
+expect.set_options(timeout=20_000)
 
 REPO = Path(__file__).resolve().parents[1]
 # NCMEC's schema is data the project never copies; it sits beside the checkout.
