@@ -50,7 +50,7 @@ from tipline.temporal import connect, metrics_runtime
 from workflows import task_queues as tq
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
-from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow
+from workflows.retention import RetentionWorkflow, retention_workflow_id
 from workflows.screening import ScreeningWorkflow
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
                 # Together, not one after another: each drains within its own grace period.
                 await asyncio.gather(*(worker.shutdown() for worker in workers.all()), return_exceptions=True)
                 await asyncio.gather(*workers.runs)
+                await filing.aclose()
 
 
 def _queues(settings: Settings, role: str) -> list[str]:
@@ -264,7 +265,7 @@ async def run(settings: Settings) -> None:
 
 async def start_retention_clock(client: Client, settings: Settings) -> None:
     """The one retention workflow of the deployment; every worker asks, the first start wins, the rest join it."""
-    await client.start_workflow(RetentionWorkflow.run, RetentionStart(), id=RETENTION_WORKFLOW_ID,
+    await client.start_workflow(RetentionWorkflow.run, RetentionStart(), id=retention_workflow_id(settings.task_queue),
                                 task_queue=settings.task_queue,
                                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
 

@@ -47,6 +47,10 @@ class FilingActivities:
 
         self.ncmec = NcmecFiling(settings, engine, store)
 
+    async def aclose(self) -> None:
+        """Close the NCMEC connections kept between calls (the worker does, once its activities have drained)."""
+        await self.ncmec.aclose()
+
     @activity.defn
     async def open_report(self, request: OpenReportInput) -> OpenedReport:
         return await self.ncmec.open_report(request)

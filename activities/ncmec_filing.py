@@ -68,6 +68,7 @@ class NcmecFiling:
         self.settings = settings
         self.engine = engine
         self.store = store
+        self._clients: dict[tuple[str, str], CyberTiplineClient] = {}
 
     async def open_report(self, request: OpenReportInput) -> OpenedReport:
         org = self.settings.orgs.get(request.org_id)
@@ -84,8 +85,7 @@ class NcmecFiling:
             report_xml = report_to_xml(compose_report(org, request, now=now), now=now)
         await asyncio.to_thread(self._check_schema, report_xml, "the report")
         with _refusal_of("the report"):
-            async with self._client(org) as client:
-                response = await client.submit(report_xml)
+            response = await self._client(org).submit(report_xml)
         assert response.report_id is not None
         suggestion = suggestion_of_record(request.decision.urgency_suggestion_shown, request.urgency_suggestion)
         recorded = await asyncio.to_thread(self._record_attempt, FiledReport(
@@ -140,8 +140,7 @@ class NcmecFiling:
         receipt: str | None
         try:
             with _refusal_of("finishing the report"):
-                async with self._client(org) as client:
-                    response = await client.finish(request.report_id)
+                response = await self._client(org).finish(request.report_id)
             file_ids, receipt = response.file_ids, response.raw_xml
         except ApplicationError as refusal:
             # A retry after a lost answer finds the report finished: that is the outcome we wanted.
@@ -163,8 +162,7 @@ class NcmecFiling:
         """Retract a report the case will not finish, and record why; NCMEC may have deleted it already."""
         org = self.settings.orgs.get(request.org_id)
         try:
-            async with self._client(org) as client:
-                await client.retract(request.report_id)
+            await self._client(org).retract(request.report_id)
             outcome, status = "retracted", ReportStatus.RETRACTED
         except CyberTiplineError as error:
             if error.code == REPORT_GONE:
@@ -195,9 +193,10 @@ class NcmecFiling:
                                    type="EvidenceCorrupted", non_retryable=True) from error
         with stream as content, _refusal_of("the file upload"):
             media_type = await asyncio.to_thread(sniff_media_type, content, file_name)
-            async with self._client(org) as client, heartbeating(), aclosing(_read_ahead(content)) as chunks:
+            async with heartbeating(), aclosing(_read_ahead(content)) as chunks:
                 try:
-                    response = await client.upload_stream(report_id, file_name, chunks, evidence.size, media_type)
+                    response = await self._client(org).upload_stream(report_id, file_name, chunks, evidence.size,
+                                                                     media_type)
                 except EvidenceCorrupted as error:
                     raise ApplicationError(f"the preserved evidence failed its integrity check: {error}",
                                            type="EvidenceCorrupted", non_retryable=True) from error
@@ -233,14 +232,25 @@ class NcmecFiling:
         details_xml = file_details_to_xml(details)
         await asyncio.to_thread(self._check_schema, details_xml, what)
         with _refusal_of(what):
-            async with self._client(org) as client:
-                await client.fileinfo(details_xml)
+            await self._client(org).fileinfo(details_xml)
         await asyncio.to_thread(self._record_details, org, report_id, file_id, details_xml.decode())
         return FileDetailsSent(sent_at=datetime.now(UTC))
 
     def _client(self, org: OrgSettings) -> CyberTiplineClient:
-        return CyberTiplineClient(self.settings.ncmec_base_url(org.ncmec.environment), org.ncmec.username,
-                                  org.ncmec.password.get_secret_value())
+        """The org's one client for the worker's life: its connections (and TLS sessions) are kept between calls,
+        and building an HTTP client (its TLS context, the CA bundle) cost more than the call it made."""
+        key = (org.id, org.ncmec.environment.value)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = CyberTiplineClient(
+                self.settings.ncmec_base_url(org.ncmec.environment), org.ncmec.username,
+                org.ncmec.password.get_secret_value())
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def _check_schema(self, document: bytes, what: str) -> None:
         if self.settings.ncmec_xsd_path is None:
@@ -286,8 +296,7 @@ class NcmecFiling:
 
     async def _retract_duplicate(self, org: OrgSettings, report_id: int) -> None:
         try:
-            async with self._client(org) as client:
-                await client.retract(report_id)
+            await self._client(org).retract(report_id)
         except (CyberTiplineError, CyberTiplineTransportError) as error:
             # NCMEC deletes unfinished reports on its own; the log keeps the id for whoever checks.
             log.warning("ncmec.duplicate_not_retracted", org_id=org.id, ncmec_report_id=report_id,

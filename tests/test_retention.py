@@ -48,7 +48,7 @@ from tipline.retention import Holds, add_years
 from tipline.settings import OrgDirectory, RetentionSettings, Settings
 from tipline.synthetic import synthetic_image
 from worker import start_retention_clock
-from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow
+from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow, retention_workflow_id
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 SHORT_ORG = "short-keep"  # dismissed cases kept 30 days
@@ -276,20 +276,25 @@ def test_an_object_another_kept_case_needs_stays(world: World) -> None:
 
 async def test_every_worker_asks_for_the_one_retention_clock(temporal_client: Client, settings: Settings,
                                                              worker: None) -> None:
-    """The worker and the local stack start it; a second start joins the running one."""
-    # Worker processes other tests ran started it on queues of their own: begin from none running.
+    """The worker and the local stack start it; a second start joins the running one. Each deployment (its own
+    case queue) has its own clock; the default deployment's keeps its old id."""
+    clock_id = retention_workflow_id(settings.task_queue)
+    assert clock_id != RETENTION_WORKFLOW_ID and settings.task_queue in clock_id
+    assert retention_workflow_id("tipline-cases") == RETENTION_WORKFLOW_ID
+    clock = temporal_client.get_workflow_handle(clock_id)
     with contextlib.suppress(RPCError):
-        await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).terminate("a test starts its own")
+        await clock.terminate("a test starts its own")  # the session's worker may have started it already
     await start_retention_clock(temporal_client, settings)
-    first = await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).describe()
+    first = await clock.describe()
     await start_retention_clock(temporal_client, settings)
-    again = await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).describe()
+    again = await clock.describe()
     try:
         assert first.status == again.status == WorkflowExecutionStatus.RUNNING and first.run_id == again.run_id
+        assert first.task_queue == settings.task_queue
 
         async def passed() -> PassSummary | None:
-            return await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).query(RetentionWorkflow.last_pass)
+            return await clock.query(RetentionWorkflow.last_pass)
 
         assert (await eventually(passed, what="the first pass")).passes == 1
     finally:
-        await temporal_client.get_workflow_handle(RETENTION_WORKFLOW_ID).terminate("test done")
+        await clock.terminate("test done")

@@ -46,6 +46,7 @@ NCMEC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coeffic
 # Failures no retry of the same decision can get past. NCMEC's own refusals are not among them: their causes (the
 # account's rights, the org's settings, a schema change) are fixed outside the case, and then it is retried.
 CANNOT_BE_FILED_AS_DECIDED = frozenset({"EvidenceCorrupted"})
+FILES_IN_A_SLIDING_WINDOW_PATCH = "files-in-a-sliding-window"
 
 
 def _refused_for_good(error: BaseException) -> bool:
@@ -61,6 +62,9 @@ class CaseFilingSteps:
     state: CaseState
     policy: FilingPolicy
     _changed: bool
+    # Runs before the sliding window told the case after each upload: a signal and a workflow task per file. The
+    # filing's own history holds each checkpoint; the case hears of the report at its opening and at the end.
+    _progress_after_each_upload: bool = True
 
     async def _publish(self) -> None:
         raise NotImplementedError
@@ -256,6 +260,11 @@ class CaseFilingSteps:
         decision = self.state.decision
         assert decision is not None
         pending = [d.media_id for d in decision.media if d.sent and not self._file_described(d.media_id)]
+        if workflow.patched(FILES_IN_A_SLIDING_WINDOW_PATCH):
+            self._progress_after_each_upload = False
+            await self._send_files_in_a_window(pending)
+            return
+        self._progress_after_each_upload = True
         size = self.policy.upload_concurrency
         for start in range(0, len(pending), size):
             self._check_time_left()
@@ -264,6 +273,26 @@ class CaseFilingSteps:
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
                 raise failures[0]
+
+    async def _send_files_in_a_window(self, pending: list[str]) -> None:
+        """Up to ``upload_concurrency`` files in flight, the next starting as soon as one is described (batches
+        waited for their slowest file). After a failure no new file starts; those in flight finish first."""
+        window = asyncio.Semaphore(self.policy.upload_concurrency)
+        failures: list[BaseException] = []
+
+        async def send(media_id: str) -> None:
+            async with window:
+                if failures:
+                    return
+                try:
+                    self._check_time_left()
+                    await self._send_file(media_id)
+                except (ActivityError, OutOfTime) as error:
+                    failures.append(error)
+
+        await asyncio.gather(*(send(media_id) for media_id in pending))
+        if failures:
+            raise failures[0]
 
     def _file_described(self, media_id: str) -> bool:
         filed = self.state.filing.file_for(media_id)
@@ -287,7 +316,8 @@ class CaseFilingSteps:
             filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
             filing.files.append(filed)
             filing.last_modified_at = uploaded.uploaded_at
-            await self._publish()
+            if self._progress_after_each_upload:
+                await self._publish()
         media_decision = next(d for d in decision.media if d.media_id == media_id)
         sent = await workflow.execute_activity_method(
             FilingActivities.send_file_details,

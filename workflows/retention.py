@@ -27,9 +27,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 RETENTION_WORKFLOW_ID = "tipline-retention"
-FIND = {"start_to_close_timeout": timedelta(minutes=2), "retry_policy": RetryPolicy(maximum_attempts=10)}
-# A case that cannot be purged today (its store unreachable) is tried again at the next pass.
-PURGE = {"start_to_close_timeout": timedelta(minutes=10), "retry_policy": RetryPolicy(maximum_attempts=5)}
+DEFAULT_CASE_QUEUE = "tipline-cases"
+
+
+def retention_workflow_id(case_queue: str) -> str:
+    """One clock per deployment: two deployments sharing a namespace (each its own task queue and database) must
+    not share one, or one deployment's worker would purge by the other's records. The default deployment keeps
+    the id it always had, so its running clock is joined, not doubled."""
+    return RETENTION_WORKFLOW_ID if case_queue == DEFAULT_CASE_QUEUE else f"{RETENTION_WORKFLOW_ID}-{case_queue}"
 
 
 @workflow.defn
@@ -59,15 +64,18 @@ class RetentionWorkflow:
         while True:
             try:
                 due = await workflow.execute_activity_method(
-                    RetentionActivities.find_due_cases, DueCasesInput(now=now, after=due.next_after), **FIND)
+                    RetentionActivities.find_due_cases, DueCasesInput(now=now, after=due.next_after),
+                    start_to_close_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=10))
             except ActivityError:
                 # The database stayed unreachable through every retry: the clock keeps going, tomorrow's pass
                 # looks again (nothing due is lost, it is only purged a day later).
                 return PassSummary(at=now, passes=passes + 1, purged=purged, failed=failed + 1)
             for case in due.cases:
                 try:
+                    # A case that cannot be purged today (its store unreachable) is tried again at the next pass.
                     outcome = await workflow.execute_activity_method(
-                        RetentionActivities.purge_case, PurgeCaseInput(case=case, now=now), **PURGE)
+                        RetentionActivities.purge_case, PurgeCaseInput(case=case, now=now),
+                        start_to_close_timeout=timedelta(minutes=10), retry_policy=RetryPolicy(maximum_attempts=5))
                 except ActivityError:
                     failed += 1
                     continue
