@@ -3,14 +3,15 @@ reads (``tipline.timeline``). The only I/O here is the codec (the payload keys).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
-from temporalio.converter import DataConverter, decode_search_attributes
+from temporalio.converter import DataConverter
 
 from tipline.case_histories import RunHistory
 
@@ -51,6 +52,15 @@ async def _failure(converter: DataConverter, failure: Message) -> str:
         return f"undecodable failure ({type(problem).__name__})"
     cause = error.__cause__
     return str(error) + (f": {cause}" if cause is not None and str(cause) != str(error) else "")
+
+
+def _attribute(payload: Payload) -> Any:
+    """A search attribute's value (plain JSON, never encrypted: the server indexes it); None once unset."""
+    try:
+        value = json.loads(payload.data) if payload.data else None
+    except ValueError:
+        return None
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
 def _at(event: Any) -> datetime:
@@ -94,10 +104,8 @@ async def decode_run(run: RunHistory, converter: DataConverter) -> DecodedRun:
             a = event.start_child_workflow_execution_initiated_event_attributes
             decoded.append(DecodedEvent(**base, name=a.workflow_type.name, extra={"workflow_id": a.workflow_id}))
         elif kind == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
-            attributes = decode_search_attributes(event.upsert_workflow_search_attributes_event_attributes
-                                                  .search_attributes)
-            decoded.append(DecodedEvent(**base, extra={k: v[0] if len(v) == 1 else v
-                                                       for k, v in sorted(attributes.items())}))
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            decoded.append(DecodedEvent(**base, extra={k: _attribute(v) for k, v in sorted(fields.items())}))
         elif kind == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW":
             a = event.workflow_execution_continued_as_new_event_attributes
             decoded.append(DecodedEvent(**base, values=await _values(converter, a.input),
