@@ -32,6 +32,7 @@ from activities.case_index import CaseIndexActivities
 from activities.detection import DetectionActivities
 from activities.filing import FilingActivities
 from activities.hashing_pool import HashingPool
+from activities.history_export import HistoryExportActivities
 from activities.media import MediaActivities
 from activities.notifications import NotificationActivities
 from activities.platform_callbacks import PlatformCallbackActivities
@@ -42,6 +43,7 @@ from tipline.audit_log import AuditLog
 from tipline.db import make_engine
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import watch_filings
+from tipline.history_export import HistoryExporter
 from tipline.logging import get_logger
 from tipline.purge import Purger
 from tipline.settings import Settings
@@ -102,6 +104,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
     detection = DetectionActivities(settings, store, engine, hashing)
     triage = TriageActivities(settings, engine, client)
     retention = RetentionActivities(Purger(engine, store, AuditLog.from_settings(settings, engine), settings.orgs))
+    history = HistoryExportActivities(HistoryExporter(engine, store, client))
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
         media = MediaActivities(settings, store, egress)
@@ -110,7 +113,7 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
         by_role: dict[str, list[Callable[..., Any]]] = {
             tq.CASES: [index.publish_case_summary, index.user_history,
                        triage.record_triage, triage.close_triage, triage.enqueue_in_case,
-                       retention.find_due_cases, retention.purge_case],
+                       retention.find_due_cases, retention.purge_case, history.export_case_history],
             tq.DETECTION: [detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
                            detection.bank_reported_media],
             tq.NCMEC: [filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,

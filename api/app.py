@@ -32,6 +32,7 @@ from api.routers import (
     reviewer,
     session,
     sso,
+    timeline,
     triage,
     urgency_preview,
 )
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.include_router(cases.router)
     app.include_router(claims.router)
     app.include_router(holds.router)
+    app.include_router(timeline.router)
     app.include_router(urgency_preview.router)
     app.include_router(reports.router)
     app.include_router(intake.router)

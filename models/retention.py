@@ -74,6 +74,8 @@ class CaseTombstone(SQLModel, table=True):
     # JSON lists: the NCMEC report ids, and the SHA-256 of every evidence object the case held.
     ncmec_report_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     evidence_sha256: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    # JSON list: the SHA-256 of each history export the purge deleted (models.history_export).
+    history_sha256: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     opened_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     # The report's date for a filed case, the dismissal's for a dismissed one: retention runs from here.
     closed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

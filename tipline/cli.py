@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tipline.audit_cli import add_audit_case_commands
 from tipline.logging import configure_logging
 from tipline.private_files import PRIVATE_UMASK
 from tipline.settings import Settings
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)
 
-    audit = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
+    audit = commands.add_parser("audit", help="the audit log; replaying, exporting, verifying cases").add_subparsers(
         required=True, metavar="ACTION")
     verify_log = audit.add_parser("verify-log", help="check every row's seal and the chain; name any row altered, "
                                   "removed or moved")
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_log.set_defaults(run=cmd_audit_verify_log)
     audit.add_parser("head", help="print the newest row's SEQ:SEAL, to keep outside the database").set_defaults(
         run=cmd_audit_head)
+    add_audit_case_commands(audit)
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="create a key and print it (it is shown only once)")
     create.add_argument("--org", required=True)

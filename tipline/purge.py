@@ -4,7 +4,8 @@
 What goes: every evidence object only this case still needs (reported files, conversation CSVs and, once the
 user's last case goes, every object their cases preserved), the report XML sent to NCMEC (user metadata,
 reviewer text, incident details), each file's details XML, the escalation text and Tipline's suggestion, and
-the user's triage rows. What stays: the case's queue row (ids, counts, dates), each report's row with its id,
+the user's triage rows, the case's exported histories.
+What stays: the case's queue row (ids, counts, dates), each report's row with its id,
 status, dates and NCMEC's receipt, each file's row with its digests and NCMEC file id, views, the audit log.
 """
 
@@ -16,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, tuple_
 from sqlmodel import Session, col, select
 
+from models.history_export import HistoryExport
 from models.records import CaseSummary, FiledFile, FiledReport, TriageItem, utcnow
 from models.retention import CaseKey, CaseTombstone, DueCases, EvidenceLink, PurgeOutcome
 from tipline.audit_log import AuditLog
@@ -88,6 +90,13 @@ class Purger:
             deletable = sorted(held_digests - self._still_needed(session, held_digests, key, last_case))
             for sha256 in deletable:
                 self.store.delete(sha256)  # missing is fine: a retry after a crash finds some already gone
+            # The case's exported histories hold its payloads too: the object goes, the row keeps its digest.
+            exports = list(session.exec(select(HistoryExport).where(
+                HistoryExport.case_ref == key.case_ref, HistoryExport.case_number == key.case_number)).all())
+            for export in exports:
+                self.store.delete(export.sha256)
+                export.purged_at = export.purged_at or now
+                session.add(export)
 
             for report in reports:
                 report.report_xml = ""
@@ -102,6 +111,7 @@ class Purger:
             tombstone = CaseTombstone(
                 org_id=summary.org_id, case_ref=key.case_ref, case_number=key.case_number, status=summary.status,
                 ncmec_report_ids=json.dumps(list(dates.report_ids)), evidence_sha256=json.dumps(sorted(held_digests)),
+                history_sha256=json.dumps(sorted(e.sha256 for e in exports)),
                 opened_at=dates.opened_at, closed_at=dates.closed_at, due_at=dates.due_at, purged_at=now)
             session.add(tombstone)
             session.commit()

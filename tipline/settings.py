@@ -290,6 +290,8 @@ class Settings(BaseSettings):
     payload_keys: SecretStr | None = None
     payload_current_key: str | None = None
     payload_key_file: Path | None = None
+    # The Ed25519 key audit bundles are signed with (tipline.audit_signing); default: audit-signing.key in data_dir.
+    audit_signing_key_file: Path | None = None
     # The codec server (POST /codec/decode) answers browsers from this origin only; default: temporal_ui_url's.
     codec_cors_origin: str | None = None
     # When set, only Admin keys of these orgs decode payloads: the Temporal UI shows every org's cases.

@@ -16,13 +16,20 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.detection import DetectionActivities
+    from activities.history_export import HistoryExportActivities
     from models.case import CaseState, CaseStatus, FilingPolicy, SideEffectFailure
     from models.filing import BankReportedMediaInput, FilingReport, FilingStart, ReportedMedia, filing_workflow_id
+    from models.history_export import ExportHistoryInput
     from workflows import task_queues
     from workflows.case_filing_workflow import CaseFilingWorkflow
     from workflows.errors import reviewer_safe_reason
 
 BANKING_HEARTBEAT = timedelta(seconds=30)
+# Marks runs that export a closed case's histories at close (tipline.history_export); older runs did not.
+EXPORT_HISTORY_PATCH = "export-history-at-close"
+# Fetching every run's history takes seconds; the tries spread over an hour ride out a Temporal restart.
+EXPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                           maximum_interval=timedelta(minutes=10), maximum_attempts=8)
 
 
 class DecidedCaseSteps:
@@ -139,9 +146,26 @@ class DecidedCaseSteps:
 
     async def _close(self, case: CaseState) -> None:
         await self._publish_row(case)
+        if workflow.patched(EXPORT_HISTORY_PATCH):
+            await self._export_history(case)
         del self.decided[case.case_number]
         self.last_closed = case
         self._changed = True
+
+    async def _export_history(self, case: CaseState) -> None:
+        """Every run's history of the case, kept with its records past Temporal's retention. Called here, at
+        close, and not by a worker's watcher: Temporal retries it through worker restarts, and the history
+        records that it ran and what it stored. A failure after its tries is logged; the case closes anyway."""
+        try:
+            await workflow.execute_activity_method(
+                HistoryExportActivities.export_case_history,
+                ExportHistoryInput(org_id=case.org_id, case_ref=case.workflow_id, case_number=case.case_number,
+                                   filing_attempts=case.filing_attempt),
+                start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(hours=2),
+                retry_policy=EXPORT_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("the closed case's history export failed after its retries")
 
     # ---- side effects that failed ----
 

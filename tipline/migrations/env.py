@@ -6,6 +6,7 @@ import models.accounts  # noqa: F401
 import models.audit  # noqa: F401
 import models.claims  # noqa: F401
 import models.hash_banks  # noqa: F401
+import models.history_export  # noqa: F401
 import models.records  # noqa: F401  (registers the tables on SQLModel.metadata)
 import models.retention  # noqa: F401
 

@@ -6,6 +6,7 @@ import {$, el, when} from "./dom.js";
 import {FILE_ANNOTATION_KEYS, REPORT_ANNOTATION_KEYS, showHelp} from "./keys.js";
 import {forgetMedia, hide, toggleReveal} from "./media.js";
 import {CLASSES, currentItem, judgeable, review, startCase, toggle} from "./state.js";
+import {mayReadTimeline, timelineSection} from "./timeline.js";
 import {bindWellness, loadWellness, openWellness} from "./wellness.js";
 
 let pendingPrefix = null, previewSeq = 0;
@@ -61,6 +62,7 @@ async function openCase(ref, caseNumber, row) {
   // The queue row names the case: a user's next case may be waiting while the previous one files.
   startCase(await call(`/v1/cases/${ref}?case_number=${caseNumber}`));
   renderCase(onChange);
+  if (mayReadTimeline(review.session)) $("case").append(timelineSection(ref));
   $("urgency").value = review.shownSuggestion;
   $("urgency").oninput = () => { review.urgencyEdited = true; };
   $("info").onchange = refreshSuggestion;
