@@ -25,6 +25,7 @@ async function loadQueue() {
 function showSignIn(message) {
   setCsrfToken(null);
   review.current = null;
+  review.wellness = null;
   forgetMedia();
   $("signin").hidden = false;
   $("signed-in").hidden = true;
@@ -36,12 +37,18 @@ function showSignIn(message) {
 async function showSignedIn(session) {
   review.session = session;
   setCsrfToken(session.csrf_token);
-  $("signin").hidden = true;
-  $("signed-in").hidden = false;
-  $("who").textContent = `${session.role} · ${session.org_id}`;
   $("password").value = "";
-  review.vocabulary = await call("/v1/review/vocabulary");
-  await loadWellness();
+  // The shortcuts need NCMEC's words and `w` needs the reviewer's viewing settings: the signed-in controls appear
+  // only once both are here, so a key pressed as soon as the page looks ready finds it ready (it used to show them
+  // first, and a quick `w` met settings not loaded yet and opened nothing).
+  try {
+    review.vocabulary = await call("/v1/review/vocabulary");
+    await loadWellness();
+  } finally {
+    $("signin").hidden = true;
+    $("signed-in").hidden = false;
+    $("who").textContent = `${session.username || "API key"} · ${session.role} · ${session.org_id}`;
+  }
   await loadQueue();
 }
 
