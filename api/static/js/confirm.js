@@ -43,8 +43,9 @@ function refusals(body) {
   for (const m of reported) {
     const item = c.media.find((i) => i.media_id === m.media_id);
     const hashMatched = item.analysis && item.analysis.matches.length > 0;
-    if (!item.viewed && !viewedHere(item) && !(hashMatched && c.files_unviewed_hash_matches)) {
-      problems.push(`Reveal ${item.file_name || item.media_id} before reporting it: nobody has viewed it.`);
+    // You answer for what you report: your own reveal counts, not a colleague's (the API refuses the same).
+    if (!item.viewed_by_you && !viewedHere(item) && !(hashMatched && c.files_unviewed_hash_matches)) {
+      problems.push(`Reveal ${item.file_name || item.media_id} before reporting it: you have not viewed it.`);
     }
   }
   return problems;
