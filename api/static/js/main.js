@@ -132,6 +132,13 @@ function setItem(change) {
   refreshSuggestion();
 }
 
+// Supplemental Reported: the item goes with the report as context, unclassified; reporting it (1-4) or not
+// reporting it (0) ends that.
+function toggleSupplemental() {
+  setItem((d) => (d.supplemental ? {supplemental: false}
+                                 : {supplemental: true, reported: false, classification: null, annotations: []}));
+}
+
 function setIncident(index) {
   const type = review.vocabulary.incident_types[index];
   if (!type) return;
@@ -160,6 +167,7 @@ function onChange(what, value, extra) {
   else if (what === "incident") { review.incidentType = value || null; refreshSuggestion(); }
   else if (what === "report-annotation") toggleReportAnnotation(value);
   else if (what === "attach") setAttached(value, extra);
+  else if (what === "supplemental") { moveCursor(value); toggleSupplemental(); }
   else if (what === "claim") claim();
   else if (what === "submit") openConfirmation();
 }
@@ -196,15 +204,16 @@ function onKey(event) {
     k: () => moveCursor(review.cursor - 1), ArrowUp: () => moveCursor(review.cursor - 1),
     ArrowLeft: () => moveCursor(review.cursor - 1),
     v: () => toggleReveal(review.cursor), " ": () => toggleReveal(review.cursor),
-    0: () => setItem(() => ({reported: false, classification: null, annotations: []})),
-    n: () => setItem(() => ({reported: false, classification: null, annotations: []})),
+    0: () => setItem(() => ({reported: false, classification: null, annotations: [], supplemental: false})),
+    n: () => setItem(() => ({reported: false, classification: null, annotations: [], supplemental: false})),
+    s: () => toggleSupplemental(),
     h: () => { const all = review.attach.size < review.current.conversations.length;
                review.current.conversations.forEach((t) => setAttached(t.thread_id, all)); },
     u: () => $("urgency").focus(), c: () => claim(), C: () => claim(true),
     Enter: () => openConfirmation(),
   };
   for (const [index, name] of CLASSES.entries()) {
-    actions[String(index + 1)] = () => setItem(() => ({reported: true, classification: name}));
+    actions[String(index + 1)] = () => setItem(() => ({reported: true, classification: name, supplemental: false}));
   }
   if (["a", "r", "i"].includes(key)) { pendingPrefix = key; event.preventDefault(); return; }
   const action = actions[key];
