@@ -7,6 +7,7 @@ Skipped only on a developer's machine without Chromium; never in CI (see tests/t
 from __future__ import annotations
 
 import os
+import re
 
 import httpx
 import pytest
@@ -39,8 +40,12 @@ async def test_an_item_is_sent_as_supplemental_by_key_or_button_and_shown_before
             await page.click(f'.case[data-case-ref="{case_ref}"]')
             first, second = (page.locator(f'.media[data-media-id="{m}"]') for m in ("photo-1", "photo-2"))
             await expect(first.locator(".decision")).to_have_text("not reported")
-            for key in ["v", "1", "i", "1", "j", "s"]:  # photo-1 seen and A1; photo-2 supplemental
+            await page.keyboard.press("v")  # photo-1 seen, then A1; photo-2 supplemental
+            await expect(first.locator("img")).to_have_attribute("src", re.compile("^blob:"))
+            for key in ["1", "i", "1", "j", "s"]:
                 await page.keyboard.press(key)
+            await expect(first.locator(".decision")).to_have_text("A1")
+            await expect(page.locator("#incident")).to_have_value(re.compile("^Child Pornography"))
             await expect(second.locator(".decision")).to_have_text("supplemental")
             await expect(second.locator("button.supplemental")).to_have_attribute("aria-pressed", "true")
             await page.keyboard.press("3")  # reporting it ends "supplemental": a file is one or the other
@@ -57,6 +62,7 @@ async def test_an_item_is_sent_as_supplemental_by_key_or_button_and_shown_before
             await page.keyboard.press("Enter")
             await expect(page.locator("#confirm-files li")).to_have_count(1)
             await expect(page.locator("#confirm-supplemental li")).to_have_text(["photo-2.png"])
+            await expect(page.locator("#confirm-refusal")).to_have_text("")  # on failure: why it is refused
             await expect(page.locator("#confirm-file")).to_be_enabled()
             await page.keyboard.press("Enter")
             await expect(page.locator("#confirm")).to_be_hidden()
