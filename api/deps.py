@@ -87,6 +87,8 @@ class Principal:
     api_key_id: int | None = None
     user_id: int | None = None
     csrf_token: str | None = field(default=None, repr=False)
+    # Shown to the person themself (GET /v1/session); never used for attribution, which is by id.
+    username: str | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
@@ -158,7 +160,7 @@ def authenticate(
     account = signed.account
     assert account.id is not None
     return Principal(org_id=account.org_id, role=Role(account.role), user_id=account.id,
-                     csrf_token=signed.session.csrf_token)
+                     csrf_token=signed.session.csrf_token, username=account.username)
 
 
 def api_key_principal(engine: Engine, key: str) -> Principal:

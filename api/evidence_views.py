@@ -63,6 +63,16 @@ def viewed_media(engine: Engine, org_id: str, ref: str) -> set[str]:
         return set(rows.all())
 
 
+def viewed_by(engine: Engine, principal: Principal, ref: str) -> set[str]:
+    """The media ids of case ``ref`` this caller itself has viewed: the person's own reveals, or the key's fetches."""
+    who = (MediaView.user_id == principal.user_id if principal.user_id is not None
+           else MediaView.api_key_id == principal.api_key_id)
+    with Session(engine) as session:
+        rows = session.exec(select(MediaView.media_id).where(MediaView.org_id == principal.org_id,
+                                                             MediaView.workflow_id == ref, who).distinct())
+        return set(rows.all())
+
+
 MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The media bytes as a download, typed by what they are",
           "content": {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in EXTENSIONS}},

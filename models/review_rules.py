@@ -63,6 +63,24 @@ def decision_errors(case: CaseState, decision: ReviewDecision, *, can_retract: b
     return errors
 
 
+def unseen_report_errors(case: CaseState, decision: ReviewDecision, seen: set[str], *,
+                         hash_matches_unviewed: bool) -> list[str]:
+    """Items a person reports without having seen them (``seen``: the media ids in the view log under their own
+    account), each naming its field. A person answers for what they report, so they must have looked at it; the
+    one exception is the org's choice to file bank-matched items unviewed (``file_unviewed_hash_matches``), which
+    then go to NCMEC with fileViewedByEsp false. Media the case does not hold is left to ``decision_errors``."""
+    errors = []
+    for index, item in enumerate(decision.media):
+        media = case.media_item(item.media_id)
+        if not item.reported or media is None or item.media_id in seen:
+            continue
+        if hash_matches_unviewed and media.analysis is not None and media.analysis.matches:
+            continue
+        errors.append(f"media[{index}].media_id: you have not viewed media {item.media_id!r}; reveal it (GET its "
+                      "content_url) before reporting it")
+    return errors
+
+
 def retry_errors(case: CaseState, policy: FilingPolicy) -> list[str]:
     """Why a case cannot be sent back to filing as decided: only one that needs attention, whose cause can be
     fixed, a bounded number of times. NCMEC's refusals can be fixed outside the report (the account's rights, the

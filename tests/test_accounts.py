@@ -225,6 +225,44 @@ async def test_a_cookie_session_needs_its_csrf_token_to_decide_and_the_decision_
     assert (await eventually(report, what="the filed report")).submitted_by == f"user:{user_id}"
 
 
+async def test_a_person_may_report_only_what_they_viewed_themselves_and_a_key_is_not_held_to_it(
+    app: FastAPI, api: httpx.AsyncClient, api_keys: dict, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    case_ref = await waiting_case(api, api_keys, ORG)
+    decision = {"case_number": 1, "incident_type": INCIDENT,
+                "media": [{"media_id": "m1", "reported": True, "classification": "B1"}]}
+    admin = headers(api_keys, Role.ADMIN)
+    reviewer, colleague = new_user(monkeypatch, settings, ORG), new_user(monkeypatch, settings, ORG)
+    async with browser(app) as client, browser(app) as other:
+        csrf = {"X-CSRF-Token": (await sign_in(client, *reviewer))["csrf_token"]}
+        await sign_in(other, *colleague)
+        # A colleague's look is not this reviewer's: the view log shows the item viewed, but not by them.
+        content_url = (await other.get(f"/v1/cases/{case_ref}")).json()["media"][0]["content_url"]
+        assert (await other.get(content_url)).status_code == 200
+        [shown] = (await client.get(f"/v1/cases/{case_ref}")).json()["media"]
+        assert shown["viewed"] and not shown["viewed_by_you"]
+        refused = await client.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=csrf)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["title"] == "Reveal each item before reporting it"
+        assert [e["field"] for e in problem["errors"]] == ["media[0].media_id"]
+        assert "not viewed media 'm1'" in problem["errors"][0]["message"]
+        assert (await api.get(f"/v1/cases/{case_ref}", headers=admin)).json()["decision"] is None  # nothing changed
+
+        assert (await client.get(content_url)).status_code == 200
+        assert (await client.get(f"/v1/cases/{case_ref}")).json()["media"][0]["viewed_by_you"]
+        accepted = await client.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=csrf)
+        assert accepted.status_code == 200, accepted.text
+
+    # Automation with an API key reports what nobody viewed; the CyberTip then says so (fileViewedByEsp false).
+    unseen_ref = await waiting_case(api, api_keys, ORG)
+    by_key = await api.post(f"/v1/cases/{unseen_ref}/decision", json=decision,
+                            headers=headers(api_keys, Role.CHILD_SAFETY_MODERATOR))
+    assert by_key.status_code == 200, by_key.text
+    [decided] = (await api.get(f"/v1/cases/{unseen_ref}", headers=admin)).json()["decision"]["media"]
+    assert decided["reported"] and decided["viewed"] is False
+
+
 async def test_api_keys_work_as_before_without_csrf(app: FastAPI, api_keys: dict, engine: Engine) -> None:
     async with browser(app) as client:
         key = headers(api_keys, Role.ADMIN)

@@ -61,6 +61,7 @@ async def signed_in_page(browser: playwright_api.Browser, url: str, path: str, u
     await page.fill("#username", username)
     await page.fill("#password", password)
     await page.click("#signin-button")
+    await expect(page.locator("#who")).to_contain_text(f"{username} · ")
     await expect(page.locator("#who")).to_contain_text(REVIEW_PAGE_ORG)
     return page
 

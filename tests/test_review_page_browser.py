@@ -61,7 +61,8 @@ async def test_a_reviewer_classifies_and_submits_from_the_page(
             await page.fill("#username", username)
             await page.fill("#password", password)
             await page.click("#signin-button")
-            await playwright_api.expect(page.locator("#who")).to_have_text(f"moderator_manager · {REVIEW_PAGE_ORG}")
+            await playwright_api.expect(page.locator("#who")).to_have_text(
+                f"{username} · moderator_manager · {REVIEW_PAGE_ORG}")
             await page.click(f'.case[data-case-ref="{case_ref}"]')
             await playwright_api.expect(page.locator(".media .placeholder").first).to_be_visible()
             assert await page.locator(".media img").count() == 0  # nothing fetched until the reviewer asks

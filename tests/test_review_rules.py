@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models.case import (
+    BankMatchSummary,
     CaseState,
     CaseStatus,
     ContentItem,
@@ -21,7 +22,7 @@ from models.case import (
     ReviewDecision,
 )
 from models.conversation_csv import ConversationMessage
-from models.review_rules import decision_errors, retry_errors
+from models.review_rules import decision_errors, retry_errors, unseen_report_errors
 
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
 DECISION = ReviewDecision(reviewer_id="admin:1", case_number=1, incident_type=INCIDENT, text_only=True)
@@ -94,3 +95,21 @@ def test_a_broken_item_cannot_be_reported_as_if_it_were_fine(broken: dict, why: 
     left_out = decision.model_copy(update={"media": [decision.media[0], MediaDecision(media_id="bad",
                                                                                       reported=False)]})
     assert decision_errors(awaiting, left_out) == []
+
+
+def test_a_person_reports_only_what_they_have_seen_unless_the_org_files_bank_matches_unviewed() -> None:
+    matched = MediaAnalysis(matches=[BankMatchSummary(bank_name="known", hash_type="pdq", distance=0)])
+    awaiting = case(CaseStatus.AWAITING_REVIEW).model_copy(update={"media": [
+        item("seen"), item("unseen"), item("matched", analysis=matched), item("skipped")]})
+    decision = ReviewDecision(reviewer_id="user:1", case_number=1, incident_type=INCIDENT, media=[
+        MediaDecision(media_id="seen", reported=True, classification="A1"),
+        MediaDecision(media_id="unseen", reported=True, classification="B1"),
+        MediaDecision(media_id="matched", reported=True, classification="A1"),
+        MediaDecision(media_id="skipped", reported=False)])  # not reported: nothing to have seen
+    errors = unseen_report_errors(awaiting, decision, {"seen"}, hash_matches_unviewed=False)
+    assert [e.split(": ")[0] for e in errors] == ["media[1].media_id", "media[2].media_id"]
+    assert "'unseen'" in errors[0] and "reveal it" in errors[0]
+    # The org's choice to file bank matches unviewed (sent with fileViewedByEsp false) exempts only those.
+    assert [e.split(": ")[0] for e in unseen_report_errors(awaiting, decision, {"seen"}, hash_matches_unviewed=True)
+            ] == ["media[1].media_id"]
+    assert unseen_report_errors(awaiting, decision, {"seen", "unseen", "matched"}, hash_matches_unviewed=False) == []

@@ -8,44 +8,36 @@ import base64
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from oidc_provider_mock import User, run_server_in_thread
-from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
 
 from api.app import create_app
 from models.accounts import ReviewerAccount
+from models.records import Role
 from tests.accounts_helpers import browser
+from tests.sso_helpers import CLIENT_ID, openid_provider, sso_settings
+from tipline.accounts import single_sign_on_account
 from tipline.settings import Settings
 
-CLIENT_ID = "tipline-test"
 CALLBACK = "https://tipline.test/v1/session/oidc/callback"
-GROUPS = {"acme-safety": "acme:child_safety_moderator", "acme-leads": "acme:moderator_manager",
-          "kids-audit": "acme-kids:auditor"}
-PEOPLE = [User(sub="reviewer-one", claims={"email": "one@example.com", "groups": ["acme-safety", "staff"]}),
-          User(sub="lead-two", claims={"groups": ["acme-safety", "acme-leads"]}),
-          User(sub="outsider", claims={"groups": ["staff"]}),
-          User(sub="two-orgs", claims={"groups": ["acme-safety", "kids-audit"]})]
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    with run_server_in_thread(user_claims=PEOPLE) as server:
-        yield f"http://localhost:{server.server_port}"
+    with openid_provider() as issuer:
+        yield issuer
 
 
 @pytest.fixture(scope="module")
 async def app(settings: Settings, temporal_client: Client, engine: Engine, provider: str) -> AsyncIterator[FastAPI]:
-    sso = settings.model_copy(update={"oidc_issuer": provider, "oidc_client_id": CLIENT_ID,
-                                      "oidc_client_secret": SecretStr("sso-test-" + uuid.uuid4().hex),
-                                      "oidc_redirect_url": CALLBACK, "oidc_group_roles": GROUPS})
-    yield create_app(sso, temporal=temporal_client, engine=engine)
+    yield create_app(sso_settings(settings, provider, CALLBACK), temporal=temporal_client, engine=engine)
 
 
 async def through_provider(client: httpx.AsyncClient, provider: str, sub: str) -> httpx.Response:
@@ -118,3 +110,13 @@ async def test_a_callback_not_started_in_this_browser_is_refused(app: FastAPI, p
 
 async def test_without_settings_single_sign_on_is_off(api: httpx.AsyncClient) -> None:
     assert (await api.get("/v1/session/oidc/login")).status_code == 404
+
+
+def test_a_subject_whose_name_is_taken_gets_its_own_instead_of_a_failed_sign_in(engine: Engine) -> None:
+    # The same sub at another issuer (a provider moved, a second one added), or a password account of that name.
+    name, now = f"sso:{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    first = single_sign_on_account(engine, "https://idp-a.test x", name, "acme", Role.MODERATOR, now)
+    second = single_sign_on_account(engine, "https://idp-b.test x", name, "acme", Role.MODERATOR, now)
+    assert first.username == name and second.username.startswith(name + "~") and second.id != first.id
+    again = single_sign_on_account(engine, "https://idp-b.test x", name, "acme", Role.MODERATOR, now)
+    assert (again.id, again.username) == (second.id, second.username)

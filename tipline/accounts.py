@@ -213,6 +213,10 @@ def single_sign_on_account(engine: Engine, subject: str, username: str, org_id: 
     with Session(engine) as session:
         account = session.exec(select(ReviewerAccount).where(ReviewerAccount.oidc_subject == subject)).first()
         if account is None:
+            if session.exec(select(ReviewerAccount.id).where(ReviewerAccount.username == username)).first():
+                # The name is taken (a password account, or the same sub at another issuer): the subject's own
+                # hash keeps it unique and stable, instead of a failed sign-in.
+                username = f"{username[:190]}~{hashlib.sha256(subject.encode()).hexdigest()[:8]}"
             account = ReviewerAccount(org_id=org_id, username=username, role=role.value, oidc_subject=subject,
                                       created_at=now)
         elif account.disabled_at is not None:

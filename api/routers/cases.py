@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide
 from api.deps import AppSettings, AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
-from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_media
+from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_by, viewed_media
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
 from api.requests import IdempotencyKey, RequestBody
@@ -44,6 +44,7 @@ from models.case import (
 from models.claims import CaseClaim
 from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary, ClosedCase, utcnow
+from models.review_rules import unseen_report_errors
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
 from tipline.claims import claim_of, record_decided
@@ -89,6 +90,8 @@ class CaseMedia(BaseModel):
     location_url: str | None
     file_metadata: FileMetadata | None = Field(description="What the platform said about the file")
     viewed: bool = Field(description="A person of the org has viewed the item (the view log)")
+    viewed_by_you: bool = Field(description="You (this person, or this key) have viewed it: a person may report "
+                                            "only what they have viewed (see POST …/decision)")
     content_url: str = Field(description="The bytes; every view is recorded")
 
 
@@ -209,6 +212,7 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
                    ) -> CaseView:
     state = await _case_state(temporal, principal, case_ref, case_number, engine)
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
+    mine = await run_in_threadpool(viewed_by, engine, principal, case_ref)
     claim = await run_in_threadpool(claim_of, engine, case_ref, state.case_number)
     return CaseView(
         claim=claim_out(claim), claimed_at=claim.first_claimed_at if claim else None,
@@ -228,6 +232,7 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
                           analysis=m.analysis, broken=broken_reason(m), report_text=m.content.report_text,
                           upload_ip=m.content.upload_ip, location_url=m.content.location_url,
                           file_metadata=m.content.file, viewed=m.media_id in viewed,
+                          viewed_by_you=m.media_id in mine,
                           content_url=f"/v1/cases/{case_ref}/media/{m.media_id}/content"
                                       f"?case_number={state.case_number}")
                for m in state.media],
@@ -251,20 +256,34 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
 
 
 @router.post("/{case_ref}/decision", response_model=DecisionAccepted,
-             summary="File the case: the reviewer's classification, then the CyberTip is built and sent")
+             summary="File the case: the reviewer's classification, then the CyberTip is built and sent",
+             description="A signed-in person reports (`reported: true`) only items they have viewed themselves "
+                         "(GET the item's content_url; the view log under their account), else 422 naming "
+                         "`media[i].media_id`; bank-matched items are exempt when the org files them unviewed. "
+                         "An API key (automation) is not held to it: what it reports is sent with fileViewedByEsp "
+                         "from the org's view log.")
 async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecReviewer, temporal: Temporal,
-                 audit: AuditTrail, engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
+                 audit: AuditTrail, engine: DbEngine, settings: AppSettings,
+                 idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     # fileViewedByEsp says whether the provider looked at the file: the view log answers, not the reviewer's word.
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
     await ensure_may_decide(engine, principal, case_ref, body.case_number)
+    state = await _open_state(temporal, principal, case_ref, body.case_number)
     decision = ReviewDecision(
         reviewer_id=principal.actor, case_number=body.case_number, incident_type=body.incident_type,
         media=[MediaDecision(**m.model_dump(), viewed=m.media_id in viewed) for m in body.media],
         report_annotations=body.report_annotations, escalate_to_high_priority=body.escalate_to_high_priority,
         additional_info=body.additional_info, victims=body.victims, intended_recipients=body.intended_recipients,
         attach_conversations=body.attach_conversations, urgency_suggestion_shown=body.urgency_suggestion_shown,
-        media_seen=await _settled_media(temporal, principal, case_ref, body.case_number), text_only=body.text_only,
+        media_seen=_settled(state), text_only=body.text_only,
     )
+    if principal.user_id is not None and state is not None:
+        # A person must have seen what they report; an API key is automation, see README "Who has seen it".
+        seen = await run_in_threadpool(viewed_by, engine, principal, case_ref)
+        unseen = unseen_report_errors(state, decision, seen,
+                                      hash_matches_unviewed=_org_files_unviewed(settings, principal.org_id))
+        if unseen:
+            raise ProblemError(422, "Reveal each item before reporting it", "; ".join(unseen), field_problems(unseen))
     handle = await _own_case(temporal, principal, case_ref)
     accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
     await _audit(audit, "case.decided", principal, case_ref, body.case_number,
@@ -346,14 +365,25 @@ def _closed_case(engine: Engine, org_id: str, case_ref: str, case_number: int) -
     return CaseState.model_validate_json(row.state_json)
 
 
+async def _open_state(temporal: Client, principal: Principal, case_ref: str, case_number: int | None
+                      ) -> CaseState | None:
+    """The case as it stands now, or None when there is none to decide (the update itself refuses, with why)."""
+    try:
+        return await _case_state(temporal, principal, case_ref, case_number)
+    except ProblemError:
+        return None
+
+
+def _settled(state: CaseState | None) -> list[str] | None:
+    """What the reviewer could have judged: the case's preserved and hashed items."""
+    if state is None:
+        return None
+    return [m.media_id for m in state.media if m.evidence is not None and m.analysis is not None]
+
+
 async def _settled_media(temporal: Client, principal: Principal, case_ref: str, case_number: int | None
                          ) -> list[str] | None:
-    """What the reviewer could have judged: the case's preserved and hashed items, as the case stands now."""
-    try:
-        state = await _case_state(temporal, principal, case_ref, case_number)
-    except ProblemError:
-        return None  # the update itself is refused with the reason
-    return [m.media_id for m in state.media if m.evidence is not None and m.analysis is not None]
+    return _settled(await _open_state(temporal, principal, case_ref, case_number))
 
 
 async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,

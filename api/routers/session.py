@@ -32,6 +32,8 @@ class SessionOut(BaseModel):
     org_id: str
     role: str
     user_id: int | None = Field(description="The signed-in person's account; None for an API key")
+    username: str | None = Field(default=None, description="The signed-in person's account name, to show them "
+                                 "who they are signed in as; None for an API key")
     api_key_id: int | None
     csrf_token: str | None = Field(description="Send it as X-CSRF-Token with every request that changes something")
 
@@ -43,8 +45,8 @@ def set_session_cookie(response: Response, settings: Settings, token: str) -> No
 
 
 def session_out(account: ReviewerAccount, csrf_token: str) -> SessionOut:
-    return SessionOut(org_id=account.org_id, role=account.role, user_id=account.id, api_key_id=None,
-                      csrf_token=csrf_token)
+    return SessionOut(org_id=account.org_id, role=account.role, user_id=account.id, username=account.username,
+                      api_key_id=None, csrf_token=csrf_token)
 
 
 def client_address(request: Request) -> str:
@@ -78,7 +80,8 @@ async def sign_in(body: LoginIn, request: Request, response: Response, engine: D
 @router.get("", response_model=SessionOut, summary="Who is signed in, and the session's CSRF token")
 def who_am_i(principal: Annotated[Principal, Depends(authenticate)]) -> SessionOut:
     return SessionOut(org_id=principal.org_id, role=principal.role.value, user_id=principal.user_id,
-                      api_key_id=principal.api_key_id, csrf_token=principal.csrf_token)
+                      username=principal.username, api_key_id=principal.api_key_id,
+                      csrf_token=principal.csrf_token)
 
 
 @router.delete("", status_code=204, summary="Sign out: the session ends on the server, not just in the browser")

@@ -82,7 +82,7 @@ async function showSignedIn(current) {
   csrfToken = current.csrf_token;
   $("signin").hidden = true;
   $("signed-in").hidden = false;
-  $("who").textContent = `${current.role} · ${current.org_id}`;
+  $("who").textContent = `${current.username || "API key"} · ${current.role} · ${current.org_id}`;
   $("password").value = "";
   $("content").hidden = false;
   showError(null);

@@ -52,6 +52,11 @@ function mediaCard(m, index, onChange) {
                           dataset: {mediaId: m.media_id}, onclick: () => onChange("cursor", index)},
     el("div", {class: "frame"}, el("span", {class: "placeholder"}, m.evidence ? "Hidden · v to reveal" : "No bytes")),
     el("div", {class: "decision"}),
+    // A button, not a checkbox: a focused button leaves the keyboard shortcuts working.
+    el("button", {type: "button", class: "supplemental", "aria-pressed": "false", disabled: !judgeable(m),
+                  title: "Sent as Supplemental Reported: context such as a screenshot, not itself classified",
+                  onclick: (e) => { e.stopPropagation(); onChange("supplemental", index); }},
+      "Supplemental ", el("kbd", {}, "s")),
     el("div", {class: "tags"}, review.vocabulary.file_annotations.map((a) => el("span", {class: "tag", dataset: {annotation: a}}, a))),
     el("p", {class: "state"}, state),
     el("p", {class: "name"}, m.file_name || m.media_id, m.content_type ? ` · ${m.content_type}` : ""),
@@ -84,7 +89,9 @@ export function updateCard(index) {
   const d = review.decisions[m.media_id];
   const node = document.querySelectorAll("#media .media")[index];
   node.classList.toggle("current", index === review.cursor);
-  node.querySelector(".decision").textContent = d.reported ? (d.classification || "reported") : "not reported";
+  node.querySelector(".decision").textContent = d.reported ? (d.classification || "reported")
+    : d.supplemental ? "supplemental" : "not reported";
+  node.querySelector("button.supplemental").setAttribute("aria-pressed", String(d.supplemental));
   node.querySelectorAll(".tag").forEach((tag) => tag.classList.toggle("on", d.annotations.includes(tag.dataset.annotation)));
   if (index === review.cursor) node.scrollIntoView({block: "nearest"});
 }

@@ -17,7 +17,7 @@ export function decisionBody() {
     media: c.media.filter(judgeable).map((m) => {
       const d = review.decisions[m.media_id];
       return {media_id: m.media_id, reported: d.reported, classification: d.reported ? d.classification : null,
-              annotations: d.reported ? d.annotations : []};
+              annotations: d.reported ? d.annotations : [], supplemental: !d.reported && d.supplemental};
     }),
     report_annotations: review.reportAnnotations,
     escalate_to_high_priority: $("urgency").value.trim() || null,
@@ -43,8 +43,9 @@ function refusals(body) {
   for (const m of reported) {
     const item = c.media.find((i) => i.media_id === m.media_id);
     const hashMatched = item.analysis && item.analysis.matches.length > 0;
-    if (!item.viewed && !viewedHere(item) && !(hashMatched && c.files_unviewed_hash_matches)) {
-      problems.push(`Reveal ${item.file_name || item.media_id} before reporting it: nobody has viewed it.`);
+    // You answer for what you report: your own reveal counts, not a colleague's (the API refuses the same).
+    if (!item.viewed_by_you && !viewedHere(item) && !(hashMatched && c.files_unviewed_hash_matches)) {
+      problems.push(`Reveal ${item.file_name || item.media_id} before reporting it: you have not viewed it.`);
     }
   }
   return problems;
@@ -65,6 +66,7 @@ export function renderConfirmation() {
   const body = decisionBody();
   const c = review.current;
   const reported = body.media.filter((m) => m.reported);
+  const supplemental = body.media.filter((m) => m.supplemental);
   const left = c.media.filter((m) => !judgeable(m));
   const name = (id) => { const m = c.media.find((i) => i.media_id === id); return m.file_name || m.media_id; };
   $("confirm-body").replaceChildren(el("dl", {},
@@ -74,7 +76,9 @@ export function renderConfirmation() {
         m.annotations.length ? ` · ${m.annotations.join(", ")}` : "",
         viewedHere(c.media.find((i) => i.media_id === m.media_id)) || c.media.find((i) => i.media_id === m.media_id).viewed
           ? " · viewed" : " · not viewed (fileViewedByEsp false)"))) : "none"),
-    el("dt", {}, "Not reported"), el("dd", {}, String(body.media.length - reported.length)),
+    el("dt", {}, `Supplemental files (${supplemental.length})`), el("dd", {}, supplemental.length
+      ? el("ul", {id: "confirm-supplemental"}, supplemental.map((m) => el("li", {}, name(m.media_id)))) : "none"),
+    el("dt", {}, "Not reported"), el("dd", {}, String(body.media.length - reported.length - supplemental.length)),
     left.length ? [el("dt", {}, "Left for the next case"), el("dd", {}, left.map((m) => name(m.media_id)).join(", "))] : null,
     el("dt", {}, "Report annotations"), el("dd", {}, body.report_annotations.join(", ") || "none"),
     el("dt", {}, "Conversations attached"), el("dd", {}, body.attach_conversations.join(", ") || "none"),

@@ -15,6 +15,7 @@ export const SHORTCUTS = [
   ["j  ↓  →", "next item"], ["k  ↑  ←", "previous item"],
   ["v  Space", "reveal or hide the current item (revealing fetches it once and is recorded as a view)"],
   ["1 2 3 4", "report the current item as A1 A2 B1 B2"], ["0  n", "do not report the current item"],
+  ["s", "send the current item as supplemental (context such as a screenshot, not classified); again to undo"],
   ...Object.entries(FILE_ANNOTATION_KEYS).map(([key, name]) => [`a ${key}`, `file annotation ${name}`]),
   ...Object.entries(REPORT_ANNOTATION_KEYS).map(([key, name]) => [`r ${key}`, `report annotation ${name}`]),
   ["i 1…8", "incident type 1 to 8"], ["h", "attach or detach every conversation"],

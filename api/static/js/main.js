@@ -26,6 +26,7 @@ async function loadQueue() {
 function showSignIn(message) {
   setCsrfToken(null);
   review.current = null;
+  review.wellness = null;
   forgetMedia();
   $("signin").hidden = false;
   $("signed-in").hidden = true;
@@ -37,12 +38,18 @@ function showSignIn(message) {
 async function showSignedIn(session) {
   review.session = session;
   setCsrfToken(session.csrf_token);
-  $("signin").hidden = true;
-  $("signed-in").hidden = false;
-  $("who").textContent = `${session.role} · ${session.org_id}`;
   $("password").value = "";
-  review.vocabulary = await call("/v1/review/vocabulary");
-  await loadWellness();
+  // The shortcuts need NCMEC's words and `w` needs the reviewer's viewing settings: the signed-in controls appear
+  // only once both are here, so a key pressed as soon as the page looks ready finds it ready (it used to show them
+  // first, and a quick `w` met settings not loaded yet and opened nothing).
+  try {
+    review.vocabulary = await call("/v1/review/vocabulary");
+    await loadWellness();
+  } finally {
+    $("signin").hidden = true;
+    $("signed-in").hidden = false;
+    $("who").textContent = `${session.username || "API key"} · ${session.role} · ${session.org_id}`;
+  }
   await loadQueue();
 }
 
@@ -127,6 +134,13 @@ function setItem(change) {
   refreshSuggestion();
 }
 
+// Supplemental Reported: the item goes with the report as context, unclassified; reporting it (1-4) or not
+// reporting it (0) ends that.
+function toggleSupplemental() {
+  setItem((d) => (d.supplemental ? {supplemental: false}
+                                 : {supplemental: true, reported: false, classification: null, annotations: []}));
+}
+
 function setIncident(index) {
   const type = review.vocabulary.incident_types[index];
   if (!type) return;
@@ -155,6 +169,7 @@ function onChange(what, value, extra) {
   else if (what === "incident") { review.incidentType = value || null; refreshSuggestion(); }
   else if (what === "report-annotation") toggleReportAnnotation(value);
   else if (what === "attach") setAttached(value, extra);
+  else if (what === "supplemental") { moveCursor(value); toggleSupplemental(); }
   else if (what === "claim") claim();
   else if (what === "submit") openConfirmation();
 }
@@ -191,15 +206,16 @@ function onKey(event) {
     k: () => moveCursor(review.cursor - 1), ArrowUp: () => moveCursor(review.cursor - 1),
     ArrowLeft: () => moveCursor(review.cursor - 1),
     v: () => toggleReveal(review.cursor), " ": () => toggleReveal(review.cursor),
-    0: () => setItem(() => ({reported: false, classification: null, annotations: []})),
-    n: () => setItem(() => ({reported: false, classification: null, annotations: []})),
+    0: () => setItem(() => ({reported: false, classification: null, annotations: [], supplemental: false})),
+    n: () => setItem(() => ({reported: false, classification: null, annotations: [], supplemental: false})),
+    s: () => toggleSupplemental(),
     h: () => { const all = review.attach.size < review.current.conversations.length;
                review.current.conversations.forEach((t) => setAttached(t.thread_id, all)); },
     u: () => $("urgency").focus(), c: () => claim(), C: () => claim(true),
     Enter: () => openConfirmation(),
   };
   for (const [index, name] of CLASSES.entries()) {
-    actions[String(index + 1)] = () => setItem(() => ({reported: true, classification: name}));
+    actions[String(index + 1)] = () => setItem(() => ({reported: true, classification: name, supplemental: false}));
   }
   if (["a", "r", "i"].includes(key)) { pendingPrefix = key; event.preventDefault(); return; }
   const action = actions[key];

@@ -13,6 +13,7 @@ export async function loadWellness() {
 
 export function openWellness() {
   const w = review.wellness;
+  if (!w) return;  // not signed in, or the settings are still on their way
   $("w-blur_px").value = w.blur_px;
   $("w-blur-out").textContent = `${w.blur_px}px`;
   for (const name of FIELDS) $(`w-${name}`).checked = w[name];
