@@ -167,7 +167,8 @@ def _queue_worker(client: Client, settings: Settings, role: str, queue: str,
         activities = [a for activities in by_role.values() for a in activities]
         slots = settings.cases_max_concurrent_activities
         options.update(workflows=WORKFLOWS if run_workflows else [],
-                       max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks)
+                       max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks,
+                       max_cached_workflows=settings.cases_max_cached_workflows)
     elif role == tq.DETECTION:
         activities, slots = by_role[role], settings.detection_max_concurrent_activities
     elif role == tq.NCMEC:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from api import problems
+from api.key_cache import ApiKeyCache
 from api.middleware import BodyLimit, BodyLimits, PathCORS, SecurityHeaders
 from api.routers import (
     cases,
@@ -113,6 +114,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     app.state.audit_log = AuditLog.from_settings(settings, app.state.engine)
     # Session expiry and login throttling read this clock; tests may move it.
     app.state.clock = utcnow
+    app.state.api_keys = ApiKeyCache(app.state.engine, settings.api_key_cache_seconds)
     app.state.payload_codec = TiplineCodec(key_source(settings))
     problems.install(app)
     # Only the codec server answers another origin, and only the Temporal UI's.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
+from api.key_cache import ApiKeyCache
 from api.problems import ProblemError
 from models.records import NCMEC_ROLES, ApiKey, Role, utcnow
 from tipline.accounts import signed_in
@@ -62,7 +64,8 @@ def list_api_keys(engine: Engine, org_id: str | None = None) -> list[ApiKey]:
 
 
 def revoke_api_key(engine: Engine, key_id: int) -> ApiKey | None:
-    """Revoke a key from now on (``authenticate`` checks every request); None if there is no such key.
+    """Revoke a key from now on; None if there is no such key. API processes remember a valid key for up to
+    ``TIPLINE_API_KEY_CACHE_SECONDS`` (api/key_cache.py), so it is refused everywhere within that.
 
     Revoking a revoked key keeps its first revocation time.
     """
@@ -101,31 +104,33 @@ class Principal:
         return f"{self.role.value}:{self.api_key_id}"
 
 
-def get_settings(request: Request) -> Settings:
+# Coroutines, so FastAPI calls them on the event loop: a plain function dependency costs every request a trip
+# through the thread pool, for an attribute read.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def get_store(request: Request) -> EvidenceStore:
+async def get_store(request: Request) -> EvidenceStore:
     return request.app.state.evidence_store
 
 
-def get_registry(request: Request) -> RefRegistry:
+async def get_registry(request: Request) -> RefRegistry:
     return request.app.state.registry
 
 
-def get_audit_log(request: Request) -> AuditLog:
+async def get_audit_log(request: Request) -> AuditLog:
     return request.app.state.audit_log
 
 
-def get_clock(request: Request) -> Callable[[], datetime]:
+async def get_clock(request: Request) -> Callable[[], datetime]:
     return request.app.state.clock
 
 
@@ -134,21 +139,34 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
         yield session
 
 
-def authenticate(
+async def get_api_keys(request: Request) -> ApiKeyCache:
+    return request.app.state.api_keys
+
+
+async def authenticate(
     request: Request,
     key: Annotated[str | None, Security(api_key_header)],
     cookie: Annotated[str | None, Security(session_cookie)],
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[Settings, Depends(get_settings)],
     clock: Annotated[Callable[[], datetime], Depends(get_clock)],
+    api_keys: Annotated[ApiKeyCache, Depends(get_api_keys)],
 ) -> Principal:
-    """An API key (platforms, automation) or a session cookie (people); a key, when sent, is what counts."""
+    """An API key (platforms, automation) or a session cookie (people); a key, when sent, is what counts.
+
+    A coroutine: the key comes from the process's short-lived cache, and the database reads it or a session
+    needs run in a thread, so a request costs no thread-pool trip when its key is cached.
+    """
     if key:
-        return api_key_principal(engine, key)
+        found = await api_keys.lookup(hash_api_key(key))
+        if found is None:
+            raise ProblemError(401, "The API key is not valid")
+        key_id, org_id, role = found
+        return Principal(api_key_id=key_id, org_id=org_id, role=role)
     if not cookie:
         raise ProblemError(401, "Sign in or send an API key",
                            "POST /v1/session to sign in, or send an API key in the X-API-Key header")
-    signed = signed_in(engine, settings, cookie, clock())
+    signed = await asyncio.to_thread(signed_in, engine, settings, cookie, clock())
     if signed is None:
         raise ProblemError(401, "The session has ended; sign in again")
     if request.method not in SAFE_METHODS:
@@ -173,7 +191,7 @@ def api_key_principal(engine: Engine, key: str) -> Principal:
 
 
 def require(roles: frozenset[Role]) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in roles:
             raise ProblemError(403, "This role may not do that",
                                f"role {principal.role.value} is not one of "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detection.pdq_scan import scan_chunk
+from detection.pdq_scan import scan_chunk, scan_chunk_many
 
 # 64K rows: at 1M entries the Python loop runs only 16 times, and a chunk's first two columns (768 KiB)
 # stay small next to the caches. Appends fill the last chunk; no append copies more than one chunk.
@@ -262,11 +262,33 @@ class PdqIndex:
             raise ValueError(f"not a 64-hex-digit PDQ hash: {str(pdq_hex)[:80]!r}")
         return self._scan(_query_columns(bytes.fromhex(pdq_hex)), max_distance)
 
+    def query_many(self, pdq_hexes: Sequence[str], max_distance: int = 31) -> list[tuple[int, int]]:
+        """``query`` for several hashes at once (an image's 8 dihedral variants) in one pass over the index.
+
+        Returns what querying each hash and keeping every entry's smallest distance would: (entry_id,
+        distance) sorted by distance then id. Repeated hashes (a symmetric image's variants) are scanned once.
+        Raises ValueError naming the first bad hash.
+        """
+        if not 0 <= max_distance <= 256:
+            raise ValueError("max_distance must be between 0 and 256")
+        for i, h in enumerate(pdq_hexes):
+            if not _is_pdq_hex(h):
+                raise ValueError(f"hash #{i} is not a 64-hex-digit PDQ hash: {str(h)[:80]!r}")
+        distinct = list(dict.fromkeys(h.lower() for h in pdq_hexes))
+        if not distinct:
+            return []
+        if len(distinct) == 1:
+            return self._scan(_query_columns(bytes.fromhex(distinct[0])), max_distance)
+        queries = np.stack([_query_columns(bytes.fromhex(h)) for h in distinct])
+        return self._scan(queries, max_distance)
+
     def _scan(self, query: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
+        """One pass over the chunks for a (7,) query or an (m, 7) stack of them."""
         found_rows, found_distances = self._scratch.buffers(max((c.capacity for c in self._chunks), default=0))
+        scan = scan_chunk_many if query.ndim == 2 else scan_chunk
         found: dict[int, int] = {}
         for chunk, used in self._chunks_in_use():
-            n = scan_chunk(
+            n = scan(
                 chunk.first64, chunk.next32, chunk.last160, used, query, max_distance, found_rows, found_distances
             )
             if n == 0:
@@ -350,6 +372,7 @@ def warm_up() -> None:
     index = PdqIndex()
     index.add([0], ["0" * _PDQ_HEX_LEN])
     index.query("0" * _PDQ_HEX_LEN, 0)
+    index.query_many(["0" * _PDQ_HEX_LEN, "f" * _PDQ_HEX_LEN], 0)
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:

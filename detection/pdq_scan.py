@@ -95,3 +95,82 @@ def scan_chunk(
             found = _collect(first64, next32, last160, start, start + BLOCK_ROWS, query, limit,
                              found_rows, found_distances, found)
     return _collect(first64, next32, last160, whole_blocks, rows, query, limit, found_rows, found_distances, found)
+
+
+@njit(inline="always")
+def _block_nearest(first64: np.ndarray, next32: np.ndarray, start: int, q0: np.uint64, q1: np.uint64) -> np.uint64:
+    """The smallest 96-bit prefix distance of rows start..start+BLOCK_ROWS-1 to one query."""
+    nearest = np.uint64(96)
+    for i in range(BLOCK_ROWS):
+        nearest = min(nearest, _popcount(first64[start + i] ^ q0) + _popcount(np.uint64(next32[start + i]) ^ q1))
+    return nearest
+
+
+@njit(inline="always")
+def _collect_many(
+    first64: np.ndarray,
+    next32: np.ndarray,
+    last160: np.ndarray,
+    start: int,
+    end: int,
+    queries: np.ndarray,
+    near: np.ndarray,
+    limit: np.uint64,
+    found_rows: np.ndarray,
+    found_distances: np.ndarray,
+    found: int,
+) -> int:
+    """The second look of ``scan_chunk_many``: each row once, at its smallest distance to the ``near`` queries."""
+    for r in range(start, end):
+        best = limit + np.uint64(1)
+        for k in range(queries.shape[0]):
+            if not near[k]:
+                continue
+            distance = _prefix_distance(first64, next32, r, queries[k])
+            if distance > limit:
+                continue
+            for column in range(5):
+                distance += _popcount(np.uint64(last160[r, column]) ^ queries[k, 2 + column])
+            best = min(best, distance)
+        if best <= limit:
+            found_rows[found] = r
+            found_distances[found] = best
+            found += 1
+    return found
+
+
+@njit(nogil=True, cache=True)
+def scan_chunk_many(
+    first64: np.ndarray,
+    next32: np.ndarray,
+    last160: np.ndarray,
+    rows: int,
+    queries: np.ndarray,
+    max_distance: int,
+    found_rows: np.ndarray,
+    found_distances: np.ndarray,
+) -> int:
+    """``scan_chunk`` for several queries in one pass (an image's 8 dihedral variants): ``queries`` is (m, 7).
+
+    Each block of rows is read from memory once and scanned against every query while it sits in the
+    L1 cache; only the queries whose block minimum is within ``max_distance`` get the second look. A row
+    within reach of several queries is written once, at its smallest distance. Returns how many rows were
+    written, in row order.
+    """
+    limit = np.uint64(max_distance)
+    m = queries.shape[0]
+    near = np.zeros(m, dtype=np.bool_)
+    found = 0
+    whole_blocks = rows - rows % BLOCK_ROWS
+    for start in range(0, whole_blocks, BLOCK_ROWS):
+        # Queries outermost inside the block: each inner loop is the single-query loop LLVM vectorises.
+        any_near = False
+        for k in range(m):
+            near[k] = _block_nearest(first64, next32, start, queries[k, 0], queries[k, 1]) <= limit
+            any_near |= near[k]
+        if any_near:
+            found = _collect_many(first64, next32, last160, start, start + BLOCK_ROWS, queries, near, limit,
+                                  found_rows, found_distances, found)
+    near[:] = True
+    return _collect_many(first64, next32, last160, whole_blocks, rows, queries, near, limit,
+                         found_rows, found_distances, found)

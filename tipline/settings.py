@@ -226,6 +226,10 @@ class Settings(BaseSettings):
     # Each queue's worker settings. Activity slots: how many of the queue's activities run at once per process.
     cases_max_concurrent_activities: int = Field(default=16, ge=1)
     cases_max_concurrent_workflow_tasks: int = Field(default=50, ge=2)
+    # Case workflows a case worker keeps in memory between their workflow tasks (Temporal's sticky cache). A
+    # workflow not in it is replayed from its whole history on its next signal; README "Sizing for 100,000
+    # active users" says how to size it. Temporal's own default is 1,000.
+    cases_max_cached_workflows: int = Field(default=10_000, ge=0)
     detection_max_concurrent_activities: int = Field(default=4, ge=1)
     # Processes that hash media, off the worker's own interpreter (0: hash on the activity's thread instead).
     detection_processes: int = Field(default=2, ge=0)
@@ -360,6 +364,9 @@ class Settings(BaseSettings):
     session_absolute_hours: float = Field(default=12, gt=0)
     # Browsers send a Secure cookie over https only; turn off just for a stack served over plain http.
     session_cookie_secure: bool = True
+    # The API process remembers valid API keys this long (api/key_cache.py): a revoked key is refused at most
+    # this many seconds after ``tipline apikey revoke``. 0 reads the database on every request.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # Refused password logins within the window: past either limit, logins are refused with 429 until the
     # oldest failure leaves the window. Counted in the database, so every API process sees the same count.
     login_failure_window_seconds: float = Field(default=15 * 60, gt=0)

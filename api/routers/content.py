@@ -25,7 +25,7 @@ from models.case import (
 )
 from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
-from tipline.intake import enqueue_content, signal_case
+from tipline.intake import enqueue_batch, enqueue_content, signal_case
 from tipline.logging import get_logger
 from tipline.registry import RefRegistry
 from tipline.settings import Settings
@@ -183,10 +183,12 @@ async def send_content_batch(body: ContentBatch, principal: Platform, temporal: 
         # Each item becomes one case signal, which has to stay within what one item may be on its own.
         if len(item.model_dump_json()) > settings.max_json_body_bytes:
             raise BodyTooLarge(settings.max_json_body_bytes, "TIPLINE_MAX_JSON_BODY_BYTES", f"body.items.{index}")
-    return BatchAccepted(accepted=[
-        await _enqueue(temporal, registry, settings, principal.org_id, item, MediaSource(url=item.media_url))
-        for item in body.items
-    ])
+    items = [content_item(principal.org_id, item, MediaSource(url=item.media_url)) for item in body.items]
+    # One signal per user (their items together), not one per item: a batch of many users' items costs a
+    # round trip per user, and a user's items arrive in their case as one history event.
+    case_refs = await enqueue_batch(temporal, registry, settings, items, signal_bytes=settings.max_json_body_bytes)
+    return BatchAccepted(accepted=[ContentAccepted(case_ref=ref, content_id=item.content_id)
+                                   for ref, item in zip(case_refs, body.items, strict=True)])
 
 
 class ConversationIn(RequestBody):
