@@ -33,6 +33,7 @@ ROLES_BY_PREFIX = {
     "/v1/triage/": NCMEC_ROLES,
     "/v1/reports/": RECORDS_ROLES,
     "/v1/cases/{case_ref}/holds": frozenset({Role.ADMIN, Role.MODERATOR_MANAGER}),
+    "/v1/cases/{case_ref}/timeline": frozenset({Role.AUDITOR, Role.MODERATOR_MANAGER}),
 }
 BODIES = {"decision": {"incident_type": "Child Pornography (possession, manufacture, and distribution)"},
           "claim": {"user_id": 1}, "dismissal": {"reason": "not abuse"}, "escalation": {"reason": "looks bad"},
