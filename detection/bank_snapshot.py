@@ -26,7 +26,8 @@ from tipline.logging import get_logger
 log = get_logger(__name__)
 
 _FORMAT = "tipline-bank-snapshot"
-_VERSION = 1
+# 2: crop-resistant segments without texture are no longer indexed; a version 1 snapshot is rebuilt.
+_VERSION = 2
 _SIXTY_FOUR_BIT = ("phash", "crop")
 
 

@@ -54,3 +54,23 @@ def crop_resistant_hash(image: Image.Image) -> str:
         box = (cols.start * scale_w, rows.start * scale_h, cols.stop * scale_w, rows.stop * scale_h)
         hashes.append(str(imagehash.dhash(image.crop(box))))
     return ",".join(hashes)
+
+
+# Most images have a flat or evenly shaded region (sky, a wall, a letterbox bar). Its dhash is all zeros, all
+# ones or one row repeated, the same in every such image, so one shared segment says nothing: measured on
+# smooth synthetic images, 88 % of unrelated pairs shared one. Only segments with texture in both directions
+# count, and a match needs two of them (README, "Detection").
+_MIN_DISTINCT_ROWS = 3
+_MIN_BITS, _MAX_BITS = 12, 52  # further than the match distance from flat (0) and from all ones (64)
+MIN_MATCHING_SEGMENTS = 2
+
+
+def informative_segments(crop_resistant: str) -> list[int]:
+    """The segment hashes of a crop-resistant hash that can tell one image from another."""
+    kept = []
+    for text in crop_resistant.split(","):
+        value = int(text, 16)
+        rows = {(value >> shift) & 0xFF for shift in range(0, 64, 8)}
+        if len(rows) >= _MIN_DISTINCT_ROWS and _MIN_BITS <= value.bit_count() <= _MAX_BITS:
+            kept.append(value)
+    return kept

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detection.crop_resistant import informative_segments
 from detection.digest_index import DigestIndex
 from detection.pdq_index import PdqIndex
 from models.hash_banks import BankHashType, BankSource
@@ -100,8 +101,8 @@ class LoadedBank:
                 self.phash.add(ids, [int(v, 16) for v in values])
             elif hash_type == BankHashType.CROP_RESISTANT and self.own_reports:
                 self.crop = self.crop or Hash64Index()
-                seg_ids = [i for i, v in zip(ids, values, strict=True) for _ in v.split(",")]
-                self.crop.add(seg_ids, [int(s, 16) for v in values for s in v.split(",")])
+                segments = [(i, s) for i, v in zip(ids, values, strict=True) for s in informative_segments(v)]
+                self.crop.add([i for i, _ in segments], [s for _, s in segments])
             else:
                 continue  # pHash in a shared bank: not matched, by design
             added += len(ids)

@@ -30,13 +30,15 @@ from sqlalchemy import Connection, Engine, Row, select
 
 from detection.bank_snapshot import bank_identity, load_snapshot, prune_snapshots, save_snapshot
 from detection.banks import BANK, ENTRY, MIN_PDQ_QUALITY, BankRepository
+from detection.crop_resistant import MIN_MATCHING_SEGMENTS, informative_segments
 from detection.loaded_bank import DIGEST_TYPES, LoadedBank
 from detection.media_hashes import MediaHashes
 from models.hash_banks import BankHashType, BankSource
 
 # 64-bit pHash: edits and 2-5 % crops land at 0-12 bits, unrelated images rarely below 18 (HASH_MATCHING.md).
 PHASH_DISTANCE = 10
-# A crop-resistant hash matches when one segment's 64-bit dhash is this close to a stored segment's.
+# A crop-resistant segment matches when its 64-bit dhash is this close to a stored segment's; an image matches
+# when enough of its informative segments do (detection/crop_resistant.py).
 CROP_SEGMENT_DISTANCE = 10
 # A bank is snapshotted again once this many rows (or a tenth of the bank) changed since its last snapshot,
 # so the delta a restart applies stays small.
@@ -281,11 +283,25 @@ class BankMatcher:
                 if bank.own_reports and bank.phash is not None:
                     found(bank, bank.phash.query(int(image.phash, 16), self.phash_distance))
                 if bank.own_reports and bank.crop is not None and image.crop_resistant:
-                    for segment in image.crop_resistant.split(","):
-                        found(bank, bank.crop.query(int(segment, 16), self.crop_segment_distance))
+                    found(bank, self._crop_matches(bank, image.crop_resistant))
         if not candidates:
             return []
         return self._confirm(org_id, hashes, candidates)
+
+    def _crop_matches(self, bank: LoadedBank, crop_resistant: str) -> list[tuple[int, int]]:
+        """Entries that share at least two informative segments with the image: (entry id, best distance)."""
+        assert bank.crop is not None
+        segments_matched: dict[int, int] = {}
+        best: dict[int, int] = {}
+        for segment in informative_segments(crop_resistant):
+            nearest: dict[int, int] = {}  # one count per image segment, however many of an entry's it is near
+            for entry_id, distance in bank.crop.query(segment, self.crop_segment_distance):
+                nearest[entry_id] = min(distance, nearest.get(entry_id, distance))
+            for entry_id, distance in nearest.items():
+                segments_matched[entry_id] = segments_matched.get(entry_id, 0) + 1
+                best[entry_id] = min(distance, best.get(entry_id, distance))
+        return [(entry_id, best[entry_id]) for entry_id, count in segments_matched.items()
+                if count >= MIN_MATCHING_SEGMENTS]
 
     def _confirm(self, org_id: str, hashes: MediaHashes, candidates: dict[int, tuple[LoadedBank, int]]
                  ) -> list[BankMatch]:

@@ -377,6 +377,8 @@ async def test_a_screening_step_that_gives_up_leaves_the_item_in_triage_with_the
 
     async def in_triage() -> dict | None:
         listed = (await api.get("/v1/triage", headers=reviewer)).json()
+        outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()  # None while it runs
+        assert outcome is None or outcome["route"] == "triage", outcome  # matched or cleared: the image is wrong
         return next((e for e in listed if e["screening_ref"] == ref), None)
 
     entry = await eventually(in_triage, what="the unscreenable item in triage")
@@ -418,11 +420,9 @@ async def test_one_item_that_cannot_be_downloaded_does_not_cost_its_batch(
 async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_with_the_reason(
     api: httpx.AsyncClient, api_keys: dict, platform: FakePlatform, temporal_client: Client
 ) -> None:
-    from detection.classifier import make_sandbox_image
-
     name = uuid.uuid4().hex[:12]
     # The sandbox classifier answers this image with "unavailable" on every attempt, until the step gives up.
-    url = platform.add_bytes(name, make_sandbox_image(None, outage=True, seed=fresh_seed()))
+    url = platform.add_bytes(name, noise_with_outage_marker(fresh_seed()))
     body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": url}
     response = await api.post("/v1/screenings", json=body, headers={"X-API-Key": api_keys["acme"][Role.PLATFORM]})
     assert response.status_code == 202, response.text
@@ -431,6 +431,8 @@ async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_wit
 
     async def in_triage() -> dict | None:
         listed = (await api.get("/v1/triage", headers=reviewer)).json()
+        outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()  # None while it runs
+        assert outcome is None or outcome["route"] == "triage", outcome  # matched or cleared: the image is wrong
         return next((e for e in listed if e["screening_ref"] == ref), None)
 
     entry = await eventually(in_triage, timeout=60, what="the unclassified item in triage")
@@ -447,6 +449,25 @@ async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_wit
 
     await eventually(finished, what="the screening finished")
     await record(temporal_client, "screening_unclassifiable_waits_in_triage", ref)
+
+
+def noise_with_outage_marker(seed: int) -> bytes:
+    """Pixel noise that no banked item of the session can resemble (the smooth sandbox images share flat and
+    evenly shaded regions), with the marker that makes the sandbox classifier answer "unavailable"."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from detection.classifier import SANDBOX_MARKER_SIZE, SANDBOX_OUTAGE_MARKER
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    corner = (0, 0, SANDBOX_MARKER_SIZE - 1, SANDBOX_MARKER_SIZE - 1)
+    ImageDraw.Draw(image).rectangle(corner, fill=SANDBOX_OUTAGE_MARKER)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 async def _screening_case_ref(api: httpx.AsyncClient, reviewer: dict, ref: str) -> str | None:

@@ -551,21 +551,24 @@ async def test_answer_delay_commits_before_the_answer_leaves(
     assert [r["status"] for r in reports] == ["open"]  # committed although the client never heard back
 
 
-async def test_seeded_faults_are_reproducible(sandbox: RunningSandbox, client: CyberTiplineClient) -> None:
-    async def outcomes() -> list[bool]:
-        await sandbox.control("POST", "/faults", {"error_rate": 0.5, "seed": 1234})
-        results = []
-        for _ in range(12):
-            try:
-                await client.status()
-                results.append(True)
-            except CyberTiplineTransportError:
-                results.append(False)
-        return results
+async def test_seeded_faults_are_reproducible(sandbox_config: SandboxConfig) -> None:
+    # A sandbox of its own: one stray request from elsewhere in the session (a timed-out call still being served)
+    # would take a draw from the seeded generator and shift every outcome after it.
+    async with running_sandbox(sandbox_config) as sandbox, sandbox.client() as client:
+        async def outcomes() -> list[bool]:
+            await sandbox.control("POST", "/faults", {"error_rate": 0.5, "seed": 1234})
+            results = []
+            for _ in range(12):
+                try:
+                    await client.status()
+                    results.append(True)
+                except CyberTiplineTransportError:
+                    results.append(False)
+            return results
 
-    first = await outcomes()
-    assert first == await outcomes()
-    assert True in first and False in first
+        first = await outcomes()
+        assert first == await outcomes()
+        assert True in first and False in first
 
 
 async def test_invalid_fault_settings_are_rejected(sandbox: RunningSandbox) -> None:
