@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -106,7 +105,8 @@ class CaseFilingSteps:
                     FinishReportInput(org_id=self.state.org_id, report_id=filing.report_id,
                                       expected_file_ids=[f.file_id for f in filing.files]
                                       + [c.file_id for c in filing.conversations]),
-                    **self._ncmec_call_options(),
+                    start_to_close_timeout=self.policy.call_timeout,
+                    schedule_to_close_timeout=self._until_report_deleted(), retry_policy=NCMEC_RETRY,
                     task_queue=task_queues.ncmec(self.state.org_id),
                 )
             except (ActivityError, OutOfTime) as error:
@@ -172,7 +172,9 @@ class CaseFilingSteps:
                 uploaded = await workflow.execute_activity_method(
                     FilingActivities.upload_conversation,
                     UploadConversationInput(org_id=self.state.org_id, report_id=filing.report_id, thread=thread),
-                    **self._ncmec_call_options(upload=True),
+                    start_to_close_timeout=self.policy.upload_timeout,
+                    heartbeat_timeout=self.policy.upload_heartbeat_timeout,
+                    schedule_to_close_timeout=self._until_report_deleted(), retry_policy=NCMEC_RETRY,
                     task_queue=task_queues.ncmec(self.state.org_id),
                 )
                 filed = FiledConversation(thread_id=thread_id, file_id=uploaded.file_id, evidence=uploaded.evidence)
@@ -182,7 +184,8 @@ class CaseFilingSteps:
                 FilingActivities.send_conversation_details,
                 ConversationDetailsInput(org_id=self.state.org_id, report_id=filing.report_id,
                                          file_id=filed.file_id, thread_id=thread_id, evidence=filed.evidence),
-                **self._ncmec_call_options(),
+                start_to_close_timeout=self.policy.call_timeout,
+                schedule_to_close_timeout=self._until_report_deleted(), retry_policy=NCMEC_RETRY,
                 task_queue=task_queues.ncmec(self.state.org_id),
             )
             filed.details_sent = True
@@ -310,7 +313,9 @@ class CaseFilingSteps:
                 FilingActivities.upload_file,
                 UploadFileInput(org_id=self.state.org_id, report_id=filing.report_id, media_id=media_id,
                                 evidence=media.evidence, file_name=media.content.file_name or media_id),
-                **self._ncmec_call_options(upload=True),
+                start_to_close_timeout=self.policy.upload_timeout,
+                heartbeat_timeout=self.policy.upload_heartbeat_timeout,
+                schedule_to_close_timeout=self._until_report_deleted(), retry_policy=NCMEC_RETRY,
                 task_queue=task_queues.ncmec(self.state.org_id),
             )
             filed = FiledFile(media_id=media_id, file_id=uploaded.file_id, md5=uploaded.md5)
@@ -323,7 +328,8 @@ class CaseFilingSteps:
             FilingActivities.send_file_details,
             FileDetailsInput(org_id=self.state.org_id, report_id=filing.report_id, file_id=filed.file_id,
                              media=media, decision=media_decision),
-            **self._ncmec_call_options(),
+            start_to_close_timeout=self.policy.call_timeout,
+            schedule_to_close_timeout=self._until_report_deleted(), retry_policy=NCMEC_RETRY,
             task_queue=task_queues.ncmec(self.state.org_id),
         )
         filed.details_sent = True
@@ -335,19 +341,11 @@ class CaseFilingSteps:
         if deadline is not None and workflow.now() > deadline - self.policy.deadline_margin:
             raise OutOfTime()
 
-    def _ncmec_call_options(self, *, upload: bool = False) -> dict[str, Any]:
+    def _until_report_deleted(self) -> timedelta:
         """Retry a step only until shortly before NCMEC would delete the unfinished report."""
         deadline = self._ncmec_deadline()
         assert deadline is not None
-        remaining = deadline - workflow.now() - self.policy.deadline_margin
-        options: dict[str, Any] = {
-            "start_to_close_timeout": self.policy.upload_timeout if upload else self.policy.call_timeout,
-            "schedule_to_close_timeout": max(remaining, timedelta(minutes=1)),
-            "retry_policy": NCMEC_RETRY,
-        }
-        if upload:
-            options["heartbeat_timeout"] = self.policy.upload_heartbeat_timeout
-        return options
+        return max(deadline - workflow.now() - self.policy.deadline_margin, timedelta(minutes=1))
 
     def _ncmec_deadline(self) -> datetime | None:
         filing = self.state.filing

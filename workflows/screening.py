@@ -23,11 +23,12 @@ with workflow.unsafe.imports_passed_through():
     from models.screening import ScreeningOutcome, ScreeningStart, TriageClosed, TriageDecision, TriageRecord
     from workflows import task_queues
 
-SHORT = {"start_to_close_timeout": timedelta(minutes=1), "retry_policy": RetryPolicy(maximum_attempts=10)}
-LONG = {"start_to_close_timeout": timedelta(minutes=10), "retry_policy": RetryPolicy(maximum_attempts=5)}
-# The triage table is where an unscreenable item goes: its writes are retried until the database answers.
-RECORD = {"start_to_close_timeout": timedelta(minutes=1),
-          "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))}
+# Hashing, matching, classifying and fetching: a few tries, then the item waits in triage with the reason.
+FIVE_ATTEMPTS = RetryPolicy(maximum_attempts=5)
+TEN_ATTEMPTS = RetryPolicy(maximum_attempts=10)
+# The triage table is where an item goes when nothing else can take it: its writes are retried until the
+# database answers, so a database outage never fails the screening (and never drops the item).
+UNTIL_RECORDED = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # Handing an item to the user's case: retried for about a day before it waits in triage for a person.
 ENQUEUE_ROUNDS = 8
 ENQUEUE_PAUSE = timedelta(minutes=3)
@@ -100,7 +101,8 @@ class ScreeningWorkflow:
                 MediaActivities.preserve_media,
                 PreserveMediaInput(org_id=item.org_id, workflow_id=workflow.info().workflow_id,
                                    media_id=item.content_id, source=item.media),
-                task_queue=task_queues.platform(), **LONG)
+                task_queue=task_queues.platform(), start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=FIVE_ATTEMPTS)
         except ActivityError as error:
             raise _Unscreenable(f"the media could not be preserved: {_cause(error)}") from None
         if preserved.evidence is None:
@@ -111,15 +113,17 @@ class ScreeningWorkflow:
         assert item.media.evidence is not None
         request = AnalyzeMediaInput(org_id=item.org_id, evidence=item.media.evidence)
         try:
-            analysis = await workflow.execute_activity_method(DetectionActivities.analyze_media, request,
-                                                             task_queue=task_queues.detection(), **LONG)
+            analysis = await workflow.execute_activity_method(
+                DetectionActivities.analyze_media, request, task_queue=task_queues.detection(),
+                start_to_close_timeout=timedelta(minutes=10), retry_policy=FIVE_ATTEMPTS)
         except ActivityError as error:
             raise _Unscreenable(f"the media could not be hashed and matched: {_cause(error)}") from None
         if analysis.matches:
             return analysis  # a bank match decides on its own; no need to ask the classifier
         try:
-            priority = await workflow.execute_activity_method(DetectionActivities.classify_media, request,
-                                                             task_queue=task_queues.detection(), **LONG)
+            priority = await workflow.execute_activity_method(
+                DetectionActivities.classify_media, request, task_queue=task_queues.detection(),
+                start_to_close_timeout=timedelta(minutes=10), retry_policy=FIVE_ATTEMPTS)
         except ActivityError as error:
             raise _Unscreenable(f"the classifier could not be reached: {error.cause or error}") from None
         return analysis.model_copy(update={"classifier_priority": priority})
@@ -130,7 +134,8 @@ class ScreeningWorkflow:
         await workflow.execute_activity_method(TriageActivities.record_triage, TriageRecord(
             screening_id=screening_id, org_id=item.org_id, creator_id=item.user_id, content_id=item.content_id,
             evidence=item.media.evidence, content_type=item.content_type, classifier_priority=priority,
-            created_at=workflow.now(), screening_error=error), **(SHORT if error is None else RECORD))
+            created_at=workflow.now(), screening_error=error),
+            start_to_close_timeout=timedelta(minutes=1), retry_policy=UNTIL_RECORDED)
         assert self.outcome is not None
         while True:
             await workflow.wait_condition(lambda: self.decision is not None)
@@ -154,7 +159,8 @@ class ScreeningWorkflow:
         self.outcome.triage = "escalated" if decision.action == "escalate" else "dismissed"
         await workflow.execute_activity_method(TriageActivities.close_triage, TriageClosed(
             screening_id=screening_id, status=self.outcome.triage, decided_by=decision.reviewer_id,
-            reason=decision.reason, case_ref=case_ref), **(SHORT if error is None else RECORD))
+            reason=decision.reason, case_ref=case_ref),
+            start_to_close_timeout=timedelta(minutes=1), retry_policy=UNTIL_RECORDED)
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _enqueue(self, item: ContentItem, reason: EnqueueReason) -> str:
@@ -162,7 +168,8 @@ class ScreeningWorkflow:
         for round_ in range(ENQUEUE_ROUNDS):
             try:
                 return await workflow.execute_activity_method(
-                    TriageActivities.enqueue_in_case, item.model_copy(update={"reason": reason}), **SHORT)
+                    TriageActivities.enqueue_in_case, item.model_copy(update={"reason": reason}),
+                    start_to_close_timeout=timedelta(minutes=1), retry_policy=TEN_ATTEMPTS)
             except ActivityError:
                 if round_ == ENQUEUE_ROUNDS - 1:
                     raise
