@@ -96,8 +96,12 @@ def test_tipline_up_serves_and_sigterm_stops_every_part(tmp_path: Path) -> None:
 
 def assert_only_the_owner_can_read(data_dir: Path) -> None:
     """The database and its WAL, Temporal's files, the evidence store and the keys: 0700 folders, 0600 files."""
-    found = {path.relative_to(data_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
-             for path in [data_dir, *data_dir.rglob("*")]}
+    found = {}
+    for path in [data_dir, *data_dir.rglob("*")]:
+        try:
+            found[path.relative_to(data_dir).as_posix()] = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue  # a transient file (SQLite's rollback journal) removed between listing and reading it
     for expected in ("tipline.db", "tipline.db-wal", "tipline.db-shm", "temporal.db", "temporal.log", "orgs.toml",
                      "evidence-keys.json", "payload-keys.json", "evidence", "evidence/incoming"):
         assert expected in found, f"{expected} not in the data folder: {sorted(found)}"
