@@ -71,7 +71,9 @@ def free_port() -> int:
 async def file_one_case(api: httpx.AsyncClient, api_keys: dict, creator: str) -> str:
     platform_key, reviewer_key = headers(api_keys, Role.PLATFORM), headers(api_keys, Role.CHILD_SAFETY_MODERATOR)
     async with fake_platform() as platform:
-        item = {"content_id": f"{creator}-post", "creator_id": creator, "media_url": platform.add(creator, 7),
+        # Evidence is content-addressed: bytes of their own, so this case stores a new object whatever ran before.
+        media_url = platform.add(creator, uuid.uuid4().int % 10_000_000)
+        item = {"content_id": f"{creator}-post", "creator_id": creator, "media_url": media_url,
                 "file_name": "upload.png", "content_type": "image/png", "upload_ip": "192.0.2.77",
                 "uploaded_at": "2026-01-01T10:00:00+00:00"}
         accepted = await api.post("/v1/content/batch", json={"items": [item]}, headers=platform_key)
