@@ -5,6 +5,7 @@ data: not raw, not base64, not zlib-compressed."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import uuid
 import zlib
@@ -31,7 +32,9 @@ def secrets_of_a_case(tag: str) -> dict[str, str]:
     return {
         "first name": f"Marguerite{tag}", "last name": f"Okonkwo{tag}",
         "email": f"m.okonkwo.{tag}@example.com", "screen name": f"quietfox_{tag}",
-        "upload ip": f"2001:db8::{tag[:4]}:{tag[4:8]}", "login ip": f"203.0.113.{100 + int(tag[:2], 16) % 150}",
+        # Canonical, as Tipline stores it: a group with leading zeros ("0a1b") would be shortened.
+        "upload ip": str(ipaddress.IPv6Address(f"2001:db8::{tag[:4]}:{tag[4:8]}")),
+        "login ip": f"203.0.113.{100 + int(tag[:2], 16) % 150}",
         "message": f"meet me behind the old mill at {tag} tonight",
         "victim name": f"Philippa{tag}", "victim email": f"pip.{tag}@example.com",
         "bio": f"collector of rare stamps {tag}",
