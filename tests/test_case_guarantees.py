@@ -375,13 +375,7 @@ async def test_a_screening_step_that_gives_up_leaves_the_item_in_triage_with_the
     assert response.status_code == 202, response.text
     ref = response.json()["screening_ref"]
 
-    async def in_triage() -> dict | None:
-        listed = (await api.get("/v1/triage", headers=reviewer)).json()
-        outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()  # None while it runs
-        assert outcome is None or outcome["route"] == "triage", outcome  # matched or cleared: the image is wrong
-        return next((e for e in listed if e["screening_ref"] == ref), None)
-
-    entry = await eventually(in_triage, what="the unscreenable item in triage")
+    entry = await eventually(lambda: _triage_entry(api, reviewer, ref), what="the unscreenable item in triage")
     assert entry["classifier_priority"] == "unscreened" and entry["content_url"] is None
     assert "no longer has this media" in entry["screening_error"]
     outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()
@@ -429,13 +423,8 @@ async def test_a_classifier_that_stays_unavailable_leaves_the_item_in_triage_wit
     ref = response.json()["screening_ref"]
     reviewer = {"X-API-Key": api_keys["acme"][Role.ADMIN]}
 
-    async def in_triage() -> dict | None:
-        listed = (await api.get("/v1/triage", headers=reviewer)).json()
-        outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()  # None while it runs
-        assert outcome is None or outcome["route"] == "triage", outcome  # matched or cleared: the image is wrong
-        return next((e for e in listed if e["screening_ref"] == ref), None)
-
-    entry = await eventually(in_triage, timeout=60, what="the unclassified item in triage")
+    entry = await eventually(lambda: _triage_entry(api, reviewer, ref), timeout=60,
+                             what="the unclassified item in triage")
     assert entry["classifier_priority"] == "unscreened" and "classifier" in entry["screening_error"]
     assert entry["content_url"] is not None  # preserved: the reviewer can look at it
     escalated = await api.post(f"/v1/triage/{ref}/escalation", json={"reason": "looked at it"}, headers=reviewer)
@@ -468,6 +457,14 @@ def noise_with_outage_marker(seed: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+async def _triage_entry(api: httpx.AsyncClient, reviewer: dict, ref: str) -> dict | None:
+    """The screening's entry in the triage list, once it is there; fails at once if it was routed elsewhere."""
+    listed = (await api.get("/v1/triage", headers=reviewer)).json()
+    outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()  # None while it runs
+    assert outcome is None or outcome["route"] == "triage", outcome  # matched or cleared: the image is wrong
+    return next((e for e in listed if e["screening_ref"] == ref), None)
 
 
 async def _screening_case_ref(api: httpx.AsyncClient, reviewer: dict, ref: str) -> str | None:
