@@ -29,7 +29,6 @@ from temporalio.exceptions import ApplicationError
 from models.case import BankMatchSummary, EvidenceRef, MediaAnalysis
 from models.filing import AnalyzeMediaBatch, AnalyzeMediaInput, BankReportedMediaInput
 from tipline.logging import get_logger
-from tipline.retention import link_evidence
 from tipline.settings import Settings
 
 if TYPE_CHECKING:
@@ -119,6 +118,9 @@ class DetectionActivities:
         # Every item a case holds is analysed once preserved, uploaded or fetched: here is where the purge
         # learns which objects the user's cases rely on (tipline.purge).
         if activity.in_activity() and activity.info().workflow_type == "CaseWorkflow":
+            # Imported here: the workflows import this module, and a worker's start should not wait for SQLAlchemy.
+            from tipline.retention import link_evidence
+
             link_evidence(self.engine, request.org_id, activity.info().workflow_id, request.evidence.sha256)
 
     @activity.defn

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from models.history_export import ExportedHistory, ExportHistoryInput
+from models.history_export_messages import ExportedHistory, ExportHistoryInput
 
 if TYPE_CHECKING:
     from tipline.history_export import HistoryExporter

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 
-from models.retention import DueCases, DueCasesInput, PurgeCaseInput, PurgeOutcome
-from tipline.purge import Purger
+from models.retention_messages import DueCases, DueCasesInput, PurgeCaseInput, PurgeOutcome
+
+if TYPE_CHECKING:
+    from tipline.purge import Purger
 
 
 class RetentionActivities:

@@ -13,11 +13,13 @@ Change tracking, so a matcher can refresh without reloading everything (see ``de
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from models.bank_kinds import DEFAULT_PDQ_DISTANCE as DEFAULT_PDQ_DISTANCE  # defined apart for the command line
+from models.bank_kinds import BankHashType as BankHashType
+from models.bank_kinds import BankSource as BankSource
 from models.records import UtcDateTime, utcnow
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit id.
@@ -28,23 +30,6 @@ def _timestamp(*, nullable: bool = False) -> Column:
     return Column(UtcDateTime(), nullable=nullable)
 
 
-class BankSource(StrEnum):
-    FILE = "file"  # filled by ``tipline bank import``
-    NCMEC = "ncmec"  # filled from NCMEC's hash-sharing API
-    OWN_REPORTS = "own_reports"  # media the org has itself reported; the only banks pHash is matched against
-
-
-class BankHashType(StrEnum):
-    PDQ = "pdq"
-    MD5 = "md5"
-    SHA1 = "sha1"
-    SHA256 = "sha256"
-    PHASH = "phash"
-    # imagehash's crop-resistant hash (comma-separated 16-hex segment dhashes); own_reports banks only.
-    CROP_RESISTANT = "crop_resistant"
-
-
-DEFAULT_PDQ_DISTANCE = 31
 
 
 class HashBank(SQLModel, table=True):

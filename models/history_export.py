@@ -1,17 +1,15 @@
 """Exported case histories: every run's Temporal history of a closed case, kept in the evidence store (encrypted
-as evidence is) after Temporal's own retention forgets them. The workflow payloads carry references only."""
+as evidence is) after Temporal's own retention forgets them. Its messages (references only) are in
+models.history_export_messages."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
 from sqlalchemy import Column, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.records import UtcDateTime, utcnow
-
-EXPORT_FORMAT = "tipline-history-export/1"
 
 
 class HistoryExport(SQLModel, table=True):
@@ -32,17 +30,3 @@ class HistoryExport(SQLModel, table=True):
     runs: int = Field(sa_column=Column(Integer, nullable=False))
     exported_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     purged_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-
-
-class ExportHistoryInput(BaseModel):
-    org_id: str
-    case_ref: str
-    case_number: int
-    # How many filing attempts the case made: their child workflows are ``{case_ref}/filing/{n}/{attempt}``.
-    filing_attempts: int = 0
-
-
-class ExportedHistory(BaseModel):
-    sha256: str
-    runs: int
-    missing: list[str]

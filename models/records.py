@@ -8,6 +8,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Column, DateTime, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from models.roles import Role as Role  # stored here; defined apart for the command line
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -30,15 +32,6 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(UtcDateTime(), nullable=nullable, index=index)
-
-
-class Role(StrEnum):
-    PLATFORM = "platform"
-    ADMIN = "admin"
-    MODERATOR_MANAGER = "moderator_manager"
-    CHILD_SAFETY_MODERATOR = "child_safety_moderator"
-    MODERATOR = "moderator"
-    AUDITOR = "auditor"
 
 
 NCMEC_ROLES = frozenset({Role.ADMIN, Role.MODERATOR_MANAGER, Role.CHILD_SAFETY_MODERATOR})

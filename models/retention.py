@@ -1,14 +1,12 @@
 """Retention: legal holds, which evidence a user's cases preserved, and what is kept of a purged case.
 
-The workflow payloads here carry references only (a case ref, a case number, a time), never content.
-"""
+The retention workflow's messages are in models.retention_messages."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel
 from sqlalchemy import Column, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -82,49 +80,3 @@ class CaseTombstone(SQLModel, table=True):
     due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     purged_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     audit_seq: int | None = None
-
-
-# ---- workflow payloads (references only) ---------------------------------------------------------------------
-
-
-class CaseKey(BaseModel):
-    case_ref: str
-    case_number: int
-
-
-class RetentionStart(BaseModel):
-    # Passes run this far apart on Temporal's clock; a run continues as new after ``passes_per_run``.
-    interval_seconds: int = 86400
-    passes_per_run: int = 30
-    passes_before: int = 0
-
-
-class DueCasesInput(BaseModel):
-    now: datetime
-    after: CaseKey | None = None
-    limit: int = 200
-
-
-class DueCases(BaseModel):
-    cases: list[CaseKey]
-    # Where the next page of closed cases starts; None once every closed case was looked at.
-    next_after: CaseKey | None
-
-
-class PurgeCaseInput(BaseModel):
-    case: CaseKey
-    now: datetime
-
-
-class PurgeOutcome(BaseModel):
-    purged: bool
-    # Why not, when not: "held", "not_due", "open", "already_purged".
-    skipped: str | None = None
-    objects_deleted: int = 0
-
-
-class PassSummary(BaseModel):
-    at: datetime
-    passes: int
-    purged: int
-    failed: int

@@ -23,7 +23,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 from models.case import CaseStart, CaseState, ContentItem, MediaSource
 from models.history_export import HistoryExport
 from models.records import Role
-from models.retention import CaseKey, CaseTombstone
+from models.retention import CaseTombstone
+from models.retention_messages import CaseKey
 from tests.helpers import ORG, OTHER_ORG, Sandbox, eventually, headers
 from tests.test_cli import use_settings
 from tipline.audit_bundle import verify_bundle

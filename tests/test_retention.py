@@ -33,7 +33,8 @@ from temporalio.worker import Worker
 from activities.retention import RetentionActivities
 from models.audit import AuditRow
 from models.records import CaseSummary, FiledFile, FiledReport, IssuedRef, RefKind, ReportStatus
-from models.retention import CaseKey, CaseTombstone, EvidenceLink, HoldKind, PassSummary, RetentionStart
+from models.retention import CaseTombstone, EvidenceLink, HoldKind
+from models.retention_messages import CaseKey, PassSummary, RetentionStart
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ORG, eventually
 from tests.history_payloads import decrypt_in_place

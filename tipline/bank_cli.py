@@ -158,7 +158,7 @@ def add_bank_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``tipline bank ...`` to the ``tipline`` command's subparsers."""
     # Only light modules here: every ``tipline`` command builds this parser, ``tipline worker`` included.
     from detection.bank_file import HEX_LENGTHS
-    from models.hash_banks import DEFAULT_PDQ_DISTANCE, BankSource
+    from models.bank_kinds import DEFAULT_PDQ_DISTANCE, BankSource
 
     bank = commands.add_parser("bank", help="hash banks: known-CSAM hash lists matched on intake")
     actions = bank.add_subparsers(required=True, metavar="ACTION")

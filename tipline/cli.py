@@ -290,7 +290,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from models.records import Role
+    from models.roles import Role
     from tipline.bank_cli import add_bank_commands
     from tipline.sandbox_cli import add_sandbox_command
 

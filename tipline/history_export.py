@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from models.filing import filing_workflow_id
-from models.history_export import EXPORT_FORMAT, ExportedHistory, ExportHistoryInput, HistoryExport
+from models.history_export import HistoryExport
+from models.history_export_messages import EXPORT_FORMAT, ExportedHistory, ExportHistoryInput
 from models.records import utcnow
 from tipline.case_histories import CaseHistories, RunHistory, _fetch, fetch_case_histories, filing_case_number
 from tipline.evidence import EvidenceStore

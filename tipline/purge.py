@@ -19,7 +19,8 @@ from sqlmodel import Session, col, select
 
 from models.history_export import HistoryExport
 from models.records import CaseSummary, FiledFile, FiledReport, TriageItem, utcnow
-from models.retention import CaseKey, CaseTombstone, DueCases, EvidenceLink, PurgeOutcome
+from models.retention import CaseTombstone, EvidenceLink
+from models.retention_messages import CaseKey, DueCases, PurgeOutcome
 from tipline.audit_log import AuditLog
 from tipline.evidence import EvidenceStore
 from tipline.retention import CLOSED_STATUSES, RETENTION_ACTOR, case_dates, holds_in_force, lock_case_ref

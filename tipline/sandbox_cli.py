@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cybertipline.sandbox import SandboxConfig
 from tipline.private_files import PRIVATE_UMASK
 from tipline.settings import NcmecEnvironment, Settings
+
+if TYPE_CHECKING:
+    from cybertipline.sandbox import SandboxConfig
 
 # Where `tipline ncmec fetch-xsd` writes by default.
 DEFAULT_XSD_NAME = "cyber_tipline.xsd"
@@ -45,6 +47,8 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
     if not users:
         raise SystemExit(f"no org in {settings.resolved_orgs_file} uses the sandbox")
     username, password = next(iter(users.items()))
+    from cybertipline.sandbox import SandboxConfig  # FastAPI: loaded by the commands that serve the sandbox
+
     return SandboxConfig(
         username=username, password=password, extra_users=users, xsd_path=sandbox_xsd(settings),
         strict_reporting_person_email=settings.sandbox_reporter_email_required,

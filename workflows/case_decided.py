@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.history_export import HistoryExportActivities
     from models.case import CaseState, CaseStatus, FilingPolicy, SideEffectFailure
     from models.filing import BankReportedMediaInput, FilingReport, FilingStart, ReportedMedia, filing_workflow_id
-    from models.history_export import ExportHistoryInput
+    from models.history_export_messages import ExportHistoryInput
     from workflows import task_queues
     from workflows.case_filing_workflow import CaseFilingWorkflow
     from workflows.errors import reviewer_safe_reason

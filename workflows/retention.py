@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.retention import RetentionActivities
-    from models.retention import (
+    from models.retention_messages import (
         DueCases,
         DueCasesInput,
         PassSummary,
