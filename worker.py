@@ -1,5 +1,9 @@
 """The Temporal worker: case workflows and the activities that touch the outside world, one worker per task
-queue (workflows.task_queues), each with its own slots; a process serves the queues ``worker_queues`` names."""
+queue (workflows.task_queues), each with its own slots; a process serves the queues ``worker_queues`` names.
+
+The workflows poll first: they need no database, evidence store or HTTP client, so this module imports only
+what they do, and the activities' libraries (SQLAlchemy, the store, the hashers) load once they poll. A
+restarted worker takes workflow tasks within a second of its start."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import temporalio
-from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -29,23 +33,9 @@ from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.case_index import CaseIndexActivities
-from activities.detection import DetectionActivities
-from activities.filing import FilingActivities
-from activities.hashing_pool import HashingPool
-from activities.history_export import HistoryExportActivities
-from activities.media import MediaActivities
-from activities.notifications import NotificationActivities
-from activities.platform_callbacks import PlatformCallbackActivities
-from activities.retention import RetentionActivities
-from activities.triage import TriageActivities
-from models.retention import RetentionStart
-from tipline.audit_log import AuditLog
-from tipline.db import make_engine
-from tipline.evidence import EvidenceStore
+from models.retention_messages import RetentionStart
 from tipline.filing_watch import watch_filings
-from tipline.history_export import HistoryExporter
 from tipline.logging import get_logger
-from tipline.purge import Purger
 from tipline.settings import Settings
 from tipline.shutdown import cancel_on_sigterm
 from tipline.temporal import connect, metrics_runtime
@@ -56,6 +46,10 @@ from workflows.retention import RetentionWorkflow, retention_workflow_id
 from workflows.screening import ScreeningWorkflow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from activities.detection import DetectionActivities
+    from activities.hashing_pool import HashingPool
     from tipline.egress import EgressClient
     from tipline.metrics import MetricsServer
 
@@ -64,6 +58,10 @@ log = get_logger(__name__)
 WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow]
 # The packages whose code the worker runs (pyproject's package list): the build id is a digest of them.
 CODE = ("tipline", "workflows", "activities", "api", "models", "cybertipline", "detection")
+# What the activities need and the workflows do not: SQLAlchemy, the evidence store, the hashers. They load
+# while the workflows already poll.
+ACTIVITY_LIBRARIES = ("activities.hashing_pool", "tipline.audit_log", "tipline.db", "tipline.evidence",
+                      "tipline.history_export", "tipline.purge")
 # A sync activity's thread is taken before its slot is: a few spare threads keep local activities from waiting.
 SPARE_THREADS = 4
 
@@ -79,6 +77,15 @@ class QueueWorkers:
     def all(self) -> list[Worker]:
         return [worker for workers in self.by_role.values() for worker in workers]
 
+    def start(self, role: str, worker: Worker) -> None:
+        self.by_role.setdefault(role, []).append(worker)
+        self.runs.append(asyncio.create_task(worker.run()))
+
+    async def shutdown(self) -> None:
+        # Together, not one after another: each drains within its own grace period.
+        await asyncio.gather(*(worker.shutdown() for worker in self.all()), return_exceptions=True)
+        await asyncio.gather(*self.runs)
+
     async def until_one_fails(self) -> None:
         """Wait while every worker runs; a worker that stops on its own (a fatal poll error) ends the process,
         so its supervisor restarts it whole instead of leaving some queues unserved."""
@@ -89,18 +96,76 @@ class QueueWorkers:
 
 
 @asynccontextmanager
-async def case_worker(client: Client, settings: Settings, engine: Engine, *, run_workflows: bool = True,
+async def case_worker(client: Client, settings: Settings, engine: Engine | None = None, *,
+                      run_workflows: bool = True,
                       activity_overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[QueueWorkers]:
-    """One worker per task queue this process serves (``settings.worker_queues``); they drain and stop together
-    when the block exits.
+    """One worker per task queue this process serves (``settings.worker_queues``), and the case queue's workflows
+    on a worker of their own, started first; they drain and stop together when the block exits.
 
+    Without ``engine`` the worker opens its own database once the workflows poll, and closes it at the end.
     Tests may run them without workflows, or with some activities swapped for their own by activity name."""
-    store = EvidenceStore.from_settings(settings)
+    workers = QueueWorkers()
+    # The case's local activities run where its workflow does; they wait for the database opened below.
     index = CaseIndexActivities(engine)
+    swapped = {_activity_name(a): a for a in activity_overrides}
+    with ThreadPoolExecutor(max_workers=settings.cases_max_concurrent_activities + SPARE_THREADS,
+                            thread_name_prefix="local-activity") as local_threads:
+        try:
+            if run_workflows and tq.CASES in settings.worker_queues:
+                local = [swapped.get(_activity_name(a), a) for a in (index.publish_case_summary, index.user_history)]
+                workers.start(tq.CASES, _workflow_worker(client, settings, local, local_threads))
+            # On a thread, so the workflow worker's start goes on while they load (each import lets go of the GIL).
+            await asyncio.to_thread(_load, ACTIVITY_LIBRARIES)
+            async with _activity_workers(client, settings, engine, index, workers, swapped):
+                yield workers
+        finally:
+            await workers.shutdown()
+
+
+def _load(modules: Sequence[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _workflow_worker(client: Client, settings: Settings, local_activities: list[Callable[..., Any]],
+                     executor: ThreadPoolExecutor) -> Worker:
+    """The case queue's workflows and their local activities; the queue's activity tasks go to its activity worker,
+    which registers every activity (this one would fail those it lacks)."""
+    return Worker(client, task_queue=tq.queue_name(settings.task_queue, tq.CASES), workflows=WORKFLOWS,
+                  activities=local_activities, activity_executor=executor, no_remote_activities=True,
+                  max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks,
+                  max_cached_workflows=settings.cases_max_cached_workflows, build_id=code_build_id(),
+                  graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds))
+
+
+@asynccontextmanager
+async def _activity_workers(client: Client, settings: Settings, engine: Engine | None, index: CaseIndexActivities,
+                            workers: QueueWorkers, swapped: dict[str, Callable[..., Any]]) -> AsyncIterator[None]:
+    # Imported here (loaded by then: ACTIVITY_LIBRARIES), so the workflows need not wait for them.
+    from activities.detection import DetectionActivities
+    from activities.filing import FilingActivities
+    from activities.hashing_pool import HashingPool
+    from activities.history_export import HistoryExportActivities
+    from activities.media import MediaActivities
+    from activities.notifications import NotificationActivities
+    from activities.platform_callbacks import PlatformCallbackActivities
+    from activities.retention import RetentionActivities
+    from activities.triage import TriageActivities
+    from tipline.audit_log import AuditLog
+    from tipline.db import make_engine
+    from tipline.evidence import EvidenceStore
+    from tipline.history_export import HistoryExporter
+    from tipline.purge import Purger
+
+    own_engine = engine is None
+    engine = make_engine(settings.resolved_database_url) if engine is None else engine
+    index.attach(engine)
+    store = EvidenceStore.from_settings(settings)
     filing = FilingActivities(settings, engine, store)
     serves_detection = tq.DETECTION in settings.worker_queues
     hashing = HashingPool(settings, settings.detection_processes) \
         if serves_detection and settings.detection_processes else None
+    workers.hashing = hashing
     detection = DetectionActivities(settings, store, engine, hashing)
     triage = TriageActivities(settings, engine, client)
     retention = RetentionActivities(Purger(engine, store, AuditLog.from_settings(settings, engine), settings.orgs))
@@ -121,32 +186,27 @@ async def case_worker(client: Client, settings: Settings, engine: Engine, *, run
             tq.PLATFORM: [media.preserve_media, media.preserve_media_batch, notifications.notify_escalation,
                           callbacks.enrich_user, callbacks.list_user_media],
         }
-        swapped = {_activity_name(a): a for a in activity_overrides}
         by_role = {role: [swapped.get(_activity_name(a), a) for a in activities]
                    for role, activities in by_role.items()}
         with contextlib.ExitStack() as pools:
-            workers = QueueWorkers(hashing=hashing)
             for role in settings.worker_queues:
-                workers.by_role[role] = [
-                    _queue_worker(client, settings, role, queue, by_role, pools, run_workflows)
-                    for queue in _queues(settings, role)
-                ]
+                for queue in _queues(settings, role):
+                    workers.start(role, _activity_worker(client, settings, role, queue, by_role, pools))
             if hashing is not None:
                 pools.callback(hashing.shutdown)
-            workers.runs = [asyncio.create_task(worker.run()) for worker in workers.all()]
             preparing = asyncio.create_task(_prepare_detection(client, settings, detection)) \
                 if serves_detection else None
             try:
-                yield workers
+                yield
             finally:
                 if preparing is not None:
                     preparing.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await preparing
-                # Together, not one after another: each drains within its own grace period.
-                await asyncio.gather(*(worker.shutdown() for worker in workers.all()), return_exceptions=True)
-                await asyncio.gather(*workers.runs)
+                await workers.shutdown()
                 await filing.aclose()
+                if own_engine:
+                    engine.dispose()
 
 
 def _queues(settings: Settings, role: str) -> list[str]:
@@ -156,19 +216,15 @@ def _queues(settings: Settings, role: str) -> list[str]:
     return [tq.queue_name(settings.task_queue, role)]
 
 
-def _queue_worker(client: Client, settings: Settings, role: str, queue: str,
-                  by_role: dict[str, list[Callable[..., Any]]], pools: contextlib.ExitStack,
-                  run_workflows: bool) -> Worker:
-    """The worker for one queue, with that queue's slots, rate limit and shutdown grace."""
+def _activity_worker(client: Client, settings: Settings, role: str, queue: str,
+                     by_role: dict[str, list[Callable[..., Any]]], pools: contextlib.ExitStack) -> Worker:
+    """The activity worker for one queue, with that queue's slots, rate limit and shutdown grace."""
     options: dict[str, Any] = {"graceful_shutdown_timeout": timedelta(seconds=settings.worker_shutdown_grace_seconds)}
     if role == tq.CASES:
         # Besides its own, the case queue keeps every activity registered: those a workflow scheduled here
         # before the queues were split (or from a worker still on older code) still run.
         activities = [a for activities in by_role.values() for a in activities]
         slots = settings.cases_max_concurrent_activities
-        options.update(workflows=WORKFLOWS if run_workflows else [],
-                       max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks,
-                       max_cached_workflows=settings.cases_max_cached_workflows)
     elif role == tq.DETECTION:
         activities, slots = by_role[role], settings.detection_max_concurrent_activities
     elif role == tq.NCMEC:
@@ -250,10 +306,9 @@ async def run(settings: Settings) -> None:
     cancel_on_sigterm()  # drain running activities on docker stop / systemd, as on Ctrl-C
     runtime = metrics_runtime(settings.temporal_sdk_metrics_address) if settings.temporal_sdk_metrics_address else None
     client = await connect_patiently(settings, runtime)
-    engine = make_engine(settings.resolved_database_url)
-    with worker_metrics(settings, engine):
-        async with case_worker(client, settings, engine) as workers:
-            log.info("worker.started", queues=[w.task_queue for w in workers.all()])
+    async with case_worker(client, settings) as workers:
+        with worker_metrics(settings):
+            log.info("worker.started", queues=sorted({w.task_queue for w in workers.all()}))
             if tq.CASES in settings.worker_queues:  # the retention workflow runs where the workflows do
                 await start_retention_clock(client, settings)
             # Filing attempts that end without telling their case (terminated, timed out) are noticed here.
@@ -275,19 +330,24 @@ async def start_retention_clock(client: Client, settings: Settings) -> None:
 
 
 @contextmanager
-def worker_metrics(settings: Settings, engine: Engine) -> Iterator[MetricsServer | None]:
+def worker_metrics(settings: Settings, engine: Engine | None = None) -> Iterator[MetricsServer | None]:
     """Tipline's metrics on ``worker_metrics_address`` while the block runs; nothing when it is unset."""
     if not settings.worker_metrics_address:
         yield None
         return
+    from tipline.db import make_engine
     from tipline.metrics import metrics_registry, start_metrics_server
 
+    own_engine = engine is None
+    engine = make_engine(settings.resolved_database_url) if engine is None else engine
     server = start_metrics_server(settings.worker_metrics_address, metrics_registry(engine),
                                   "TIPLINE_WORKER_METRICS_ADDRESS")
     try:
         yield server
     finally:
         server.stop()
+        if own_engine:
+            engine.dispose()
 
 
 async def connect_patiently(settings: Settings, runtime: Runtime | None = None) -> Client:

@@ -1,13 +1,16 @@
 """The review queue's table, kept current by the case workflow (local activities: cheap and quick).
 
 The workflows import this module, and so does the worker before it polls: the database layer is imported by the
-activities when they first run, not here (see ``worker.py``)."""
+activities when they first run, not here. Being local activities, they run on the workflow worker, which starts
+before the worker has opened its database (``worker.py``): they wait the moment it takes for ``attach``."""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from models.case import CaseStatus
 from models.filing import CaseSummaryUpdate, UserHistory
@@ -16,11 +19,26 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 CLOSED = (CaseStatus.FILED, CaseStatus.DISMISSED)
+# How long a local activity waits for the worker to open its database before failing (and being retried).
+ATTACH_PATIENCE_SECONDS = 10.0
 
 
 class CaseIndexActivities:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._engine = engine
+        self._attached = threading.Event()
+        if engine is not None:
+            self._attached.set()
+
+    def attach(self, engine: Engine) -> None:
+        self._engine = engine
+        self._attached.set()
+
+    @property
+    def engine(self) -> Engine:
+        if not self._attached.wait(ATTACH_PATIENCE_SECONDS) or self._engine is None:
+            raise ApplicationError("the worker has not opened its database yet", type="DatabaseNotReady")
+        return self._engine
 
     @activity.defn
     def publish_case_summary(self, update: CaseSummaryUpdate) -> None:

@@ -9,18 +9,24 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities import case_index
+from activities.case_index import CaseIndexActivities
 from api.app import create_app
 from detection.banks import BankRepository, NewEntry
 from detection.media_hashes import hash_media
@@ -35,6 +41,24 @@ from workflows import search_attributes as sa
 # The benchmark's target is 1 s; six helpers' test runs share this machine's two cores.
 FIRST_TASK_BOUND = 8.0
 STOP_DEADLINE = 40.0
+
+
+# What a worker needs only for its activities: it imports them once its workflows poll (worker.ACTIVITY_LIBRARIES).
+NOT_ON_THE_START_PATH = ("sqlalchemy", "sqlmodel", "fastapi", "httpx", "lxml", "numpy", "PIL", "pdqhash",
+                         "tipline.evidence", "tipline.db")
+
+
+def test_the_worker_command_reaches_its_workflow_worker_without_the_activities_libraries() -> None:
+    """What ``tipline worker`` imports before its workflows poll: the command line and the workflows, no more."""
+    script = ("import json, sys\n"
+              "from tipline.cli import build_parser\n"
+              "build_parser().parse_args(['worker'])\n"
+              "import worker\n"
+              f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {NOT_ON_THE_START_PATH!r}"
+              f" or m in {NOT_ON_THE_START_PATH!r})))\n")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert json.loads(loaded.stdout) == [], loaded.stdout
 
 
 def worker_environment(settings: Settings, queue: str) -> dict[str, str]:
@@ -150,3 +174,17 @@ async def test_a_worker_started_before_temporal_waits_for_it_and_then_takes_work
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_the_case_index_waits_for_the_database_the_worker_opens_after_its_workflows_poll(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its local activities run on the workflow worker, which polls before the database is open."""
+    early = CaseIndexActivities()
+    threading.Timer(0.2, early.attach, args=(engine,)).start()
+    assert early.user_history(f"case-never-{uuid.uuid4().hex}").case_number == 1
+
+    monkeypatch.setattr(case_index, "ATTACH_PATIENCE_SECONDS", 0.05)
+    with pytest.raises(ApplicationError) as never:
+        CaseIndexActivities().user_history("case-x")
+    assert never.value.type == "DatabaseNotReady" and not never.value.non_retryable
