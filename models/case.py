@@ -222,7 +222,8 @@ class RetryFiling(BaseModel):
 class SideEffectFailure(BaseModel):
     """A step around the case that failed (a webhook, banking, the queue row): shown, retried, never fatal."""
 
-    what: Literal["escalation_webhook", "bank_reported_media", "queue_row"]
+    # media_analysis: hashing and matching failed for a reason outside the items (database, store, worker).
+    what: Literal["escalation_webhook", "bank_reported_media", "queue_row", "media_analysis"]
     reason: str
     first_failed_at: datetime
     last_failed_at: datetime
@@ -258,6 +259,8 @@ class FilingPolicy(BaseModel):
     # A failed side effect (webhook, banking, queue row) is tried again this often, this many times.
     side_effect_retry_every: timedelta = timedelta(minutes=5)
     side_effect_retries: int = Field(default=12, ge=0)
+    # Media whose analysis failed is analysed again this often (side_effect_retries times, then called unhashable).
+    analysis_retry_every: timedelta = timedelta(minutes=1)
     # How many times a reviewer may send a case that needs attention back to filing.
     max_filing_attempts: int = Field(default=10, ge=1)
 

@@ -1,7 +1,8 @@
 """The case workflow's core guarantees, on the real dev server, sandbox and PostgreSQL.
 
 - A side effect that fails (a dead escalation webhook) is recorded on the case and retried; the case stays
-  open and still files. A screening step that gives up leaves the item in triage with the reason.
+  open and still files. Media whose analysis fails (the database down) waits and is analysed again, never
+  called unhashable for it. A screening step that gives up leaves the item in triage with the reason.
 - Filing runs in a child workflow: content that arrives meanwhile is preserved, hashed and matched at once and
   is the user's next case; a decision names its case number, and a late one is refused with 409.
 - A case that needs attention with its report open can be decided again (the report is retracted first) or
@@ -23,19 +24,23 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities.detection import DetectionActivities
 from api.app import create_app
 from api.deps import create_api_key
 from models.case import (
     CaseStart,
     ContentItem,
     FilingPolicy,
+    MediaAnalysis,
     MediaSource,
     ReviewPolicy,
 )
-from models.filing import filing_workflow_id
+from models.filing import AnalyzeMediaBatch, filing_workflow_id
 from models.records import Role
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
@@ -509,3 +514,40 @@ async def test_a_filing_attempt_terminated_by_an_operator_leaves_the_case_needin
     assert filed["filing"]["report_id"] is not None
     second = stack.client.get_workflow_handle(filing_workflow_id(case_ref, 1, 2))
     assert (await second.describe()).status is WorkflowExecutionStatus.COMPLETED
+
+
+async def test_media_whose_analysis_fails_waits_and_is_analysed_again_instead_of_being_called_unhashable(
+    stack: Stack, temporal_client: Client, engine: Engine
+) -> None:
+    """Every attempt of the first analysis fails as a database outage does; the item stays unjudged (not
+    broken), the failure is on the case, and the next try hashes and matches it."""
+    local = stack.settings.model_copy(update={"task_queue": f"tipline-h1-analysis-{uuid.uuid4().hex[:8]}"})
+    detection = DetectionActivities(local, stack.store, engine, None)
+    calls = 0
+
+    @activity.defn(name="analyze_media_batch")
+    def analysis_failing_once(batch: AnalyzeMediaBatch) -> list[MediaAnalysis]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # non-retryable: the attempts are spent at once, as five failed ones would be
+            raise ApplicationError("connection to the database failed", type="OperationalError", non_retryable=True)
+        return detection.analyze_media_batch(batch)
+
+    app = create_app(local, temporal=temporal_client, engine=engine)
+    async with case_worker(temporal_client, local, engine, activity_overrides=[analysis_failing_once]), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as api:
+        here = Stack(api, temporal_client, local, stack.keys, engine)
+        user = f"user-{uuid.uuid4().hex[:10]}"
+        policy = QUICK.model_copy(update={"analysis_retry_every": timedelta(seconds=1)})
+        case_ref = await here.start_case(user, "item-1", fresh_seed(), review_within=timedelta(hours=1),
+                                         policy=policy)
+        case = await here.settled(case_ref, ["item-1"])
+        [item] = case["media"]
+        assert item["analysis"]["unhashable_reason"] is None and item["analysis"]["pdq"], item["analysis"]
+        assert item["broken"] is None
+        [failure] = case["side_effect_failures"]
+        assert failure["what"] == "media_analysis" and failure["attempts"] == 1
+        assert "database" in failure["reason"] and failure["resolved_at"] is not None
+        assert calls == 2
+        assert (await here.decide(case_ref, 1, ["item-1"])).status_code == 200
+        await here.until_status(case_ref, "filed")

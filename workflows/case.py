@@ -108,6 +108,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                                        if m.evidence is None and m.preservation_error is None]
         self._awaiting_analysis = [m.media_id for m in self.state.media
                                    if m.evidence is not None and m.analysis is None]
+        self._analysis_to_retry: list[str] = []
         self._changed = True
         self._child_filing = False
         self._reviews_at_safe_point = False
@@ -387,6 +388,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
     async def _gather_media(self) -> None:
         """One round of gathering, its steps side by side: the next page of the platform's media list, a batch
         preserved, and a batch (preserved earlier) hashed and matched."""
+        self._retry_analysis_when_due(self._now())
         steps = []
         if self.listing_media:
             steps.append(self._list_media_page())
@@ -449,7 +451,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             return
         named = {d.media_id for d in reviewed.decision.media} if reviewed.decision else set()
         # Items still being preserved or hashed that the reviewer has not decided on belong to the next case.
-        unsettled = {*self._awaiting_preservation, *self._awaiting_analysis} - named
+        unsettled = {*self._awaiting_preservation, *self._awaiting_analysis, *self._analysis_to_retry} - named
         if self._seen_by_reviewer is not None:
             # Reviewed at the loop's top: what the reviewer could not have judged moves on, settled since or not.
             unsettled |= {m.media_id for m in reviewed.media} - self._seen_by_reviewer - named
@@ -473,6 +475,8 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._media_index = {m.media_id: m for m in moving}
         self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
         self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
+        self._analysis_to_retry = [i for i in self._analysis_to_retry if i in unsettled]
+        resolve_failure(reviewed, "media_analysis")  # what still waits for it moved on with the next case
         if reviewed.status is CaseStatus.DISMISSED:
             self.decided[reviewed.case_number] = reviewed
             await self._close(reviewed)

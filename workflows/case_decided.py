@@ -169,7 +169,8 @@ class DecidedCaseSteps:
 
     # ---- side effects that failed ----
 
-    def _record_failure(self, case: CaseState, what: str, error: BaseException) -> None:
+    def _record_failure(self, case: CaseState, what: str, error: BaseException,
+                        retry_every: timedelta | None = None) -> None:
         now = workflow.now()
         reason = reviewer_safe_reason(error) if isinstance(error, ActivityError) else str(error)
         failure = open_failure(case, what)
@@ -181,8 +182,8 @@ class DecidedCaseSteps:
         failure.last_failed_at = now
         failure.reason = reason
         retries_left = failure.attempts <= self.policy.side_effect_retries
-        failure.retry_at = now + self.policy.side_effect_retry_every if retries_left else None
-        # ``what`` is one of three fixed names: the log carries no content and no address.
+        failure.retry_at = now + (retry_every or self.policy.side_effect_retry_every) if retries_left else None
+        # ``what`` is one of a few fixed names: the log carries no content and no address.
         workflow.logger.warning(f"side effect {what} failed (attempt {failure.attempts})")
         self._changed = True
 

@@ -6,7 +6,8 @@ A mixin of ``CaseWorkflow``: it reads and changes the case's state; the workflow
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         UserMediaPage,
     )
     from workflows import task_queues
+    from workflows.case_decided import failure_due, open_failure, resolve_failure
     from workflows.errors import reviewer_safe_reason
 
 LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -34,6 +36,9 @@ PRESERVE_BATCH = 8
 # Items per batch activity: a few history events per batch instead of several per item.
 MEDIA_BATCH = 64
 MAX_MEDIA_PAGES = 1000
+# An analysis that failed its attempts is tried again later instead of calling the items unhashable (older
+# histories replay the old way).
+ANALYSIS_RETRIED_LATER_PATCH = "media-analysis-retried-later"
 
 
 class CaseMediaSteps:
@@ -42,6 +47,10 @@ class CaseMediaSteps:
     _changed: bool
     _awaiting_preservation: list[str]
     _awaiting_analysis: list[str]
+    # Analysed again once the case's media_analysis failure is due (its retry_at).
+    _analysis_to_retry: list[str]
+    # DecidedCaseSteps._record_failure (annotated only, so the workflow class finds that one).
+    _record_failure: Callable[..., None]
     listing_media: bool
     media_cursor: str | None
     media_pages: int
@@ -219,7 +228,12 @@ class CaseMediaSteps:
                 task_queue=task_queues.detection(),
             )
         except ActivityError as error:
+            if workflow.patched(ANALYSIS_RETRIED_LATER_PATCH):
+                self._analysis_failed(items, error)
+                return
             results = [MediaAnalysis(unhashable_reason=reviewer_safe_reason(error)) for _ in items]
+        if not self._analysis_to_retry:
+            resolve_failure(self.state, "media_analysis")
         for item, result in zip(items, results, strict=True):
             item.analysis = result
             for match in result.matches:
@@ -227,6 +241,29 @@ class CaseMediaSteps:
                     kind="hash_match", at=workflow.now(),
                     detail=f"bank {match.bank_name}: {match.hash_type} distance {match.distance}"))
         self._changed = True
+
+    def _analysis_failed(self, items: list[MediaItem], error: ActivityError) -> None:
+        """Every attempt failed: that says the database, the store or the workers are failing, not the items. They
+        wait, shown as being hashed, with the failure on the case for operators, and are analysed again; they
+        are called unhashable only once the case's retries are spent."""
+        self._record_failure(self.state, "media_analysis", error, self.policy.analysis_retry_every)
+        failure = open_failure(self.state, "media_analysis")
+        if failure is not None and failure.retry_at is None:
+            for item in items:
+                item.analysis = MediaAnalysis(unhashable_reason=failure.reason)
+        else:
+            self._analysis_to_retry.extend(item.media_id for item in items)
+        self._changed = True
+
+    def _retry_analysis_when_due(self, now: datetime) -> None:
+        if not self._analysis_to_retry:
+            if not self._awaiting_analysis:
+                # Nothing of this case waits for it any more (moved to the next case, or continued as new).
+                resolve_failure(self.state, "media_analysis")
+            return
+        if failure_due(self.state, "media_analysis", now):
+            self._awaiting_analysis.extend(self._analysis_to_retry)
+            self._analysis_to_retry = []
 
     def _media(self, media_id: str) -> MediaItem | None:
         return self.state.media_item(media_id)
