@@ -11,8 +11,10 @@ only the evidence reference goes over, and only the hashes come back.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -27,14 +29,23 @@ log = get_logger(__name__)
 _store: EvidenceStore | None = None
 
 
-def _start_hashing_process(settings: Settings) -> None:
+def _start_hashing_process(settings: Settings, worker_pid: int) -> None:
     """Runs once in each pool process: the store and the hashing libraries are ready before the first item."""
     global _store
     # Ctrl-C reaches the whole process group; the worker stops the pool itself once running activities finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_the_worker, args=(worker_pid,), name="exit-with-worker", daemon=True).start()
     _store = EvidenceStore.from_settings(settings)
     import detection.media_hashes  # noqa: F401 - numpy, PIL and the hashers load here, not on the first item
+
+
+def _exit_with_the_worker(worker_pid: int) -> None:
+    # A worker killed outright (SIGKILL, the OOM killer) cannot stop its pool: without this its processes lived on,
+    # each holding the hashing libraries' memory, one set more for every restart.
+    while os.getppid() == worker_pid:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def hash_evidence(evidence: EvidenceRef, dihedral: bool) -> bytes:
@@ -62,7 +73,7 @@ class HashingPool:
         # spawn, not fork: the worker has threads (Temporal's core among them) that a forked child would inherit
         # in whatever state they were.
         return ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_hashing_process, initargs=(self.settings,))
+                                   initializer=_start_hashing_process, initargs=(self.settings, os.getpid()))
 
     def hash(self, evidence: EvidenceRef, *, dihedral: bool) -> bytes:
         with self._lock:

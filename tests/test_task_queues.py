@@ -4,8 +4,10 @@ pool so the case worker keeps answering; a worker stopped mid-upload leaves the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -154,6 +156,46 @@ async def test_hashing_runs_in_the_pool_while_the_case_worker_answers_queries_pr
     assert queries >= 3
     # Generous for a shared 2-core machine; a stalled worker takes seconds per query.
     assert slowest < 2.0, f"a query waited {slowest:.2f} s while media hashed"
+
+
+REPO = Path(__file__).resolve().parents[1]
+HOLDS_A_POOL = """
+import json, sys, time
+from pathlib import Path
+from activities.hashing_pool import HashingPool
+from tipline.settings import Settings
+pool = HashingPool(Settings(data_dir=Path(sys.argv[1])), 2)
+pool.warm_up()
+print(json.dumps(pool.pids()), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent (here init) has not reaped it yet
+
+
+async def test_the_hashing_processes_of_a_worker_killed_outright_exit_with_it(tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a supervisor giving up) gives the worker no chance to stop its pool: the pool's
+    processes notice and exit instead of living on, one set more for every restart."""
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDS_A_POOL, str(tmp_path),
+                                                  stdout=asyncio.subprocess.PIPE, cwd=REPO)
+    try:
+        assert worker.stdout is not None
+        pids = json.loads(await asyncio.wait_for(worker.stdout.readline(), 60))
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    finally:
+        worker.kill()
+        await worker.wait()
+
+    async def all_gone() -> bool:
+        return not any(_alive(pid) for pid in pids)
+
+    await eventually(all_gone, timeout=20, what="the pool's processes to exit with their worker")
 
 
 async def _ready_pids(pool: object) -> list[int] | None:
