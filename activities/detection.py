@@ -126,6 +126,8 @@ class DetectionActivities:
     @activity.defn
     def analyze_media_batch(self, batch: AnalyzeMediaBatch) -> list[MediaAnalysis]:
         """Hash and match several items in one activity; one that cannot be hashed says why, the rest go on."""
+        from tipline.evidence import EvidenceCorrupted
+
         activity.heartbeat()
         self.prepare_heartbeating()
         results = []
@@ -133,9 +135,11 @@ class DetectionActivities:
             activity.heartbeat()
             try:
                 results.append(self.analyze_media(AnalyzeMediaInput(org_id=batch.org_id, evidence=evidence)))
-            except Exception as error:  # noqa: BLE001 - one unreadable item must not cost the batch
+            except EvidenceCorrupted as error:  # the item's own stored bytes: the rest of the batch goes on
                 results.append(MediaAnalysis(unhashable_reason=f"the media could not be hashed "
                                                                f"({type(error).__name__})"))
+            # Anything else (the database restarting, a hashing process dying, the store unreachable) is no fault
+            # of the item: the attempt fails and is retried, and the case retries later (workflows/case_media.py).
         return results
 
     @activity.defn
