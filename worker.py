@@ -72,6 +72,8 @@ class QueueWorkers:
 
     by_role: dict[str, list[Worker]] = field(default_factory=dict)
     hashing: HashingPool | None = None
+    # The database the activities use, once they are set up (the workflows poll before it is open).
+    engine: Engine | None = None
     runs: list[asyncio.Task[None]] = field(default_factory=list)
 
     def all(self) -> list[Worker]:
@@ -159,6 +161,7 @@ async def _activity_workers(client: Client, settings: Settings, engine: Engine |
 
     own_engine = engine is None
     engine = make_engine(settings.resolved_database_url) if engine is None else engine
+    workers.engine = engine
     index.attach(engine)
     store = EvidenceStore.from_settings(settings)
     filing = FilingActivities(settings, engine, store)
@@ -307,7 +310,8 @@ async def run(settings: Settings) -> None:
     runtime = metrics_runtime(settings.temporal_sdk_metrics_address) if settings.temporal_sdk_metrics_address else None
     client = await connect_patiently(settings, runtime)
     async with case_worker(client, settings) as workers:
-        with worker_metrics(settings):
+        assert workers.engine is not None
+        with worker_metrics(settings, workers.engine):
             log.info("worker.started", queues=sorted({w.task_queue for w in workers.all()}))
             if tq.CASES in settings.worker_queues:  # the retention workflow runs where the workflows do
                 await start_retention_clock(client, settings)
@@ -330,24 +334,19 @@ async def start_retention_clock(client: Client, settings: Settings) -> None:
 
 
 @contextmanager
-def worker_metrics(settings: Settings, engine: Engine | None = None) -> Iterator[MetricsServer | None]:
+def worker_metrics(settings: Settings, engine: Engine) -> Iterator[MetricsServer | None]:
     """Tipline's metrics on ``worker_metrics_address`` while the block runs; nothing when it is unset."""
     if not settings.worker_metrics_address:
         yield None
         return
-    from tipline.db import make_engine
     from tipline.metrics import metrics_registry, start_metrics_server
 
-    own_engine = engine is None
-    engine = make_engine(settings.resolved_database_url) if engine is None else engine
     server = start_metrics_server(settings.worker_metrics_address, metrics_registry(engine),
                                   "TIPLINE_WORKER_METRICS_ADDRESS")
     try:
         yield server
     finally:
         server.stop()
-        if own_engine:
-            engine.dispose()
 
 
 async def connect_patiently(settings: Settings, runtime: Runtime | None = None) -> Client:

@@ -160,14 +160,14 @@ async def test_hashing_runs_in_the_pool_while_the_case_worker_answers_queries_pr
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDS_A_POOL = """
-import json, sys, time
+import json, sys
 from pathlib import Path
 from activities.hashing_pool import HashingPool
 from tipline.settings import Settings
 pool = HashingPool(Settings(data_dir=Path(sys.argv[1])), 2)
 pool.warm_up()
 print(json.dumps(pool.pids()), flush=True)
-time.sleep(600)
+sys.stdin.read()  # until the test kills it
 """
 
 
@@ -183,7 +183,8 @@ async def test_the_hashing_processes_of_a_worker_killed_outright_exit_with_it(tm
     """SIGKILL (the OOM killer, a supervisor giving up) gives the worker no chance to stop its pool: the pool's
     processes notice and exit instead of living on, one set more for every restart."""
     worker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDS_A_POOL, str(tmp_path),
-                                                  stdout=asyncio.subprocess.PIPE, cwd=REPO)
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                  cwd=REPO)
     try:
         assert worker.stdout is not None
         pids = json.loads(await asyncio.wait_for(worker.stdout.readline(), 60))

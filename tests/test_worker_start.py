@@ -11,9 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -181,8 +182,12 @@ def test_the_case_index_waits_for_the_database_the_worker_opens_after_its_workfl
 ) -> None:
     """Its local activities run on the workflow worker, which polls before the database is open."""
     early = CaseIndexActivities()
-    threading.Timer(0.2, early.attach, args=(engine,)).start()
-    assert early.user_history(f"case-never-{uuid.uuid4().hex}").case_number == 1
+    with ThreadPoolExecutor(max_workers=1) as local_activity:
+        asked = local_activity.submit(early.user_history, f"case-never-{uuid.uuid4().hex}")
+        with pytest.raises(FuturesTimeout):
+            asked.result(timeout=0.2)  # waiting for the database, not failing
+        early.attach(engine)
+        assert asked.result(timeout=10).case_number == 1
 
     monkeypatch.setattr(case_index, "ATTACH_PATIENCE_SECONDS", 0.05)
     with pytest.raises(ApplicationError) as never:
