@@ -13,6 +13,7 @@ Set ``TIPLINE_RECORD_HISTORIES=1`` to export the new paths' histories into tests
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -24,12 +25,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.detection import DetectionActivities
+from activities.triage import TriageActivities
 from api.app import create_app
 from api.deps import create_api_key
 from models.case import (
@@ -41,7 +44,8 @@ from models.case import (
     ReviewPolicy,
 )
 from models.filing import AnalyzeMediaBatch, filing_workflow_id
-from models.records import Role
+from models.records import Role, TriageItem
+from models.screening import TriageClosed, TriageRecord
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
 from tipline.evidence import EvidenceStore
@@ -385,6 +389,69 @@ async def test_a_screening_step_that_gives_up_leaves_the_item_in_triage_with_the
     assert "no longer has this media" in entry["screening_error"]
     outcome = (await api.get(f"/v1/screenings/{ref}", headers=reviewer)).json()
     assert outcome["route"] == "triage" and outcome["error"] == entry["screening_error"]
+
+
+async def test_the_triage_table_is_written_however_long_the_database_is_down(
+    stack: Stack, temporal_client: Client, engine: Engine, platform: FakePlatform
+) -> None:
+    """Triage is where an item goes when nothing else can take it: its writes are retried until they land, past
+    any count of attempts, so a database outage neither fails the screening nor drops the item."""
+    local = stack.settings.model_copy(update={"task_queue": f"tipline-h1-triage-{uuid.uuid4().hex[:8]}"})
+    triage = TriageActivities(local, engine, temporal_client)
+    failures = {"record_triage": 3, "close_triage": 3}
+
+    def down_for_a_while(step: str) -> None:
+        if failures[step]:
+            failures[step] -= 1
+            raise ApplicationError("connection to the database failed", type="OperationalError")
+
+    @activity.defn(name="record_triage")
+    def record_while_the_database_recovers(record: TriageRecord) -> None:
+        down_for_a_while("record_triage")
+        triage.record_triage(record)
+
+    @activity.defn(name="close_triage")
+    def close_while_the_database_recovers(closed: TriageClosed) -> None:
+        down_for_a_while("close_triage")
+        triage.close_triage(closed)
+
+    app = create_app(local, temporal=temporal_client, engine=engine)
+    overrides = [record_while_the_database_recovers, close_while_the_database_recovers]
+    async with case_worker(temporal_client, local, engine, activity_overrides=overrides), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as api:
+        name = uuid.uuid4().hex[:12]
+        body = {"content_id": f"c-{name}", "creator_id": f"user-{name}", "media_url": f"{platform.url}/media/{name}"}
+        response = await api.post("/v1/screenings", json=body, headers=stack.as_(Role.PLATFORM))
+        assert response.status_code == 202, response.text
+        ref = response.json()["screening_ref"]
+        entry = await eventually(lambda: _triage_entry(api, stack.as_(), ref), what="the item in triage")
+        assert "no longer has this media" in entry["screening_error"]
+        dismissed = await api.post(f"/v1/triage/{ref}/dismissal", json={"reason": "gone"}, headers=stack.as_())
+        assert dismissed.status_code == 200, dismissed.text
+
+        def closed_row() -> TriageItem | None:
+            with Session(engine) as session:
+                row = session.get(TriageItem, ref)
+            return row if row is not None and row.status != "pending" else None
+
+        async def closed() -> TriageItem | None:
+            return await asyncio.to_thread(closed_row)
+
+        row = await eventually(closed, timeout=60, what="the dismissal recorded")
+        assert row.status == "dismissed" and row.reason == "gone"
+        assert failures == {"record_triage": 0, "close_triage": 0}
+        # No attempt limit at the call: an outage longer than any count of attempts still ends in the row.
+        history = await temporal_client.get_workflow_handle(ref).fetch_history()
+        writes = {e.activity_task_scheduled_event_attributes.activity_type.name:
+                  e.activity_task_scheduled_event_attributes.retry_policy.maximum_attempts
+                  for e in history.events if e.HasField("activity_task_scheduled_event_attributes")}
+        assert writes["record_triage"] == 0 and writes["close_triage"] == 0, writes
+
+        async def finished() -> bool:
+            described = await temporal_client.get_workflow_handle(ref).describe()
+            return described.status is WorkflowExecutionStatus.COMPLETED
+
+        await eventually(finished, what="the screening finished")
 
 
 async def test_one_item_that_cannot_be_downloaded_does_not_cost_its_batch(
