@@ -256,9 +256,11 @@ async def _prepare_detection(client: Client, settings: Settings, detection: Dete
     await _until_polling(client, tq.queue_name(settings.task_queue, tq.DETECTION),
                          TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
     try:
+        # Side by side: the hashing processes start on the other cores while this one loads the banks.
+        steps = [asyncio.to_thread(detection.prepare)]
         if detection.hashing is not None:
-            await asyncio.to_thread(detection.hashing.warm_up)
-        await asyncio.to_thread(detection.prepare)
+            steps.append(asyncio.to_thread(detection.hashing.warm_up))
+        await asyncio.gather(*steps)
     except Exception:
         # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
         log.warning("worker.detection_prepare_failed", exc_info=True)

@@ -94,6 +94,7 @@ from benchmarks.chaos_infra import (  # noqa: E402
 )
 from cybertipline.sandbox import SandboxConfig, create_sandbox_app  # noqa: E402
 from models.records import CaseSummary, FiledReport, Role  # noqa: E402
+from tipline.audit_bundle import decode_payloads_in  # noqa: E402
 from tipline.db import make_engine, upgrade  # noqa: E402
 from tipline.http_server import serve_app  # noqa: E402
 from tipline.logging import configure_logging  # noqa: E402
@@ -545,7 +546,12 @@ async def save_histories(client: Client, engine: Engine, task_queue: str, case_r
         query = f'TaskQueue = "{task_queue}" AND WorkflowId STARTS_WITH "{ref}"'
         async for execution in client.list_workflows(query):
             history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-            files[f"{execution.id.replace('/', '_')}.{execution.run_id}.json"] = history.to_json()
+            # Decoded: the run's key goes with its temporary folder, and replay needs the plain payloads.
+            codec = client.data_converter.payload_codec
+            plain = json.loads(history.to_json())
+            if codec is not None:
+                plain = await decode_payloads_in(plain, codec)
+            files[f"{execution.id.replace('/', '_')}.{execution.run_id}.json"] = json.dumps(plain)
         with Session(engine) as session:
             rows = session.exec(select(CaseSummary).where(CaseSummary.workflow_id == ref)).all()
         files[f"{ref}.queue_rows.txt"] = "".join(f"case {r.case_number}: {r.status} updated {r.updated_at}\n"

@@ -45,22 +45,21 @@ def _canonical(value: Any) -> bytes:
 async def decoded_history(run: RunHistory, codec: PayloadCodec | None) -> dict:
     """The run's history as Temporal's JSON, each encrypted or compressed payload replaced by its plain form."""
     history = run.to_dict()["history"]
-    if codec is None:
-        return history
+    return history if codec is None else await decode_payloads_in(history, codec)
 
-    async def walk(value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) >= {"metadata", "data"} and isinstance(value.get("metadata"), dict) \
-                    and "encoding" in value["metadata"]:
-                payload = json_format.ParseDict(value, Payload())
-                [plain] = await codec.decode([payload])
-                return json_format.MessageToDict(plain)
-            return {k: await walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [await walk(v) for v in value]
-        return value
 
-    return await walk(history)
+async def decode_payloads_in(value: Any, codec: PayloadCodec) -> Any:
+    """A history (or any part of one) as Temporal's JSON, with every payload in it decoded by ``codec``."""
+    if isinstance(value, dict):
+        if set(value) >= {"metadata", "data"} and isinstance(value.get("metadata"), dict) \
+                and "encoding" in value["metadata"]:
+            payload = json_format.ParseDict(value, Payload())
+            [plain] = await codec.decode([payload])
+            return json_format.MessageToDict(plain)
+        return {k: await decode_payloads_in(v, codec) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await decode_payloads_in(v, codec) for v in value]
+    return value
 
 
 def _safe(name: str) -> str:

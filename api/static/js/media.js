@@ -2,7 +2,7 @@
 // reveals it, once (each fetch is a recorded view), and kept in the page; hidden again, it is shown blurred and
 // greyscale as the reviewer's settings say, and revealing it again fetches nothing.
 import {mediaBlob} from "./api.js";
-import {el} from "./dom.js";
+import {$, el} from "./dom.js";
 import {review} from "./state.js";
 
 const loaded = new Map();  // media_id -> Promise<{url, video}>
@@ -32,7 +32,14 @@ export async function reveal(index) {
       url: URL.createObjectURL(blob), video: blob.type.startsWith("video/")})));
     loaded.get(item.media_id).catch(() => loaded.delete(item.media_id));
   }
-  const {url, video} = await loaded.get(item.media_id);
+  let fetched;
+  try {
+    fetched = await loaded.get(item.media_id);
+  } catch (e) {
+    node.classList.remove("revealed");  // so the next reveal tries again instead of hiding an empty frame
+    throw e;
+  }
+  const {url, video} = fetched;
   item.viewed = true;  // the fetch was recorded in the view log
   node.querySelector(".viewed").textContent = "Viewed";
   const frame = node.querySelector(".frame");
@@ -59,10 +66,15 @@ export function hide(index) {
 export function toggleReveal(index) {
   const node = card(index);
   if (node && node.classList.contains("revealed")) hide(index);
-  else return reveal(index);
+  else return reveal(index).catch(fetchFailed);
+}
+
+// A reveal that finds no media (the server refused or was unreachable) says so, rather than leaving a blank frame.
+function fetchFailed(error) {
+  $("error").textContent = `This item could not be fetched: ${error.message}. Reveal it again to retry.`;
 }
 
 export function bindHover(node, index) {
-  node.addEventListener("mouseenter", () => { if (review.wellness.reveal_on_hover) reveal(index); });
+  node.addEventListener("mouseenter", () => { if (review.wellness.reveal_on_hover) reveal(index).catch(fetchFailed); });
   node.addEventListener("mouseleave", () => { if (review.wellness.reblur_on_leave) hide(index); });
 }
