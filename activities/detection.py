@@ -192,7 +192,9 @@ class DetectionActivities:
         if evidence.size > MAX_ANALYZED_BYTES:
             return MediaHashes(digests=digests, unhashable_reason=TOO_LARGE)
         if self.hashing is not None:
-            return MediaHashes.model_validate_json(self.hashing.hash(evidence, dihedral=dihedral))
+            beat = activity.heartbeat if activity.in_activity() else None
+            return MediaHashes.model_validate_json(self.hashing.hash(evidence, dihedral=dihedral, while_waiting=beat,
+                                                                     every=PREPARE_HEARTBEAT_SECONDS))
         with self.store.open(evidence.sha256) as media:
             return hash_media_stream(media, digests, dihedral=dihedral)
 

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -75,11 +76,20 @@ class HashingPool:
         return ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_hashing_process, initargs=(self.settings, os.getpid()))
 
-    def hash(self, evidence: EvidenceRef, *, dihedral: bool) -> bytes:
+    def hash(self, evidence: EvidenceRef, *, dihedral: bool, while_waiting: Callable[[], None] | None = None,
+             every: float = 5.0) -> bytes:
+        """The item's hashes from a pool process; ``while_waiting`` runs every ``every`` seconds until they come
+        (an activity's heartbeat, so a long video keeps its attempt alive and a dead worker is noticed soon)."""
         with self._lock:
             executor = self._executor
         try:
-            return executor.submit(hash_evidence, evidence, dihedral).result()
+            future = executor.submit(hash_evidence, evidence, dihedral)
+            while True:
+                try:
+                    return future.result(timeout=every)
+                except TimeoutError:
+                    if while_waiting is not None:
+                        while_waiting()
         except BrokenProcessPool:
             with self._lock:
                 if self._executor is executor:

@@ -94,7 +94,8 @@ def install(app: FastAPI) -> None:
         # A workflow id that looks like the caller's own but names nothing: a missing resource, not a fault.
         if exc.status is RPCStatusCode.NOT_FOUND:
             return _response(Problem(status=404, title="Not found"))
-        log.error("temporal.call_failed", status=exc.status.name if exc.status else None)
+        # Temporal's message names the condition (a workflow task failing, a namespace busy); never a payload.
+        log.error("temporal.call_failed", status=exc.status.name if exc.status else None, message=exc.message)
         return _response(Problem(status=503, title="The workflow service is unavailable; try again"))
 
     @app.exception_handler(Exception)

@@ -23,7 +23,7 @@ from tipline.synthetic import synthetic_image
 class DyingHashingPool:
     """What activities.hashing_pool.HashingPool raises when one of its processes died under an item."""
 
-    def hash(self, evidence: EvidenceRef, *, dihedral: bool) -> bytes:
+    def hash(self, evidence: EvidenceRef, *, dihedral: bool, **waiting: object) -> bytes:
         raise ApplicationError("a hashing process died; the item is hashed again")
 
     def warm_up(self) -> None:

@@ -179,6 +179,25 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent (here init) has not reaped it yet
 
 
+def test_a_hash_that_takes_long_keeps_its_activity_heartbeating(settings: Settings) -> None:
+    """The activity blocks on the pool while an item is hashed: it heartbeats meanwhile, so a short heartbeat
+    timeout tells a dead worker from a slow item (here the pool's first process still starting)."""
+    from activities.hashing_pool import HashingPool
+    from detection.media_hashes import MediaHashes
+
+    store = EvidenceStore.from_settings(settings)
+    evidence = store.put_bytes(synthetic_image(901, size=(64, 48)))
+    pool = HashingPool(settings, 1)
+    beats: list[float] = []
+    try:
+        hashes = MediaHashes.model_validate_json(
+            pool.hash(evidence, dihedral=False, while_waiting=lambda: beats.append(time.monotonic()), every=0.02))
+    finally:
+        pool.shutdown()
+    assert hashes.image is not None and hashes.image.pdq
+    assert beats, "no heartbeat while the process started and hashed"
+
+
 async def test_the_hashing_processes_of_a_worker_killed_outright_exit_with_it(tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, a supervisor giving up) gives the worker no chance to stop its pool: the pool's
     processes notice and exit instead of living on, one set more for every restart."""

@@ -230,6 +230,10 @@ class Settings(BaseSettings):
     # workflow not in it is replayed from its whole history on its next signal; README "Sizing for 100,000
     # active users" says how to size it. Temporal's own default is 1,000.
     cases_max_cached_workflows: int = Field(default=10_000, ge=0)
+    # How long a case's next workflow task waits for the worker that holds the case in its cache before any case
+    # worker takes it and replays the history. Temporal's default is 10 s: after a worker crash, every case it held
+    # stood still that long (a chaos run lost most of its time to it).
+    cases_sticky_schedule_to_start_seconds: float = Field(default=3.0, gt=0)
     detection_max_concurrent_activities: int = Field(default=4, ge=1)
     # Processes that hash media, off the worker's own interpreter (0: hash on the activity's thread instead).
     detection_processes: int = Field(default=2, ge=0)

@@ -222,8 +222,9 @@ class CaseMediaSteps:
                 DetectionActivities.analyze_media_batch,
                 AnalyzeMediaBatch(org_id=self.state.org_id,
                                   items=[item.evidence for item in items if item.evidence is not None]),
-                # The activity heartbeats per item and while the banks load: a dead worker costs 30 s, not 2 min.
-                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=30),
+                # The activity heartbeats every few seconds (per item, while the banks load, while a long item is
+                # hashed): a dead worker costs 15 s, not the whole timeout. (Activity options do not affect replay.)
+                start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=15),
                 retry_policy=RetryPolicy(maximum_attempts=5),
                 task_queue=task_queues.detection(),
             )
