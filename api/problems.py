@@ -8,6 +8,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -96,7 +97,18 @@ def install(app: FastAPI) -> None:
             return _response(Problem(status=404, title="Not found"))
         # Temporal's message names the condition (a workflow task failing, a namespace busy); never a payload.
         log.error("temporal.call_failed", status=exc.status.name if exc.status else None, message=exc.message)
-        return _response(Problem(status=503, title="The workflow service is unavailable; try again"))
+        # Retry-After: a client resending with the same Idempotency-Key gets the first answer, never a second effect.
+        return _response(Problem(status=503, title="The workflow service is unavailable; try again"),
+                         {"Retry-After": "1"})
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A database that restarts or drops connections is an outage to wait out, not a fault of the request.
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            log.error("database.call_failed", error=type(exc.orig).__name__ if exc.orig is not None else None)
+            return _response(Problem(status=503, title="The database is unavailable; try again"),
+                             {"Retry-After": "1"})
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

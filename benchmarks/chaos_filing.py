@@ -653,8 +653,13 @@ async def decide_late(api: httpx.AsyncClient, key: str, users: list[User], rng: 
             continue
         for kind, idempotency_key in (("same key", f"decision-{user.creator_id}"),
                                       ("new key", f"late-{uuid.uuid4().hex}")):
-            response = await call(api, "POST", f"/v1/cases/{user.case_ref}/decision", json=decision_body(user),
-                                  headers={"X-API-Key": key, "Idempotency-Key": idempotency_key})
+            # As a careful client does: a 503 (or no answer) is sent again, with the same key, when it says.
+            for _ in range(10):
+                response = await call(api, "POST", f"/v1/cases/{user.case_ref}/decision", json=decision_body(user),
+                                      headers={"X-API-Key": key, "Idempotency-Key": idempotency_key})
+                if response is not None and response.status_code != 503:
+                    break
+                await asyncio.sleep(float(response.headers.get("Retry-After", 1)) if response is not None else 1)
             user.late_answers.append((kind, response.status_code if response is not None else None))
 
 

@@ -88,3 +88,45 @@ async def test_not_ready_names_the_evidence_store_when_it_cannot_write(settings:
         response = await api.get("/readyz")
     assert response.status_code == 503, response.text
     assert [error["field"] for error in response.json()["errors"]] == ["evidence_store"]
+
+
+async def test_a_temporal_outage_is_a_503_that_says_when_to_try_again(settings: Settings, temporal_client: Client,
+                                                                       engine: Engine) -> None:
+    """Any request that meets Temporal unavailable answers 503 with Retry-After: a client resends it (with the same
+    Idempotency-Key, so a decision takes effect once) instead of giving up on a 500."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    app = create_app(settings, temporal=temporal_client, engine=engine)
+
+    @app.get("/outage")
+    async def outage() -> None:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as api:
+        response = await api.get("/outage")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "try again" in response.json()["title"]
+
+
+async def test_a_database_outage_is_a_503_that_says_when_to_try_again(settings: Settings, temporal_client: Client,
+                                                                       engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    app = create_app(settings, temporal=temporal_client, engine=engine)
+
+    @app.get("/restarting")
+    async def restarting() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("the database is restarting"))
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise IntegrityError("INSERT", {}, ValueError("duplicate key"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tipline.test") as api:
+        outage, bug = await api.get("/restarting"), await api.get("/conflict")
+    assert outage.status_code == 503 and outage.headers["retry-after"] == "1", outage.text
+    assert "database" in outage.json()["title"] and "restarting" not in outage.text  # nothing internal leaks
+    assert bug.status_code == 500  # a database that answered with an error is a fault, not an outage
