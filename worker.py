@@ -31,6 +31,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case_index import CaseIndexActivities
 from models.retention_messages import RetentionStart
@@ -56,6 +57,12 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
 WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow]
+# Tipline's own packages are imported once, not again for every workflow a worker loads: the sandbox's
+# re-import cost about 40 ms per case, and a worker that restarts replays every case it takes over (a hundred cases,
+# four seconds of a 2-core machine). They keep no module state. The replay tests run every recorded history in the
+# full sandbox (tests/test_replay.py), so a nondeterministic call in workflow code still fails there.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+    "workflows", "models", "activities", "tipline", "detection", "cybertipline"))
 # The packages whose code the worker runs (pyproject's package list): the build id is a digest of them.
 CODE = ("tipline", "workflows", "activities", "api", "models", "cybertipline", "detection")
 # What the activities need and the workflows do not: SQLAlchemy, the evidence store, the hashers. They load
@@ -134,6 +141,7 @@ def _workflow_worker(client: Client, settings: Settings, local_activities: list[
     """The case queue's workflows and their local activities; the queue's activity tasks go to its activity worker,
     which registers every activity (this one would fail those it lacks)."""
     return Worker(client, task_queue=tq.queue_name(settings.task_queue, tq.CASES), workflows=WORKFLOWS,
+                  workflow_runner=WORKFLOW_RUNNER,
                   activities=local_activities, activity_executor=executor, no_remote_activities=True,
                   max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks,
                   max_cached_workflows=settings.cases_max_cached_workflows, build_id=code_build_id(),

@@ -99,6 +99,19 @@ def views(engine: Engine, case_ref: str) -> list[str]:
         return list(session.exec(select(MediaView.media_id).where(MediaView.workflow_id == case_ref)).all())
 
 
+async def revealed(page: playwright_api.Page, card: playwright_api.Locator) -> None:
+    """The card shows its fetched image; if not, the failure says what the page said (a refused fetch, a key that
+    went elsewhere) rather than only that an attribute never appeared."""
+    try:
+        await expect(card.locator("img")).to_have_attribute("src", re.compile("^blob:"))
+    except AssertionError as missing:
+        state = await page.evaluate("""() => ({error: document.getElementById("error").textContent,
+            focused: document.activeElement && document.activeElement.outerHTML.slice(0, 120),
+            revealed: [...document.querySelectorAll("#media .media.revealed")].map((n) => n.dataset.mediaId),
+            current: [...document.querySelectorAll("#media .media.current")].map((n) => n.dataset.mediaId)})""")
+        raise AssertionError(f"the item was not shown: {state}") from missing
+
+
 async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
     monkeypatch: pytest.MonkeyPatch
@@ -154,7 +167,7 @@ async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
             await page.keyboard.press("k")
             await page.keyboard.press("k")
             await page.keyboard.press("v")
-            await expect(first.locator("img")).to_have_attribute("src", re.compile("^blob:"))
+            await revealed(page, first)
             await expect(first.locator("img")).to_have_css("filter", "none")
             await page.keyboard.press("v")
             assert "blur" in await first.locator("img").evaluate("img => getComputedStyle(img).filter")
