@@ -14,6 +14,7 @@ Set ``TIPLINE_RECORD_HISTORIES=1`` to export the new paths' histories into tests
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import uuid
@@ -27,7 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -48,12 +49,14 @@ from models.records import Role, TriageItem
 from models.screening import TriageClosed, TriageRecord
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
+from tests.history_payloads import decrypt_in_place
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import notice_stopped_filings
 from tipline.registry import RefRegistry
 from tipline.settings import Settings, orgs_toml
 from tipline.synthetic import synthetic_image
 from worker import case_worker
+from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
 
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
 DEAD_HOOK_ORG = "deadhook"
@@ -179,11 +182,25 @@ def fresh_seed() -> int:
     return uuid.uuid4().int % 10_000_000 + 1_000
 
 
+def patch_markers(history: WorkflowHistory) -> set[str]:
+    """The patch ids a run recorded (workflow.patched markers)."""
+    ids = set()
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes") and \
+                event.marker_recorded_event_attributes.marker_name == "core_patch":
+            data = event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+            ids.add(json.loads(data)["id"])
+    return ids
+
+
 async def record(client: Client, name: str, workflow_id: str, run_id: str | None = None) -> None:
     if os.environ.get("TIPLINE_RECORD_HISTORIES") != "1":
         return
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    assert client.data_converter.payload_codec is not None
+    # Decrypted, as every fixture is: the replayer has none of this run's keys.
+    history = await decrypt_in_place(history, client.data_converter.payload_codec)
+    (HISTORIES / f"{name}.json").write_text(json.dumps(history.to_json_dict(), separators=(",", ":")) + "\n")
 
 
 async def test_a_dead_escalation_webhook_is_recorded_retried_and_the_case_still_files(
@@ -618,3 +635,8 @@ async def test_media_whose_analysis_fails_waits_and_is_analysed_again_instead_of
         assert calls == 2
         assert (await here.decide(case_ref, 1, ["item-1"])).status_code == 200
         await here.until_status(case_ref, "filed")
+        # Retried when a timer of its own fired (an event the replay sees too), not by comparing the clock.
+        history = await temporal_client.get_workflow_handle(case_ref).fetch_history()
+        assert ANALYSIS_RETRY_TIMER_PATCH in patch_markers(history)
+        assert any(e.HasField("timer_fired_event_attributes") for e in history.events)
+        await record(temporal_client, "media_analysis_retried_on_a_timer", case_ref)

@@ -109,6 +109,9 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._awaiting_analysis = [m.media_id for m in self.state.media
                                    if m.evidence is not None and m.analysis is None]
         self._analysis_to_retry: list[str] = []
+        self._analysis_retry_timer: asyncio.Task[None] | None = None
+        self._analysis_retry_fired = False
+        self._analysis_retry_on_timer = False
         self._changed = True
         self._child_filing = False
         self._reviews_at_safe_point = False
@@ -373,7 +376,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         try:
             await workflow.wait_condition(
                 lambda: self._changed or bool(self._pending_reviews or self._awaiting_preservation
-                                              or self._awaiting_analysis)
+                                              or self._awaiting_analysis or self._analysis_retry_fired)
                 or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW,
                 timeout=timeout,
             )

@@ -38,6 +38,7 @@ class DecidedCaseSteps:
     decided: dict[int, CaseState]
     last_closed: CaseState | None
     _changed: bool
+    _analysis_retry_on_timer: bool  # CaseMediaSteps
 
     async def _publish_row(self, case: CaseState) -> None:
         raise NotImplementedError
@@ -188,8 +189,10 @@ class DecidedCaseSteps:
         self._changed = True
 
     def _next_retry_at(self) -> datetime | None:
+        # A media analysis retried on its own timer wakes the loop by that timer, not by this time.
+        on_timer = "media_analysis" if self._analysis_retry_on_timer else None
         times = [f.retry_at for case in [self.state, *self.decided.values()] for f in case.side_effect_failures
-                 if f.resolved_at is None and f.retry_at is not None]
+                 if f.resolved_at is None and f.retry_at is not None and f.what != on_timer]
         return min(times, default=None)
 
 

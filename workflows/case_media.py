@@ -39,6 +39,11 @@ MAX_MEDIA_PAGES = 1000
 # An analysis that failed its attempts is tried again later instead of calling the items unhashable (older
 # histories replay the old way).
 ANALYSIS_RETRIED_LATER_PATCH = "media-analysis-retried-later"
+# The retry is due when a timer of its own fires, not when the clock passes the failure's retry_at: a worker that
+# took a case over cold was seen to time a failure by an earlier task's clock, where replay used the task's own,
+# so the run retried the analysis and its replay did not (chaos seed 23, twice). A timer's firing is an event in
+# the history, the same in both.
+ANALYSIS_RETRY_TIMER_PATCH = "media-analysis-retried-on-a-timer"
 
 
 class CaseMediaSteps:
@@ -47,8 +52,11 @@ class CaseMediaSteps:
     _changed: bool
     _awaiting_preservation: list[str]
     _awaiting_analysis: list[str]
-    # Analysed again once the case's media_analysis failure is due (its retry_at).
+    # Analysed again once the case's media_analysis failure is due: its retry timer fired (older runs: its retry_at).
     _analysis_to_retry: list[str]
+    _analysis_retry_timer: asyncio.Task[None] | None
+    _analysis_retry_fired: bool
+    _analysis_retry_on_timer: bool
     # DecidedCaseSteps._record_failure (annotated only, so the workflow class finds that one).
     _record_failure: Callable[..., None]
     listing_media: bool
@@ -254,15 +262,32 @@ class CaseMediaSteps:
                 item.analysis = MediaAnalysis(unhashable_reason=failure.reason)
         else:
             self._analysis_to_retry.extend(item.media_id for item in items)
+            if not self._analysis_retry_on_timer:
+                self._analysis_retry_on_timer = workflow.patched(ANALYSIS_RETRY_TIMER_PATCH)
+            if self._analysis_retry_on_timer and self._analysis_retry_timer is None:
+                self._analysis_retry_timer = asyncio.create_task(
+                    self._analysis_retry_after(self.policy.analysis_retry_every))
         self._changed = True
+
+    async def _analysis_retry_after(self, delay: timedelta) -> None:
+        await workflow.sleep(delay)
+        self._analysis_retry_timer = None
+        self._analysis_retry_fired = True
 
     def _retry_analysis_when_due(self, now: datetime) -> None:
         if not self._analysis_to_retry:
+            self._analysis_retry_fired = False  # a timer for items that moved on to the next case
             if not self._awaiting_analysis:
                 # Nothing of this case waits for it any more (moved to the next case, or continued as new).
                 resolve_failure(self.state, "media_analysis")
             return
-        if failure_due(self.state, "media_analysis", now):
+        if self._analysis_retry_on_timer:
+            # Due when its timer fired, or at once when the case holding the failure moved on (the next case's).
+            due = self._analysis_retry_fired or open_failure(self.state, "media_analysis") is None
+        else:
+            due = failure_due(self.state, "media_analysis", now)
+        if due:
+            self._analysis_retry_fired = False
             self._awaiting_analysis.extend(self._analysis_to_retry)
             self._analysis_to_retry = []
 
