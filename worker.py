@@ -23,9 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import temporalio
 from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -202,7 +206,7 @@ async def _activity_workers(client: Client, settings: Settings, engine: Engine |
                     workers.start(role, _activity_worker(client, settings, role, queue, by_role, pools))
             if hashing is not None:
                 pools.callback(hashing.shutdown)
-            preparing = asyncio.create_task(_prepare_detection(detection)) \
+            preparing = asyncio.create_task(_prepare_detection(client, settings, detection)) \
                 if serves_detection else None
             try:
                 yield
@@ -255,9 +259,11 @@ def _activity_name(function: Callable[..., Any]) -> str:
     return definition.name or function.__name__
 
 
-async def _prepare_detection(detection: DetectionActivities) -> None:
-    # At once, beside the activity workers' first polls (the workflows poll already): with a worker killed every
-    # 5 s, waiting for the detection queue's poll first left most workers dead before they could hash anything.
+async def _prepare_detection(client: Client, settings: Settings, detection: DetectionActivities) -> None:
+    # The banks and the compiled scan load once the worker polls (detection activities wait for them): their
+    # imports hold the GIL, and would otherwise slow the worker's own start.
+    await _until_polling(client, tq.queue_name(settings.task_queue, tq.DETECTION),
+                         TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
     try:
         # Side by side: the hashing processes start on the other cores while this one loads the banks.
         steps = [asyncio.to_thread(detection.prepare)]
@@ -267,6 +273,21 @@ async def _prepare_detection(detection: DetectionActivities) -> None:
     except Exception:
         # The first detection activity prepares again, and fails visibly (and retries) if it still cannot.
         log.warning("worker.detection_prepare_failed", exc_info=True)
+
+
+async def _until_polling(client: Client, task_queue: str, queue_type: TaskQueueType.ValueType,
+                         patience: float = 5.0) -> None:
+    """Return once Temporal lists this worker among the queue's pollers, or after ``patience`` seconds."""
+    request = DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+                                       task_queue_type=queue_type)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + patience
+    while loop.time() < give_up_at:
+        with contextlib.suppress(RPCError):
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+            if any(poller.identity == client.identity for poller in pollers):
+                return
+        await asyncio.sleep(0.05)
 
 
 @functools.cache
