@@ -145,7 +145,8 @@ def _workflow_worker(client: Client, settings: Settings, local_activities: list[
                   activities=local_activities, activity_executor=executor, no_remote_activities=True,
                   max_concurrent_workflow_tasks=settings.cases_max_concurrent_workflow_tasks,
                   max_cached_workflows=settings.cases_max_cached_workflows, build_id=code_build_id(),
-                  sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.cases_sticky_schedule_to_start_seconds),
+                  sticky_queue_schedule_to_start_timeout=timedelta(
+                      seconds=settings.cases_sticky_schedule_to_start_seconds),
                   graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds))
 
 

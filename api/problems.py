@@ -67,6 +67,11 @@ def _response(problem: Problem, headers: dict[str, str] | None = None) -> JSONRe
                         media_type=PROBLEM_JSON, headers=headers)
 
 
+def _unavailable(title: str) -> JSONResponse:
+    # Retry-After: a client resending with the same Idempotency-Key gets the first answer, never a second effect.
+    return _response(Problem(status=503, title=title), {"Retry-After": "1"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -97,17 +102,14 @@ def install(app: FastAPI) -> None:
             return _response(Problem(status=404, title="Not found"))
         # Temporal's message names the condition (a workflow task failing, a namespace busy); never a payload.
         log.error("temporal.call_failed", status=exc.status.name if exc.status else None, message=exc.message)
-        # Retry-After: a client resending with the same Idempotency-Key gets the first answer, never a second effect.
-        return _response(Problem(status=503, title="The workflow service is unavailable; try again"),
-                         {"Retry-After": "1"})
+        return _unavailable("The workflow service is unavailable; try again")
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         # A database that restarts or drops connections is an outage to wait out, not a fault of the request.
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             log.error("database.call_failed", error=type(exc.orig).__name__ if exc.orig is not None else None)
-            return _response(Problem(status=503, title="The database is unavailable; try again"),
-                             {"Retry-After": "1"})
+            return _unavailable("The database is unavailable; try again")
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)

@@ -542,12 +542,12 @@ async def save_histories(client: Client, engine: Engine, task_queue: str, case_r
     """Every run of each case's workflow and of its filing children, as JSON, and its queue rows: to find out
     why it ended as it did."""
     files: dict[str, str] = {}
+    # Decoded: the run's key goes with its temporary folder, and replay needs the plain payloads.
+    codec = client.data_converter.payload_codec
     for ref in case_refs:
         query = f'TaskQueue = "{task_queue}" AND WorkflowId STARTS_WITH "{ref}"'
         async for execution in client.list_workflows(query):
             history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-            # Decoded: the run's key goes with its temporary folder, and replay needs the plain payloads.
-            codec = client.data_converter.payload_codec
             plain = json.loads(history.to_json())
             if codec is not None:
                 plain = await decode_payloads_in(plain, codec)

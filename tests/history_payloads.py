@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 
 from google.protobuf.message import Message
@@ -42,3 +44,10 @@ async def decrypt_in_place(history: WorkflowHistory, codec: PayloadCodec) -> Wor
                 [stored] = await CompressionCodec().encode([plain])
                 payload.CopyFrom(stored)
     return history
+
+
+def patch_ids(history_json: str) -> set[str]:
+    """The ids of the patch markers (``workflow.patched``) a history, as Temporal's JSON, recorded."""
+    markers = [e["markerRecordedEventAttributes"] for e in json.loads(history_json)["events"]
+               if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"]
+    return {json.loads(base64.b64decode(m["details"]["patch-data"]["payloads"][0]["data"]))["id"] for m in markers}

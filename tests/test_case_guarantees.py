@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -49,7 +49,7 @@ from models.records import Role, TriageItem
 from models.screening import TriageClosed, TriageRecord
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
-from tests.history_payloads import decrypt_in_place
+from tests.history_payloads import decrypt_in_place, patch_ids
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import notice_stopped_filings
 from tipline.registry import RefRegistry
@@ -180,17 +180,6 @@ QUICK = FilingPolicy(call_timeout=timedelta(seconds=5), side_effect_retry_every=
 def fresh_seed() -> int:
     """Evidence is content-addressed: a seed of its own keeps one test's bytes apart from another's."""
     return uuid.uuid4().int % 10_000_000 + 1_000
-
-
-def patch_markers(history: WorkflowHistory) -> set[str]:
-    """The patch ids a run recorded (workflow.patched markers)."""
-    ids = set()
-    for event in history.events:
-        if event.HasField("marker_recorded_event_attributes") and \
-                event.marker_recorded_event_attributes.marker_name == "core_patch":
-            data = event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
-            ids.add(json.loads(data)["id"])
-    return ids
 
 
 async def record(client: Client, name: str, workflow_id: str, run_id: str | None = None) -> None:
@@ -637,6 +626,6 @@ async def test_media_whose_analysis_fails_waits_and_is_analysed_again_instead_of
         await here.until_status(case_ref, "filed")
         # Retried when a timer of its own fired (an event the replay sees too), not by comparing the clock.
         history = await temporal_client.get_workflow_handle(case_ref).fetch_history()
-        assert ANALYSIS_RETRY_TIMER_PATCH in patch_markers(history)
+        assert ANALYSIS_RETRY_TIMER_PATCH in patch_ids(history.to_json())
         assert any(e.HasField("timer_fired_event_attributes") for e in history.events)
         await record(temporal_client, "media_analysis_retried_on_a_timer", case_ref)

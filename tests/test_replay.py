@@ -8,7 +8,6 @@ were recorded from real runs by ``tests/record_histories.py`` (see the README, "
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from tests.history_payloads import patch_ids
 from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
 from workflows.case import REVIEWS_AT_SAFE_POINT_PATCH
@@ -86,13 +86,6 @@ KNOWN_NONDETERMINISM = Path(__file__).parent / "fixtures" / "known_nondeterminis
 
 
 KNOWN_DIVERGENT = sorted(KNOWN_NONDETERMINISM.glob("*.json"))
-
-
-def patch_ids(text: str) -> set[str]:
-    """The ids of the patch markers a history recorded."""
-    markers = [e["markerRecordedEventAttributes"] for e in json.loads(text)["events"]
-               if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"]
-    return {json.loads(base64.b64decode(m["details"]["patch-data"]["payloads"][0]["data"]))["id"] for m in markers}
 
 
 def fixed_by(path: Path) -> str:
