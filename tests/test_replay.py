@@ -19,7 +19,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from tests.history_payloads import patch_ids
 from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
-from workflows.case import REVIEWS_AT_SAFE_POINT_PATCH
+from workflows.case import DEADLINE_BEFORE_REVIEWS_PATCH, REVIEWS_AT_SAFE_POINT_PATCH
 from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
@@ -109,3 +109,8 @@ def test_new_runs_queue_reviews() -> None:
     """Every recorded run of the user's workflow from today's code took the queued-review path."""
     recorded = [p for p in HISTORIES if p.stem.startswith("review_queued_while_hashing")]
     assert len(recorded) == 2 and all(REVIEWS_AT_SAFE_POINT_PATCH in patch_ids(p.read_text()) for p in recorded)
+
+
+def test_new_runs_act_on_a_passed_deadline_before_queued_reviews() -> None:
+    [recorded] = [p for p in HISTORIES if p.stem == "decision_with_the_review_deadline_at_a_cold_worker"]
+    assert DEADLINE_BEFORE_REVIEWS_PATCH in patch_ids(recorded.read_text())

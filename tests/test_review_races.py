@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.worker import Replayer, Worker
 
 from activities.case_index import CaseIndexActivities
@@ -153,6 +153,61 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
             assert case_two is not None and [m.media_id for m in case_two.media] == ["second"]
             history = await handle.fetch_history()
             await record(temporal_client, f"review_queued_while_hashing_{request_kind}", handle.id)
+    replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
+        history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
+    failed_tasks = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+    assert not failed_tasks, failed_tasks[0].workflow_task_failed_event_attributes.failure.message
+
+
+async def test_a_decision_that_reaches_a_cold_worker_with_the_review_deadline_escalates_first_and_replays(
+        temporal_client: Client, settings: Settings, engine: Engine) -> None:
+    """Nobody ran the case when its review deadline passed; a reviewer then decided it. The worker that takes it
+    over cold gets the deadline's timer and the decision in one task: the case is raised as overdue (it was), the
+    decision applied after, and the history replays whichever of the two the SDK ran first (chaos seed 1)."""
+    local = settings.model_copy(update={"task_queue": f"tipline-late-{uuid.uuid4().hex[:8]}"})
+    store = EvidenceStore.from_settings(local)
+    user_id = f"late-user-{uuid.uuid4().hex[:6]}"
+    window = timedelta(seconds=3)
+    gate = Gate()
+    gate.open.set()
+    decision = ReviewDecision(reviewer_id="reviewer-1", case_number=1, incident_type=INCIDENT,
+                              media=[MediaDecision(media_id="first", reported=True, classification="B1")],
+                              media_seen=["first"])
+    async with hashing_worker(temporal_client, local, engine, gate):
+        async with cold_workflow_worker(temporal_client, local, engine):
+            handle = await temporal_client.start_workflow(
+                "CaseWorkflow", CaseStart(org_id=ORG, user_id=user_id, review=ReviewPolicy(
+                    urgent_within=window, elevated_within=window, normal_within=window)),
+                id=f"case-late-{uuid.uuid4().hex[:10]}", task_queue=local.task_queue, start_signal="add_content",
+                start_signal_args=[item(store, user_id, "first", fresh_seed())])
+
+            async def waiting_for_its_deadline() -> bool:
+                case = await handle.query("case", result_type=CaseState)
+                return case.review_deadline is not None and all(m.analysis is not None for m in case.media)
+
+            await eventually(waiting_for_its_deadline, timeout=60, what="the item hashed, the deadline set")
+
+        async def deadline_fired_unseen() -> bool:
+            history = await handle.fetch_history()
+            return any(e.HasField("timer_fired_event_attributes") for e in history.events)
+
+        await eventually(deadline_fired_unseen, timeout=30, what="the review deadline's timer fired, no worker")
+        # No worker: the server holds the update for the case's next task, and the call gives up waiting.
+        with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
+            await handle.execute_update("decide", decision, id="late-decision", rpc_timeout=timedelta(seconds=2))
+        async with cold_workflow_worker(temporal_client, local, engine):
+            accepted = await handle.get_update_handle("late-decision").result(rpc_timeout=timedelta(seconds=30))
+            assert accepted["status"] == "filing"
+
+            async def decided() -> CaseState | None:
+                case = await handle.query("case_numbered", 1, result_type=CaseState)
+                return case if case is not None and case.decision is not None else None
+
+            case_one = await eventually(decided, timeout=30, what="the decision applied")
+            assert case_one.escalated_at is not None, "the review was overdue when the decision came"
+            history = await handle.fetch_history()
+            await record(temporal_client, "decision_with_the_review_deadline_at_a_cold_worker", handle.id)
     replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure

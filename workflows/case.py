@@ -65,6 +65,11 @@ URGENCY_TABLE_PATCH = "urgency-table-v2"
 # may run its handler after activity results that replay runs it before, so a handler that changed the case at
 # once made the run's commands depend on that order (two chaos-run histories, tests/fixtures/known_nondeterminism).
 REVIEWS_AT_SAFE_POINT_PATCH = "reviews-applied-at-the-top-of-the-loop"
+# Marks runs that act on a passed review deadline before applying the reviews queued meanwhile. A worker that
+# takes a case over cold may get the deadline's timer and a decision in one task and run either first (replay
+# runs the decision first, temporalio/sdk-python#1591): acting on the deadline first gives both orders the same
+# commands. The case is raised as overdue, as it was, and the decision applies right after (chaos seed 1).
+DEADLINE_BEFORE_REVIEWS_PATCH = "review-deadline-before-queued-reviews"
 
 ReviewRequest = ReviewDecision | Dismissal | RetryFiling
 
@@ -116,6 +121,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._child_filing = False
         self._reviews_at_safe_point = False
         self._urgency_table_v2 = False
+        self._deadline_before_reviews = False
         self._pending_reviews: list[PendingReview] = []
         self._seen_by_reviewer: frozenset[str] | None = None
         # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
@@ -345,14 +351,18 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         if self._reviews_at_safe_point:
             # Asked here, once, so the marker's place in the history never depends on what the case holds.
             self._urgency_table_v2 = workflow.patched(URGENCY_TABLE_PATCH)
+            self._deadline_before_reviews = workflow.patched(DEADLINE_BEFORE_REVIEWS_PATCH)
         if start.state is None and start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
             self.listing_media = True
         while self._user_has_open_cases():
             await self._wait_for_something_to_do()
+            if self._deadline_before_reviews:
+                await self._escalate_if_review_overdue()
             self._apply_pending_reviews()
             await self._gather_media()
-            await self._escalate_if_review_overdue()
+            if not self._deadline_before_reviews:
+                await self._escalate_if_review_overdue()
             await self._hand_over_reviewed_case()
             await self._follow_up_decided_cases()
             await self._publish_changes()
