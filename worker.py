@@ -43,6 +43,7 @@ from tipline.temporal import connect, metrics_runtime
 from workflows import task_queues as tq
 from workflows.case import CaseWorkflow
 from workflows.case_filing_workflow import CaseFilingWorkflow
+from workflows.history_export import CaseHistoryExportWorkflow
 from workflows.retention import RetentionWorkflow, retention_workflow_id
 from workflows.screening import ScreeningWorkflow
 
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 # Every workflow type this worker runs; tests/test_replay.py replays the recorded histories against them.
-WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow]
+WORKFLOWS = [CaseWorkflow, CaseFilingWorkflow, ScreeningWorkflow, RetentionWorkflow,
+             CaseHistoryExportWorkflow]
 # Tipline's own packages are imported once, not again for every workflow a worker loads: the sandbox's
 # re-import cost about 40 ms per case, and a worker that restarts replays every case it takes over (a hundred cases,
 # four seconds of a 2-core machine). They keep no module state. The replay tests run every recorded history in the

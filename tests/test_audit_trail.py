@@ -163,7 +163,8 @@ async def test_the_timeline_covers_every_run_and_both_cases_of_a_refiled_case_th
     assert kinds(timeline, "report.receipt", 1)
     [view] = kinds(timeline, "media.viewed")
     assert view["actor"].startswith("key:") and view["detail"]["media_id"] == "item-0"
-    assert {e["case_number"] for e in kinds(timeline, "history.exported")} == {1, 2}
+    assert {e["case_number"] for e in kinds(timeline, "history.export_started")} == {1, 2}
+    assert {e["case_number"] for e in kinds(timeline, "history.export_recorded")} == {1, 2}
     assert kinds(timeline, "audit.case.decided") and kinds(timeline, "audit.case.filing_retried")
     moments = [e["at"] for e in timeline["entries"]]
     assert moments == sorted(moments)
@@ -191,9 +192,9 @@ class CaseWorkflowChangedWithoutPatch(CaseWorkflow):
     async def run(self, start: CaseStart) -> CaseState:
         return await super().run(start)
 
-    async def _export_history(self, case: CaseState) -> None:
+    async def _start_history_export(self, case: CaseState) -> None:
         await workflow.sleep(timedelta(seconds=1))
-        await super()._export_history(case)
+        await super()._start_history_export(case)
 
 
 async def test_the_exported_histories_replay_on_todays_code_and_diverge_on_code_changed_without_a_patch(

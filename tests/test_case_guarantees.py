@@ -26,7 +26,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
@@ -45,6 +45,8 @@ from models.case import (
     ReviewPolicy,
 )
 from models.filing import AnalyzeMediaBatch, filing_workflow_id
+from models.history_export import HistoryExport
+from models.history_export_messages import ExportedHistory, ExportHistoryInput
 from models.records import Role, TriageItem
 from models.screening import TriageClosed, TriageRecord
 from tests.conftest import make_org
@@ -52,11 +54,13 @@ from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_
 from tests.history_payloads import decrypt_in_place, patch_ids
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import notice_stopped_filings
+from tipline.history_export import HistoryExporter
 from tipline.registry import RefRegistry
 from tipline.settings import Settings, orgs_toml
 from tipline.synthetic import synthetic_image
 from worker import case_worker
 from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
+from workflows.history_export import history_export_workflow_id
 
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
 DEAD_HOOK_ORG = "deadhook"
@@ -629,3 +633,58 @@ async def test_media_whose_analysis_fails_waits_and_is_analysed_again_instead_of
         assert ANALYSIS_RETRY_TIMER_PATCH in patch_ids(history.to_json())
         assert any(e.HasField("timer_fired_event_attributes") for e in history.events)
         await record(temporal_client, "media_analysis_retried_on_a_timer", case_ref)
+
+
+async def test_a_history_export_that_cannot_be_stored_is_retried_without_holding_up_the_user(
+    stack: Stack, temporal_client: Client, engine: Engine
+) -> None:
+    """A closed case's histories are exported by a workflow of their own, retried until stored: the user's workflow
+    goes on (here: it completes), and the export lands once the store is back, however many tries that takes."""
+    local = stack.settings.model_copy(update={"task_queue": f"tipline-h1-export-{uuid.uuid4().hex[:8]}"})
+    exporter = HistoryExporter(engine, EvidenceStore.from_settings(local), temporal_client)
+    store_back = asyncio.Event()
+    refused: list[int] = []
+
+    @activity.defn(name="export_case_history")
+    async def export_once_the_store_is_back(request: ExportHistoryInput) -> ExportedHistory:
+        if not store_back.is_set():
+            refused.append(activity.info().attempt)
+            raise ApplicationError("the evidence store is unreachable", type="EvidenceStoreDown")
+        return await exporter.export(request)
+
+    app = create_app(local, temporal=temporal_client, engine=engine)
+    async with case_worker(temporal_client, local, engine, activity_overrides=[export_once_the_store_is_back]), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as api:
+        local_stack = Stack(api, temporal_client, local, stack.keys, engine)
+        user = f"user-{uuid.uuid4().hex[:10]}"
+        case_ref = await local_stack.start_case(user, "item-1", fresh_seed(), review_within=timedelta(hours=1),
+                                                policy=QUICK)
+        await local_stack.settled(case_ref, ["item-1"])
+        response = await api.post(f"/v1/cases/{case_ref}/dismissal", headers=local_stack.as_(),
+                                  json={"case_number": 1, "reason": "not abuse material"})
+        assert response.status_code == 200, response.text
+
+        async def user_done() -> bool:
+            described = await temporal_client.get_workflow_handle(case_ref).describe()
+            return described.status is WorkflowExecutionStatus.COMPLETED and bool(refused)
+
+        await eventually(user_done, timeout=60, what="the user's workflow completed while the export failed")
+        export = temporal_client.get_workflow_handle(history_export_workflow_id(case_ref, 1),
+                                                     result_type=ExportedHistory)
+        assert (await export.describe()).status is WorkflowExecutionStatus.RUNNING
+        store_back.set()
+        exported = await export.result()
+        assert exported.runs >= 1 and not exported.missing
+
+        def row() -> HistoryExport | None:
+            with Session(engine) as session:
+                return session.exec(select(HistoryExport).where(HistoryExport.case_ref == case_ref)).first()
+
+        kept = await asyncio.to_thread(row)
+        assert kept is not None and kept.sha256 == exported.sha256
+        history = await export.fetch_history()
+        [scheduled] = [e.activity_task_scheduled_event_attributes for e in history.events
+                       if e.HasField("activity_task_scheduled_event_attributes")]
+        assert scheduled.retry_policy.maximum_attempts == 0  # no attempt limit: retried until stored
+        await record(temporal_client, "history_export_retried_until_stored", export.id)
+        await record(temporal_client, "dismissal_with_history_export_workflow", case_ref)

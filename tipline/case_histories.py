@@ -78,8 +78,10 @@ async def _fetch(client: Client, workflow_id: str, run_id: str | None) -> RunHis
 
 
 def _children(run: RunHistory) -> list[str]:
-    return [e.start_child_workflow_execution_initiated_event_attributes.workflow_id for e in run.events
-            if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED]
+    """The filing attempts the run started (not its history export, which is no part of the case's history)."""
+    started = [e.start_child_workflow_execution_initiated_event_attributes.workflow_id for e in run.events
+               if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED]
+    return [child for child in started if filing_case_number(child) is not None]
 
 
 async def fetch_case_histories(client: Client, case_ref: str, case_number: int | None = None) -> CaseHistories:

@@ -206,9 +206,15 @@ class _RunReader:
                  reviewer=_get(request, "decision", "reviewer_id"))
 
     def _start_child_workflow_execution_initiated(self, event: DecodedEvent) -> None:
-        child = event.extra.get("workflow_id")
+        child = event.extra.get("workflow_id") or ""
+        if event.name == "CaseHistoryExportWorkflow":
+            # The export's own runs are not fetched: the row it leaves (history.export_recorded) is what is kept.
+            number = child.rsplit("/", 1)[-1]
+            self.add(event, "history.export_started", f"history export {child} started",
+                     case_number=int(number) if number.isdigit() else None, child_workflow_id=child)
+            return
         self.add(event, "filing.child_started", f"filing workflow {child} started",
-                 case_number=filing_case_number(child or ""), child_workflow_id=child)
+                 case_number=filing_case_number(child), child_workflow_id=child)
 
     def _upsert_workflow_search_attributes(self, event: DecodedEvent) -> None:
         status = event.extra.get("TiplineCaseStatus")

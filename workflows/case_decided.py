@@ -7,11 +7,12 @@ number until they are settled.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -23,10 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import task_queues
     from workflows.case_filing_workflow import CaseFilingWorkflow
     from workflows.errors import reviewer_safe_reason
+    from workflows.history_export import CaseHistoryExportWorkflow, history_export_workflow_id
 
 BANKING_HEARTBEAT = timedelta(seconds=30)
 # Marks runs that export a closed case's histories at close (tipline.history_export); older runs did not.
 EXPORT_HISTORY_PATCH = "export-history-at-close"
+# Marks runs that hand the export to a workflow of its own, retried until stored; older runs gave up after 8 tries.
+EXPORT_WORKFLOW_PATCH = "history-export-in-its-own-workflow"
 # Fetching every run's history takes seconds; the tries spread over an hour ride out a Temporal restart.
 EXPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
                            maximum_interval=timedelta(minutes=10), maximum_attempts=8)
@@ -148,13 +152,30 @@ class DecidedCaseSteps:
     async def _close(self, case: CaseState) -> None:
         await self._publish_row(case)
         if workflow.patched(EXPORT_HISTORY_PATCH):
-            await self._export_history(case)
+            if workflow.patched(EXPORT_WORKFLOW_PATCH):
+                await self._start_history_export(case)
+            else:
+                await self._export_history(case)
         del self.decided[case.case_number]
         self.last_closed = case
         self._changed = True
 
+    async def _start_history_export(self, case: CaseState) -> None:
+        """Every run's history of the case, kept with its records past Temporal's retention, by a workflow of its
+        own (workflows.history_export) that outlives this run and retries until the export is stored."""
+        # Already started by an earlier attempt at closing this case: it is being exported.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                CaseHistoryExportWorkflow.run,
+                ExportHistoryInput(org_id=case.org_id, case_ref=case.workflow_id, case_number=case.case_number,
+                                   filing_attempts=case.filing_attempt),
+                id=history_export_workflow_id(case.workflow_id, case.case_number),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"History export · case {case.case_number}",
+            )
+
     async def _export_history(self, case: CaseState) -> None:
-        """Every run's history of the case, kept with its records past Temporal's retention. Called here, at
+        """Older runs: every run's history of the case, kept with its records past Temporal's retention. Called here, at
         close, and not by a worker's watcher: Temporal retries it through worker restarts, and the history
         records that it ran and what it stored. A failure after its tries is logged; the case closes anyway."""
         try:
