@@ -17,6 +17,7 @@ from models.filing import CaseSummaryUpdate, UserHistory
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlmodel import Session
 
 CLOSED = (CaseStatus.FILED, CaseStatus.DISMISSED)
 # How long a local activity waits for the worker to open its database before failing (and being retried).
@@ -48,7 +49,9 @@ class CaseIndexActivities:
 
         with Session(self.engine) as session:
             row = session.get(CaseSummary, (update.workflow_id, update.case_number))
-            values = update.model_dump(exclude={"case"})
+            values = update.model_dump(exclude={"case", "urgency"})
+            if update.urgency is not None:
+                _record_urgency_change(session, update)
             if row is None:
                 session.add(CaseSummary(**values))
             else:  # a workflow publishes one update at a time, so the newest always wins
@@ -89,3 +92,26 @@ class CaseIndexActivities:
                 .order_by(FiledReport.opened_at)
             ).all()
         return UserHistory(case_number=(last_case or 0) + 1, prior_report_ids=list(reports))
+
+
+def _record_urgency_change(session: Session, update: CaseSummaryUpdate) -> None:
+    """Keep the case's assessment when it differs from the last one kept (the timeline lists every change)."""
+    import json
+
+    from sqlmodel import col, select
+
+    from models.records import UrgencyAssessmentRecord
+
+    assert update.urgency is not None
+    reasons = [reason.model_dump(mode="json") for reason in update.urgency.reasons]
+    last = session.exec(select(UrgencyAssessmentRecord)
+                        .where(UrgencyAssessmentRecord.workflow_id == update.workflow_id,
+                               UrgencyAssessmentRecord.case_number == update.case_number)
+                        .order_by(col(UrgencyAssessmentRecord.id).desc()).limit(1)).first()
+    level = update.urgency.level.value
+    if last is not None and (last.level, last.score, json.loads(last.reasons_json)) == (
+            level, update.urgency.score, reasons):
+        return
+    session.add(UrgencyAssessmentRecord(workflow_id=update.workflow_id, case_number=update.case_number,
+                                        org_id=update.org_id, assessed_at=update.updated_at, level=level,
+                                        score=update.urgency.score, reasons_json=json.dumps(reasons)))

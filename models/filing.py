@@ -19,6 +19,7 @@ from models.case import (
     ReviewDecision,
 )
 from models.platform_metadata import UserMetadata
+from models.urgency import UrgencyAssessment
 
 
 class UserHistory(BaseModel):
@@ -127,6 +128,8 @@ class CaseSummaryUpdate(BaseModel):
     updated_at: datetime
     # The whole case, sent when it closes (filed or dismissed): kept as its closed-case record (models.records).
     case: CaseState | None = None
+    # The assessment behind urgency_level and urgency_score: each change is kept for the timeline.
+    urgency: UrgencyAssessment | None = None
 
 
 class AbandonReportInput(BaseModel):

@@ -140,6 +140,24 @@ class FiledFile(SQLModel, table=True):
     uploaded_at: datetime = Field(sa_column=_timestamp())
 
 
+class UrgencyAssessmentRecord(SQLModel, table=True):
+    """A case's urgency each time it changed, as its workflow published it: the timeline's record of every
+    assessment (a reassessment mid-run leaves no payload of its own in the history). Rule ids, rule texts and
+    evidence ids only: nothing the platform or a reviewer wrote."""
+
+    __tablename__ = "urgency_assessment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(index=True, max_length=120)
+    case_number: int
+    org_id: str = Field(max_length=40)
+    assessed_at: datetime = Field(sa_column=_timestamp())
+    level: str = Field(max_length=20)
+    score: int
+    # [{"rule_id", "weight", "text", "evidence"}]
+    reasons_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class MediaView(SQLModel, table=True):
     """Every time a person looks at a media item: who, when, which."""
 

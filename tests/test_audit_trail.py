@@ -20,7 +20,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner
 
-from models.case import CaseStart, CaseState, ContentItem, MediaSource
+from models.case import CaseStart, CaseState, ContentItem, MediaSource, PlatformIndicators
 from models.history_export import HistoryExport
 from models.records import Role
 from models.retention import CaseTombstone
@@ -279,3 +279,40 @@ async def test_the_purge_deletes_the_exported_histories_and_the_tombstone_keeps_
     assert row is not None and row.purged_at is not None and row.sha256 == dismissed.sha256
     assert dismissed.sha256 in tombstone.history_sha256
     assert store.exists(next(r for r in rows if r.case_number == 1).sha256)  # case 1 is not purged
+
+
+async def test_every_change_of_urgency_during_a_run_is_on_the_timeline(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, engine: Engine, temporal_client: Client
+) -> None:
+    """A reassessment mid-run carries no payload of its own in the history: the row the workflow publishes keeps it."""
+    user = f"user-{uuid.uuid4().hex[:10]}"
+    case_ref = RefRegistry.from_settings(settings, engine).case_ref_for(ORG, user)
+    store = EvidenceStore.from_settings(settings)
+
+    def item(n: int, indicators: PlatformIndicators | None = None) -> ContentItem:
+        return ContentItem(content_id=f"item-{n}", org_id=ORG, user_id=user, received_at=datetime.now(UTC),
+                           indicators=indicators,
+                           media=MediaSource(evidence=store.put_bytes(synthetic_image(6_200_000 + n, size=(32, 24)))))
+
+    await temporal_client.start_workflow("CaseWorkflow", CaseStart(org_id=ORG, user_id=user), id=case_ref,
+                                         task_queue=settings.task_queue, start_signal="add_content",
+                                         start_signal_args=[item(0)])
+    auditor = headers(api_keys, Role.AUDITOR)
+
+    async def assessed(count: int) -> list[dict] | None:
+        response = await api.get(f"/v1/cases/{case_ref}/timeline", headers=auditor)
+        assert response.status_code == 200, response.text
+        found = kinds(response.json(), "urgency.assessed", 1)
+        return found if len(found) >= count else None
+
+    [first] = await eventually(lambda: assessed(1), what="the first assessment on the timeline")
+    assert (first["source"], first["detail"]["level"]) == ("database", "normal")
+    # The platform says the user is live with a child now: the same run reassesses the case.
+    live = PlatformIndicators(live_session_active=True, victim_age=9)
+    await temporal_client.get_workflow_handle(case_ref).signal("add_content", item(1, live))
+    entries = await eventually(lambda: assessed(2), what="the reassessment on the timeline")
+    assert [e["detail"]["level"] for e in entries][0] == "normal"
+    raised = entries[-1]
+    assert raised["detail"]["level"] != "normal" and raised["detail"]["score"] > first["detail"]["score"]
+    assert raised["detail"]["rules"] and any("platform.live_session" in ids for ids in raised["detail"]["evidence"])
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)

@@ -15,7 +15,7 @@ from typing import Any
 from models.audit import AuditRow
 from models.claims import ClaimEvent
 from models.history_export import HistoryExport
-from models.records import FiledFile, FiledReport, MediaView
+from models.records import FiledFile, FiledReport, MediaView, UrgencyAssessmentRecord
 from models.timeline import Timeline, TimelineEntry, TimelineRun
 from tipline.case_histories import filing_case_number
 from tipline.history_decode import DecodedEvent, DecodedRun
@@ -35,6 +35,7 @@ class CaseRecords:
     reports: list[FiledReport] = field(default_factory=list)
     files: list[FiledFile] = field(default_factory=list)
     exports: list[HistoryExport] = field(default_factory=list)
+    urgency: list[UrgencyAssessmentRecord] = field(default_factory=list)
 
 
 def _get(value: Any, *path: str) -> Any:
@@ -292,6 +293,14 @@ def record_entries(records: CaseRecords) -> list[TimelineEntry]:
                               detail={"sha256": e.sha256, "runs": e.runs, "purged_at": e.purged_at and
                                       e.purged_at.isoformat()}, record=f"history_export:{e.id}")
                 for e in records.exports]
+    for assessed in records.urgency:
+        reasons = json.loads(assessed.reasons_json)
+        entries.append(TimelineEntry(
+            at=assessed.assessed_at, kind="urgency.assessed", source="database", case_number=assessed.case_number,
+            summary=f"urgency {assessed.level} (score {assessed.score})",
+            detail={"level": assessed.level, "score": assessed.score, "reasons": [r.get("text") for r in reasons],
+                    "rules": [r.get("rule_id") for r in reasons], "evidence": [r.get("evidence") for r in reasons]},
+            record=f"urgency_assessment:{assessed.id}"))
     return entries
 
 
@@ -302,7 +311,11 @@ def _viewer(view: MediaView) -> str:
 def build_timeline(case_ref: str, runs: list[tuple[DecodedRun, bool]], missing: list[str],
                    records: CaseRecords) -> Timeline:
     """Every entry in time order; at one instant, a run's events in their history order."""
-    entries = history_entries(run for run, _ in runs) + record_entries(records)
+    recorded = record_entries(records)
+    # Every change of urgency published is in the database; the history shows only those in the state it carries.
+    assessed = {e.case_number for e in recorded if e.kind == "urgency.assessed"}
+    entries = [e for e in history_entries(run for run, _ in runs)
+               if not (e.kind == "urgency.assessed" and e.case_number in assessed)] + recorded
     order = {id(e): n for n, e in enumerate(entries)}
     entries.sort(key=lambda e: (e.at, order[id(e)]))
     return Timeline(case_ref=case_ref, missing_runs=missing, entries=entries,

@@ -12,7 +12,7 @@ from temporalio.converter import DataConverter
 
 from models.audit import AuditRow
 from models.claims import ClaimEvent
-from models.records import FiledFile, FiledReport, MediaView
+from models.records import FiledFile, FiledReport, MediaView, UrgencyAssessmentRecord
 from models.timeline import Timeline
 from tipline.case_histories import CaseHistories, fetch_case_histories
 from tipline.evidence import EvidenceStore
@@ -34,7 +34,10 @@ def case_records(engine: Engine, case_ref: str) -> CaseRecords:
                                      .order_by(col(ClaimEvent.id))).all()),
             audit=list(session.exec(select(AuditRow).where(AuditRow.subject == case_ref)
                                     .order_by(col(AuditRow.seq))).all()),
-            reports=reports, files=files, exports=export_rows(engine, case_ref))
+            reports=reports, files=files, exports=export_rows(engine, case_ref),
+            urgency=list(session.exec(select(UrgencyAssessmentRecord)
+                                      .where(UrgencyAssessmentRecord.workflow_id == case_ref)
+                                      .order_by(col(UrgencyAssessmentRecord.id))).all()))
 
 
 def exported_runs(engine: Engine, store: EvidenceStore, case_ref: str) -> tuple[list[LoadedExport], list[str]]:

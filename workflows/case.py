@@ -620,10 +620,12 @@ def _ncmec_deadline(case: CaseState) -> datetime | None:
 
 
 def _row_to_send(row: CaseSummaryUpdate, case: CaseState) -> CaseSummaryUpdate:
-    """A closed case goes with its row, whole: its record keeps it readable by number once the workflow lets it go
-    (a local activity's input is not compared on replay, so this needs no patch)."""
+    """A closed case goes with its row, whole: its record keeps it readable by number once the workflow lets it go;
+    the urgency assessment goes too, for the timeline. Neither is part of the row compared to decide whether to
+    publish, and a local activity's input is not compared on replay, so this needs no patch."""
     closed = case.status in (CaseStatus.FILED, CaseStatus.DISMISSED)
-    return row.model_copy(update={"updated_at": workflow.now(), "case": case if closed else None})
+    return row.model_copy(update={"updated_at": workflow.now(), "case": case if closed else None,
+                                  "urgency": case.urgency})
 
 
 def _summary_row(case: CaseState) -> CaseSummaryUpdate:
