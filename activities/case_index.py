@@ -43,9 +43,10 @@ class CaseIndexActivities:
 
     @activity.defn
     def publish_case_summary(self, update: CaseSummaryUpdate) -> None:
-        from sqlmodel import Session
+        from sqlmodel import Session, select
 
         from models.records import CaseSummary, ClosedCase, IssuedRef, RefKind
+        from models.retention import CaseTombstone
 
         with Session(self.engine) as session:
             row = session.get(CaseSummary, (update.workflow_id, update.case_number))
@@ -61,7 +62,10 @@ class CaseIndexActivities:
                 # A case started by a version before issued_ref (in flight across the upgrade) records its owner
                 # here, from the org intake gave it; every newer case was recorded before it started.
                 session.add(IssuedRef(ref=update.workflow_id, kind=RefKind.CASE, org_id=update.org_id))
-            if update.case is not None and update.status in CLOSED:
+            # A purged case's record stays gone: a late or repeated update must not write its state back.
+            if update.case is not None and update.status in CLOSED and session.exec(
+                    select(CaseTombstone.id).where(CaseTombstone.case_ref == update.workflow_id,
+                                                   CaseTombstone.case_number == update.case_number)).first() is None:
                 snapshot = session.get(ClosedCase, (update.workflow_id, update.case_number)) or ClosedCase(
                     workflow_id=update.workflow_id, case_number=update.case_number, org_id=update.org_id,
                     status=update.status.value, closed_at=update.updated_at, state_json="")

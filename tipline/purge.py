@@ -3,8 +3,9 @@
 
 What goes: every evidence object only this case still needs (reported files, conversation CSVs and, once the
 user's last case goes, every object their cases preserved), the report XML sent to NCMEC (user metadata,
-reviewer text, incident details), each file's details XML, the escalation text and Tipline's suggestion, and
-the user's triage rows, the case's exported histories.
+reviewer text, incident details), each file's details XML, the escalation text and Tipline's suggestion, the
+case's ``closed_case`` record (the whole case state: user metadata, conversations, decision, dismissal), the
+user's triage rows, the case's exported histories.
 What stays: the case's queue row (ids, counts, dates), each report's row with its id,
 status, dates and NCMEC's receipt, each file's row with its digests and NCMEC file id, views, the audit log.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, delete, tuple_
 from sqlmodel import Session, col, select
 
 from models.history_export import HistoryExport
-from models.records import CaseSummary, FiledFile, FiledReport, TriageItem, utcnow
+from models.records import CaseSummary, ClosedCase, FiledFile, FiledReport, TriageItem, utcnow
 from models.retention import CaseTombstone, EvidenceLink
 from models.retention_messages import CaseKey, DueCases, PurgeOutcome
 from tipline.audit_log import AuditLog
@@ -106,6 +107,10 @@ class Purger:
             for file in files:
                 file.file_details_xml = None
                 session.add(file)
+            # The closed case's record is the case state itself (what the platform said about the user, their
+            # conversations, the decision and its text): nothing in it is kept that the tombstone does not hold.
+            session.exec(delete(ClosedCase).where(  # type: ignore[call-overload]
+                col(ClosedCase.workflow_id) == key.case_ref, col(ClosedCase.case_number) == key.case_number))
             if last_case:
                 session.exec(delete(EvidenceLink).where(col(EvidenceLink.case_ref) == key.case_ref))  # type: ignore[call-overload]
                 session.exec(delete(TriageItem).where(col(TriageItem.case_ref) == key.case_ref))  # type: ignore[call-overload]

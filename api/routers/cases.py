@@ -44,6 +44,7 @@ from models.case import (
 from models.claims import CaseClaim
 from models.platform_metadata import FileMetadata, IntendedRecipientInfo, UserMetadata, VictimInfo
 from models.records import CaseSummary, ClosedCase, utcnow
+from models.retention import CaseTombstone
 from models.review_rules import unseen_report_errors
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
@@ -204,7 +205,13 @@ def list_queue(
             for r, c in rows]
 
 
-@router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media")
+# A case the retention purge has taken answers 410, naming when; its tombstone stays (see README "Retention").
+PURGED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    410: {**PROBLEM_RESPONSES[404], "description": "The case was purged under the retention policy"}}
+
+
+@router.get("/{case_ref}", response_model=CaseView, summary="One case with its user and all its media",
+            responses=PURGED_RESPONSE)
 async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal, settings: AppSettings,
                    engine: DbEngine,
                    case_number: Annotated[int | None, Query(ge=1, description="One case of the user by number, "
@@ -241,7 +248,7 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
 
 @router.get("/{case_ref}/media/{media_id}/content", response_class=StreamingResponse,
             summary="A media item's preserved bytes (the view is recorded)",
-            responses=MEDIA_RESPONSES)
+            responses={**MEDIA_RESPONSES, **PURGED_RESPONSE})
 async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: NcmecReviewer, temporal: Temporal,
                             store: Store, engine: Annotated[Engine, Depends(get_engine)], audit: AuditTrail,
                             case_number: Annotated[int | None, Query(ge=1, description="The case holding the "
@@ -338,9 +345,15 @@ async def _case_state(temporal: Client, principal: Principal, case_ref: str,
                       case_number: int | None = None, engine: Engine | None = None) -> CaseState:
     handle = await _own_case(temporal, principal, case_ref)
     state: CaseState | None = None
+    if engine is not None and case_number is not None:
+        # Before Temporal: a user's running workflow still holds its latest closed case, purged or not.
+        await asyncio.to_thread(_refuse_purged, engine, principal.org_id, case_ref, case_number)
     try:
         if case_number is None:
-            return await handle.query(CaseWorkflow.case)
+            state = await handle.query(CaseWorkflow.case)
+            if engine is not None:  # the user's current case may be a closed one, purged since
+                await asyncio.to_thread(_refuse_purged, engine, principal.org_id, case_ref, state.case_number)
+            return state
         state = await handle.query(CaseWorkflow.case_numbered, case_number)
     except RPCError as error:
         # A user's workflow that closed long ago may be gone from Temporal; its closed cases are still recorded.
@@ -353,6 +366,21 @@ async def _case_state(temporal: Client, principal: Principal, case_ref: str,
     if state is None:
         raise ProblemError(404, f"This user has no case {case_number}")
     return state
+
+
+def _refuse_purged(engine: Engine, org_id: str, case_ref: str, case_number: int) -> None:
+    """410 for a case the retention purge has taken: what remains is its tombstone, never the case state."""
+    with Session(engine) as session:
+        tombstone = session.exec(select(CaseTombstone).where(CaseTombstone.case_ref == case_ref,
+                                                             CaseTombstone.case_number == case_number)).first()
+    if tombstone is None or tombstone.org_id != org_id:
+        return
+    raise ProblemError(
+        410, "This case was purged under the retention policy",
+        f"case {case_number} of this user ({tombstone.status}, closed {tombstone.closed_at.date().isoformat()}) "
+        f"was purged on {tombstone.purged_at.date().isoformat()}, its retention having ended "
+        f"{tombstone.due_at.date().isoformat()}: its evidence and personal data are deleted. Its tombstone "
+        "(NCMEC report ids, evidence digests, dates) and the audit log remain: tipline audit export")
 
 
 def _closed_case(engine: Engine, org_id: str, case_ref: str, case_number: int) -> CaseState | None:
