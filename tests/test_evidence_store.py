@@ -509,3 +509,46 @@ def test_put_stream_refuses_a_stream_over_max_bytes_and_stores_nothing(store: Ev
     assert not store.exists(hashlib.sha256(data).hexdigest())
     assert list(store.root.glob("incoming/*")) == []  # the scratch file went with it
     assert store.put_stream(io.BytesIO(data), max_bytes=len(data)).size == len(data)  # at the limit: stored
+
+
+def test_a_download_is_sealed_once_as_it_arrives_and_moved_into_place(store: EvidenceStore) -> None:
+    """Format version 2: only the final chunk names the address, so the scratch file is the stored object."""
+    data = synthetic(5 * CHUNK + 3, seed=7)
+    with store.incoming_file() as (path, sink):
+        for start in range(0, len(data), 50):
+            sink.write(data[start:start + 50])
+        sink.close()
+        scratch_inode = path.stat().st_ino
+        ref = store.put_path(path)
+    stored = store.path_for(ref.sha256)
+    assert stored.stat().st_ino == scratch_inode  # moved, not decrypted and sealed again
+    assert stored.read_bytes()[4] == 2
+    assert store.read_bytes(ref.sha256) == data and store.verify(ref.sha256) == ref
+
+
+FORMAT_V1 = Path(__file__).parent / "fixtures" / "evidence_v1"
+
+
+def test_objects_sealed_in_format_version_1_still_read_and_move_to_version_2_on_reencryption(tmp_path: Path) -> None:
+    """Written by the code before version 2 (one synthetic image, 4 KiB chunks, key ``fixture-v1`` = KEY_A)."""
+    [sealed] = FORMAT_V1.glob("*.sealed")
+    sha256 = sealed.stem
+    plain = sealed.with_suffix(".plain").read_bytes()
+    store = EvidenceStore(tmp_path / "evidence", KeyRing({"fixture-v1": KEY_A}, "fixture-v1"))
+    target = store.path_for(sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(sealed.read_bytes())
+    assert target.read_bytes()[4] == 1
+    assert store.read_bytes(sha256) == plain and store.verify(sha256).sha256 == sha256
+    with store.open(sha256) as reader:
+        reader.seek(4100)
+        assert reader.read(100) == plain[4100:4200]  # the second chunk, by its own
+    # Still bound to its address: the same file under another name does not open.
+    other = store.path_for("0" * 64)
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(sealed.read_bytes())
+    with pytest.raises(EvidenceCorrupted):
+        store.open("0" * 64)
+    rotated = EvidenceStore(tmp_path / "evidence", KeyRing({"fixture-v1": KEY_A, "b": KEY_B}, "b"))
+    assert rotated.reencrypt(sha256)
+    assert target.read_bytes()[4] == 2 and rotated.read_bytes(sha256) == plain

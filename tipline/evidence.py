@@ -4,20 +4,29 @@ Temporal payloads and database rows carry an ``EvidenceRef`` (digests and size),
 the SHA-256 of the *plaintext*, so report hashes and deduplication are unaffected by encryption; a stolen disk
 or backup holds only ciphertext (the keys live elsewhere, see ``tipline.evidence_keys``).
 
-Object format, version 1 (all integers big-endian)::
+Object format, version 2 (all integers big-endian)::
 
     header  = b"TLEV" | version u8 | chunk_size u32 | key_id_len u8 | key_id | salt[32] | nonce_prefix[7]
     chunk_i = AES-256-GCM(subkey, nonce_prefix | i u32 | final u8, plaintext_i, aad) -> ciphertext_i | tag[16]
-    subkey  = HKDF-SHA256(ring[key_id], salt, info=b"tipline-evidence/v1" | sha256)
-    aad     = header | sha256 | i u32 | final u8
+    subkey  = HKDF-SHA256(ring[key_id], salt, info=b"tipline-evidence/v2")
+    aad     = header | i u32 | 0                 for every chunk but the last
+    aad     = header | sha256 | i u32 | 1        for the final chunk
+
+Only the final chunk names the object's address, because only when it is sealed has every byte been hashed:
+so a download is encrypted once, as it arrives, under the current key, and the finished file is moved to its
+address, never decrypted and sealed again. Version 1 (still read; nothing writes it) bound the address into the
+subkey (``info = b"tipline-evidence/v1" | sha256``) and into every chunk's aad, so it could only be written once
+the address was known: a download was sealed twice.
 
 Every chunk holds ``chunk_size`` plaintext bytes except the last, which holds 0..chunk_size bytes and is the
 only one flagged final (an empty object is a single empty final chunk). This is the "STREAM" construction:
 - reordering chunks breaks the counter in nonce and aad; truncating at a chunk boundary leaves a last chunk
   that was not sealed as final; appending or cutting bytes breaks the layout or a tag;
-- a chunk or a whole file from another object fails, because the subkey and aad bind the object's sha256;
-- the per-object random salt gives every object its own subkey, so nonces never repeat under one AES key
-  however many objects a master key encrypts;
+- a whole file from another object fails at its final chunk, whose aad names the address (``open``
+  authenticates the final chunk before anything is read); a chunk from another object fails because every
+  object's random salt gives it a subkey of its own, and the header holding the salt is in every chunk's aad;
+- that per-object subkey also means nonces never repeat under one AES key however many objects a master key
+  encrypts;
 - the header is in every chunk's aad, so its key id, chunk size and nonce prefix cannot be altered either.
 
 The plaintext size is not stored: it follows from the file length, and ``open`` authenticates the final chunk
@@ -48,12 +57,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from detection.digests import Digests, digest_bytes, digest_file
+from detection.digests import Digests, digest_bytes
 from models.case import EvidenceRef
 from tipline.evidence_backends import (
     EvidenceChanged,
     EvidenceMissing,
-    FileSource,
     LocalBackend,
     RangedSource,
     StorageBackend,
@@ -88,7 +96,8 @@ __all__ = [
 ]
 
 MAGIC = b"TLEV"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 # 1 MiB: large enough that the 16-byte tag per chunk is noise, small enough to decrypt for a seek cheaply.
 DEFAULT_CHUNK_SIZE = 1 << 20
 # Bounds on a header's chunk size, checked before it is authenticated, so a forged header cannot make a
@@ -102,8 +111,8 @@ _MAX_CHUNKS = 1 << 32  # the counter is a u32 in the nonce
 _FIXED = struct.Struct(">4sBIB")
 # The longest header there can be: the fixed part, a key id of up to 255 bytes, the salt and the nonce prefix.
 _MAX_HEADER = _FIXED.size + 255 + 32 + 7
-_INFO = b"tipline-evidence/v1"
-_SCRATCH_KEY_ID = "scratch"
+_INFO_V1 = b"tipline-evidence/v1"
+_INFO_V2 = b"tipline-evidence/v2"
 log = get_logger(__name__)
 # A scratch file untouched this long belongs to a dead process (downloads are capped well below this).
 STALE_SCRATCH_SECONDS = 24 * 3600
@@ -132,10 +141,11 @@ class _Header:
     key_id: str
     salt: bytes
     prefix: bytes
+    version: int = FORMAT_VERSION
 
     def encode(self) -> bytes:
         key_id = self.key_id.encode("ascii")
-        return _FIXED.pack(MAGIC, FORMAT_VERSION, self.chunk_size, len(key_id)) + key_id + self.salt + self.prefix
+        return _FIXED.pack(MAGIC, self.version, self.chunk_size, len(key_id)) + key_id + self.salt + self.prefix
 
     @classmethod
     def read(cls, source: BinaryIO, label: str) -> tuple[_Header, bytes]:
@@ -146,7 +156,7 @@ class _Header:
                 f"rest, run EvidenceStore.encrypt_plaintext_objects())"
             )
         _, version, chunk_size, id_len = _FIXED.unpack(fixed)
-        if version != FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise EvidenceCorrupted(f"evidence {label} has unknown format version {version}")
         if not _MIN_CHUNK_SIZE <= chunk_size <= _MAX_CHUNK_SIZE:
             raise EvidenceCorrupted(f"evidence {label} has an impossible chunk size")
@@ -157,14 +167,15 @@ class _Header:
             key_id = rest[:id_len].decode("ascii")
         except UnicodeDecodeError:
             raise EvidenceCorrupted(f"evidence {label} has an unreadable key id") from None
-        header = cls(chunk_size, key_id, rest[id_len:id_len + _SALT], rest[id_len + _SALT:])
+        header = cls(chunk_size, key_id, rest[id_len:id_len + _SALT], rest[id_len + _SALT:], version)
         return header, fixed + rest
 
 
-def _aead(key: _Key, salt: bytes, object_id: bytes) -> AESGCM:
+def _aead(key: _Key, salt: bytes, version: int, object_id: bytes) -> AESGCM:
     # A per-object subkey: nonce uniqueness then only has to hold within one object, where the counter
     # guarantees it, instead of across every object ever written under a long-lived master key.
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO + object_id)
+    info = _INFO_V1 + object_id if version == 1 else _INFO_V2
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info)
     return AESGCM(hkdf.derive(key.reveal()))
 
 
@@ -172,21 +183,22 @@ def _nonce(prefix: bytes, index: int, final: bool) -> bytes:
     return prefix + struct.pack(">IB", index, final)
 
 
-def _aad(header: bytes, object_id: bytes, index: int, final: bool) -> bytes:
-    return header + object_id + struct.pack(">IB", index, final)
+def _aad(header: bytes, version: int, object_id: bytes, index: int, final: bool) -> bytes:
+    bound = object_id if version == 1 or final else b""
+    return header + bound + struct.pack(">IB", index, final)
 
 
 class _Sealer:
-    """Encrypts a plaintext stream of unknown length into ``sink``, one chunk at a time.
+    """Encrypts a plaintext stream of unknown length into ``sink``, one chunk at a time; the object's address is
+    needed only at ``finish``, when the final chunk is sealed.
 
     It always holds back up to one chunk, because only at ``finish`` is it known which chunk is the last.
     """
 
-    def __init__(self, sink: BinaryIO, key_id: str, key: _Key, object_id: bytes, chunk_size: int) -> None:
+    def __init__(self, sink: BinaryIO, key_id: str, key: _Key, chunk_size: int) -> None:
         salt, prefix = os.urandom(_SALT), os.urandom(_PREFIX)
         self._header = _Header(chunk_size, key_id, salt, prefix).encode()
-        self._aead = _aead(key, salt, object_id)
-        self._object_id = object_id
+        self._aead = _aead(key, salt, FORMAT_VERSION, b"")
         self._prefix = prefix
         self._chunk_size = chunk_size
         self._sink = sink
@@ -208,14 +220,15 @@ class _Sealer:
                 view.release()
             del self._pending[:whole]
 
-    def finish(self) -> None:
-        self._seal(self._pending, final=True)
+    def finish(self, object_id: bytes) -> None:
+        """Seal the last chunk, naming the object's address (the SHA-256 of everything written)."""
+        self._seal(self._pending, final=True, object_id=object_id)
         self._pending = bytearray()
 
-    def _seal(self, plaintext: bytes | bytearray | memoryview, *, final: bool) -> None:
+    def _seal(self, plaintext: bytes | bytearray | memoryview, *, final: bool, object_id: bytes = b"") -> None:
         if self._index >= _MAX_CHUNKS:
             raise ValueError("object too large for the evidence format's chunk counter")
-        aad = _aad(self._header, self._object_id, self._index, final)
+        aad = _aad(self._header, FORMAT_VERSION, object_id, self._index, final)
         self._sink.write(self._aead.encrypt(_nonce(self._prefix, self._index, final), bytes(plaintext), aad))
         self._index += 1
 
@@ -246,7 +259,8 @@ class EvidenceReader(io.RawIOBase):
         header, raw = _Header.read(io.BytesIO(self._file.read_at(0, min(_MAX_HEADER, self._file.size))),
                                    self.label)
         self.key_id = header.key_id
-        self._aead = _aead(keyring.key(header.key_id), header.salt, object_id)
+        self.version = header.version
+        self._aead = _aead(keyring.key(header.key_id), header.salt, header.version, object_id)
         self._header = raw
         self._object_id = object_id
         self._prefix = header.prefix
@@ -276,7 +290,7 @@ class EvidenceReader(io.RawIOBase):
             raise EvidenceCorrupted(f"evidence {self.label} changed size while being read")
         try:
             plaintext = self._aead.decrypt(_nonce(self._prefix, index, final), data,
-                                           _aad(self._header, self._object_id, index, final))
+                                           _aad(self._header, self.version, self._object_id, index, final))
         except InvalidTag:
             raise EvidenceCorrupted(
                 f"evidence {self.label} failed authentication at chunk {index} of {self._chunks}: it was altered, "
@@ -369,22 +383,23 @@ class EvidenceReader(io.RawIOBase):
             self.close()
 
 
-class _ScratchWriter(io.RawIOBase):
-    """The sink ``incoming_file`` hands out: encrypts under a throwaway key and digests as it goes.
+class _IncomingWriter(io.RawIOBase):
+    """The sink ``incoming_file`` hands out: digests and seals as it goes, under the store's current key.
 
-    A download's address is unknown until its last byte, so it cannot be sealed for its final address yet;
-    writing it in plaintext meanwhile would leave media on disk (and in deleted blocks, or forever if the process
-    is killed). The scratch key exists only in this process's memory, so an abandoned scratch file is noise.
+    A download's address is unknown until its last byte, and only the final chunk names it (format version 2), so
+    the file is sealed once, as the bytes arrive, and at ``close`` (when the address is known) its final chunk is
+    sealed for that address: the finished file is the stored object, ready to be moved into place. Media never
+    reach the disk in the clear. A file a killed process leaves behind has no final chunk, so no reader opens it,
+    and ``sweep_incoming`` removes it.
     """
 
-    def __init__(self, path: Path, handle: BinaryIO, chunk_size: int) -> None:
+    def __init__(self, path: Path, handle: BinaryIO, keyring: KeyRing, chunk_size: int) -> None:
         super().__init__()
         self.path = path
-        self.keyring = KeyRing.generate(_SCRATCH_KEY_ID)
-        self.object_id = os.urandom(32)
         self._file = handle
-        key_id, key = self.keyring.current()
-        self._sealer = _Sealer(handle, key_id, key, self.object_id, chunk_size)
+        key_id, key = keyring.current()
+        self.key_id = key_id
+        self._sealer = _Sealer(handle, key_id, key, chunk_size)
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha1 = hashlib.sha1(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
@@ -405,13 +420,13 @@ class _ScratchWriter(io.RawIOBase):
         return written
 
     def close(self) -> None:
-        """Seal the last chunk: the file is then complete and ``put_path`` may take it."""
+        """Seal the last chunk for the address the bytes hash to: the file is then the stored object."""
         if not self.closed:
-            self._sealer.finish()
-            self._file.flush()
-            self._file.close()
             self.digests = Digests(md5=self._md5.hexdigest(), sha1=self._sha1.hexdigest(),
                                    sha256=self._sha256.hexdigest(), size=self._size)
+            self._sealer.finish(bytes.fromhex(self.digests.sha256))
+            self._file.flush()
+            self._file.close()
         super().close()
 
     def abandon(self) -> None:
@@ -419,18 +434,9 @@ class _ScratchWriter(io.RawIOBase):
             self._file.close()
         super().close()
 
-    def reader(self) -> EvidenceReader:
-        return EvidenceReader(FileSource(self.path), self.object_id, self.keyring, "scratch file")
-
 
 def _ref(digests: Digests) -> EvidenceRef:
     return EvidenceRef(sha256=digests.sha256, md5=digests.md5, sha1=digests.sha1, size=digests.size)
-
-
-def _read_plain(path: Path, chunk_size: int) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(chunk_size):
-            yield chunk
 
 
 class EvidenceStore:
@@ -451,7 +457,7 @@ class EvidenceStore:
         self._incoming = root / "incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
         self.backend: StorageBackend = backend if backend is not None else LocalBackend(root, self._incoming)
-        self._scratch: dict[Path, _ScratchWriter] = {}
+        self._scratch: dict[Path, _IncomingWriter] = {}
         self._scratch_lock = threading.Lock()
         self.sweep_incoming()
 
@@ -509,13 +515,14 @@ class EvidenceStore:
     def incoming_file(self) -> Iterator[tuple[Path, BinaryIO]]:
         """A scratch file to write plaintext into, then hand to ``put_path``.
 
-        The sink encrypts as it goes (under a key that never leaves this process), so no media reaches the disk
-        in the clear; ``put_path(path)`` then re-seals it under the current key at its content address. Scratch
-        files are always local, whatever the backend: a download's address is only known at its last byte.
+        The sink seals as it goes, under the current key (format version 2: only the final chunk, sealed when the
+        sink closes, names the address), so no media reaches the disk in the clear and ``put_path`` moves the
+        finished file into the store without decrypting or sealing it again. Scratch files are always local,
+        whatever the backend: a download's address is only known at its last byte.
         """
         handle, name = tempfile.mkstemp(dir=self._incoming)
         path = Path(name)
-        sink = _ScratchWriter(path, os.fdopen(handle, "wb"), self.chunk_size)
+        sink = _IncomingWriter(path, os.fdopen(handle, "wb"), self.keyring, self.chunk_size)
         with self._scratch_lock:
             self._scratch[path] = sink
         try:
@@ -534,22 +541,19 @@ class EvidenceStore:
         """
         with self._scratch_lock:
             scratch = self._scratch.get(path)
-        if scratch is not None:
-            scratch.close()  # seals the final chunk if the caller did not close the sink
-            assert scratch.digests is not None
-            digests = scratch.digests
-
-            def plaintext() -> Iterator[bytes]:
-                with scratch.reader() as reader:
-                    yield from reader.iter_chunks()
-        else:
-            digests = digest_file(path)
-
-            def plaintext() -> Iterator[bytes]:
-                return _read_plain(path, self.chunk_size)
-
+        if scratch is None:
+            with path.open("rb") as source:
+                ref = self.put_stream(source)
+            path.unlink(missing_ok=True)
+            return ref
+        scratch.close()  # seals the final chunk if the caller did not close the sink
+        assert scratch.digests is not None
+        digests = scratch.digests
         if not self._intact(digests.sha256):
-            count_evidence_stored(self._seal(digests.sha256, plaintext()))
+            sealed = path.stat().st_size
+            self.backend.put_file(digests.sha256, path)
+            count_evidence_stored(sealed)
+            log.info("evidence stored", sha256=digests.sha256, key_id=scratch.key_id, backend=repr(self.backend))
         path.unlink(missing_ok=True)
         return _ref(digests)
 
@@ -654,8 +658,8 @@ class EvidenceStore:
     # --- maintenance -----------------------------------------------------------------------------------------
 
     def sweep_incoming(self, older_than: float = STALE_SCRATCH_SECONDS) -> int:
-        """Delete scratch files left by killed processes. They are ciphertext under a key that died with the
-        process, so this only reclaims space; the age limit spares live downloads in other processes."""
+        """Delete scratch files left by killed processes: ciphertext with no final chunk, which no reader opens.
+        The age limit spares live downloads in other processes."""
         cutoff = time.time() - older_than
         removed = 0
         for path in self._incoming.iterdir():
@@ -712,7 +716,7 @@ def _sealed(keyring: KeyRing, sha256: str, plaintext: Iterable[bytes | memoryvie
     """The sealed object for ``plaintext`` as a stream of ciphertext pieces, about one chunk at a time."""
     key_id, key = keyring.current()
     out = io.BytesIO()
-    sealer = _Sealer(cast(BinaryIO, out), key_id, key, _sha256_bytes(sha256), chunk_size)
+    sealer = _Sealer(cast(BinaryIO, out), key_id, key, chunk_size)
 
     def drain() -> bytes:
         piece = out.getvalue()
@@ -724,7 +728,7 @@ def _sealed(keyring: KeyRing, sha256: str, plaintext: Iterable[bytes | memoryvie
         sealer.write(piece)
         if out.tell():
             yield drain()
-    sealer.finish()
+    sealer.finish(_sha256_bytes(sha256))
     yield drain()
 
 

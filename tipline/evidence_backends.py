@@ -60,6 +60,11 @@ class StorageBackend(Protocol):
         the old object or the whole new one, never a part; nothing is left behind if ``chunks`` raises."""
         ...
 
+    def put_file(self, name: str, path: Path) -> None:
+        """Store the sealed file at ``path`` (a local scratch file) under ``name``, as ``put_stream`` would; the
+        file may be moved rather than copied, so the caller must not use ``path`` afterwards."""
+        ...
+
     def open(self, name: str) -> RangedSource:
         """Raises ``EvidenceMissing`` if there is no such object."""
         ...
@@ -138,6 +143,15 @@ class LocalBackend:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+    def put_file(self, name: str, path: Path) -> None:
+        # The scratch folder is on the object folder's filesystem: the sealed file moves into place, no copy.
+        target = self.path(name)
+        with path.open("rb") as sealed:
+            os.fsync(sealed.fileno())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        _fsync_dir(target.parent)
 
     def open(self, name: str) -> FileSource:
         return FileSource(self.path(name))

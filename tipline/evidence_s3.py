@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -119,6 +120,15 @@ class S3Backend:
 
     def key(self, name: str) -> str:
         return self.prefix + fan_out(check_name(name))
+
+    def put_file(self, name: str, path: Path) -> None:
+        def pieces() -> Iterator[bytes]:
+            with path.open("rb") as sealed:
+                while piece := sealed.read(self.part_size):
+                    yield piece
+
+        self.put_stream(name, pieces())
+        path.unlink(missing_ok=True)
 
     def put_stream(self, name: str, chunks: Iterable[bytes]) -> None:
         key = self.key(name)
