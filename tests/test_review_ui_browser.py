@@ -112,6 +112,14 @@ async def revealed(page: playwright_api.Page, card: playwright_api.Locator) -> N
         raise AssertionError(f"the item was not shown: {state}") from missing
 
 
+async def move(page: playwright_api.Page, key: str, media_id: str) -> None:
+    """Press a cursor key and wait until the page shows the cursor on `media_id`: the next key is pressed only once
+    this one has taken effect, so a lost key fails here, at the key that was lost."""
+    await page.keyboard.press(key)
+    await expect(page.locator("#media .media.current")).to_have_count(1)
+    await expect(page.locator("#media .media.current")).to_have_attribute("data-media-id", media_id)
+
+
 async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
     monkeypatch: pytest.MonkeyPatch
@@ -144,8 +152,8 @@ async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
             broken = page.locator('.media[data-media-id="cut"]')
             await expect(broken).to_have_class(re.compile(r"\bbroken\b"))
             await expect(broken.locator(".state")).to_contain_text("Broken: unhashable")
-            await page.keyboard.press("j")
-            await page.keyboard.press("j")
+            await move(page, "j", "photo-2")
+            await move(page, "j", "cut")
             await page.keyboard.press("1")
             await expect(page.locator("#error")).to_contain_text("cannot be classified")
             await expect(broken.locator(".decision")).to_have_text("not reported")
@@ -163,9 +171,10 @@ async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
             await expect(page.locator("#confirm")).to_be_hidden()
             assert media_requests == []  # nothing downloaded by opening the case or by any key so far
 
-            # Revealing fetches an item once; hiding and revealing again fetches nothing more.
-            await page.keyboard.press("k")
-            await page.keyboard.press("k")
+            # Revealing fetches an item once; hiding and revealing again fetches nothing more. The keys right after
+            # Esc once went to the closed dialog's checkbox and were lost: focus must be back on the page at once.
+            await move(page, "k", "photo-2")
+            await move(page, "k", "photo-1")
             await page.keyboard.press("v")
             await revealed(page, first)
             await expect(first.locator("img")).to_have_css("filter", "none")
@@ -175,7 +184,7 @@ async def test_a_case_is_classified_entirely_by_keyboard_confirmed_and_filed(
             await expect(first.locator("img")).to_have_css("filter", "none")
             for key in ["2", "a", "i", "a", "x", "r", "s", "i", "8", "h"]:  # A2 infant violenceGore · sextortion
                 await page.keyboard.press(key)
-            await page.keyboard.press("j")  # moving on hides it again
+            await move(page, "j", "photo-2")  # moving on hides it again
             assert "blur" in await first.locator("img").evaluate("img => getComputedStyle(img).filter")
             await page.keyboard.press("v")
             await page.keyboard.press("3")  # B1

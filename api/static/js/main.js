@@ -2,7 +2,7 @@
 import {ApiError, call, setCsrfToken, whenSignedOut} from "./api.js";
 import {renderCase, renderClaim, updateCard} from "./case_view.js";
 import {file, openConfirmation, renderConfirmation} from "./confirm.js";
-import {$, el, when} from "./dom.js";
+import {$, closeDialog, el, when} from "./dom.js";
 import {FILE_ANNOTATION_KEYS, REPORT_ANNOTATION_KEYS, showHelp} from "./keys.js";
 import {forgetMedia, hide, toggleReveal} from "./media.js";
 import {CLASSES, currentItem, judgeable, review, startCase, toggle} from "./state.js";
@@ -176,13 +176,22 @@ function onChange(what, value, extra) {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const dialog = document.querySelector("dialog[open]");
+  if (dialog && event.key === "Escape") {
+    // Closed here rather than by the browser, so focus leaves the dialog before the next key arrives.
+    event.preventDefault();
+    closeDialog(dialog);
+    return;
+  }
   if ($("confirm").open) {
     if (event.key === "t") { $("text-only").checked = !$("text-only").checked; renderConfirmation(); }
     else if (event.key === "Enter" && event.target.id !== "confirm-cancel") { event.preventDefault(); file(showError, loadQueue); }
-    return;  // Esc closes the dialog by itself
+    return;
   }
-  if ($("help").open || $("wellness").open) return;
-  if (event.target.closest("textarea, input, select")) {
+  if (dialog) return;
+  // A key aimed at a control of a closed dialog (focus not yet fixed up by the browser) is meant for the page.
+  const target = event.target.closest("dialog:not([open])") ? document.body : event.target;
+  if (target.closest("textarea, input, select")) {
     // Keys typed into the text boxes are text; Esc hands the keyboard back to the shortcuts.
     if (event.key === "Escape") event.target.blur();
     return;
@@ -234,7 +243,11 @@ $("signout").onclick = async () => {
 $("help-open").onclick = showHelp;
 $("wellness-open").onclick = openWellness;
 $("confirm-file").onclick = () => file(showError, loadQueue);
-$("confirm-cancel").onclick = () => $("confirm").close();
+$("confirm-cancel").onclick = () => closeDialog($("confirm"));
+// However a dialog closes (a button, a form's method=dialog), focus does not stay on its hidden controls.
+document.querySelectorAll("dialog").forEach((d) => d.addEventListener("close", () => {
+  if (d.contains(document.activeElement)) document.activeElement.blur();
+}));
 $("text-only").onchange = renderConfirmation;
 bindWellness(showError);
 whenSignedOut(showSignIn);
