@@ -144,7 +144,8 @@ async function claim(release = false) {
   const c = review.current;
   try {
     const held = await call(`/v1/cases/${c.case_ref}/claim`, {method: release ? "DELETE" : "POST"});
-    c.claim = release ? null : {claimed_by: held.claimed_by, claimed_at: held.claimed_at};
+    c.claim = release ? null : {claimed_by: held.claimed_by, claimed_by_name: held.claimed_by_name,
+                                 claimed_at: held.claimed_at};
     renderClaim();
   } catch (e) {
     // Claiming arrives with its own endpoint; until then the page works without it.
