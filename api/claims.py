@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Principal
 from api.problems import FieldProblem, ProblemError
+from models.accounts import ReviewerAccount
 from models.claims import CaseClaim
 from models.records import Role
 from tipline.claims import CaseKey, claim_of
@@ -18,15 +21,39 @@ from tipline.claims import CaseKey, claim_of
 MANAGING_ROLES = frozenset({Role.MODERATOR_MANAGER, Role.ADMIN})
 
 
+def holder_name_field() -> str | None:
+    """The holder's name, as every response naming a claim's holder gives it."""
+    return Field(default=None, description="The holder's account name, as the pages show people (never an email); "
+                                           "None when no account of the org holds it (an API key)")
+
+
 class ClaimOut(BaseModel):
-    claimed_by: str
+    claimed_by: str = Field(description='The holder, as decisions name people: "user:<account id>"')
+    claimed_by_name: str | None = holder_name_field()
     claimed_at: datetime
 
 
-def claim_out(row: CaseClaim | None) -> ClaimOut | None:
+def holder_names(session: Session, org_id: str, actors: Iterable[str | None]) -> dict[str, str]:
+    """Account names of the people among ``actors`` ("user:<id>"), in one query; an API key or an account of
+    another org gets none. The name is the account's username: single sign-on accounts are named by the
+    provider's subject, so no email reaches a page through it."""
+    ids = {int(a.removeprefix("user:")) for a in actors if a and a.startswith("user:") and a[5:].isdigit()}
+    if not ids:
+        return {}
+    rows = session.exec(select(ReviewerAccount.id, ReviewerAccount.username).where(
+        col(ReviewerAccount.id).in_(ids), ReviewerAccount.org_id == org_id)).all()
+    return {f"user:{account_id}": username for account_id, username in rows}
+
+
+def holder_name(engine: Engine, org_id: str, actor: str | None) -> str | None:
+    with Session(engine) as session:
+        return holder_names(session, org_id, [actor]).get(actor or "")
+
+
+def claim_out(row: CaseClaim | None, names: dict[str, str]) -> ClaimOut | None:
     if row is None or row.claimed_by is None or row.claimed_at is None:
         return None
-    return ClaimOut(claimed_by=row.claimed_by, claimed_at=row.claimed_at)
+    return ClaimOut(claimed_by=row.claimed_by, claimed_by_name=names.get(row.claimed_by), claimed_at=row.claimed_at)
 
 
 def held_problem(holder: str, since: datetime | None) -> ProblemError:

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from api.app import create_app
 from api.deps import SESSION_COOKIE, hash_api_key
 from models.accounts import LoginSession, ReviewerAccount
+from models.audit import AuditRow
 from models.records import FiledReport, MediaView, Role
 from tests.accounts_helpers import browser, cli_with_password, new_user, sign_in
 from tests.helpers import ORG, eventually, headers
@@ -223,6 +224,38 @@ async def test_a_cookie_session_needs_its_csrf_token_to_decide_and_the_decision_
         return filed()
 
     assert (await eventually(report, what="the filed report")).submitted_by == f"user:{user_id}"
+
+
+async def test_a_cookie_session_needs_its_csrf_token_to_dismiss_and_the_dismissal_names_the_person(
+    app: FastAPI, api: httpx.AsyncClient, api_keys: dict, monkeypatch: pytest.MonkeyPatch, settings: Settings,
+    engine: Engine
+) -> None:
+    case_ref = await waiting_case(api, api_keys, ORG)
+    username, password = new_user(monkeypatch, settings, ORG)
+    user_id = account_id(engine, username)
+    dismissal = {"case_number": 1, "reason": "synthetic test image, nothing to report"}
+    admin = headers(api_keys, Role.ADMIN)
+    async with browser(app) as client:
+        csrf = (await sign_in(client, username, password))["csrf_token"]
+        refused = await client.post(f"/v1/cases/{case_ref}/dismissal", json=dismissal)
+        assert refused.status_code == 403 and "CSRF" in refused.json()["title"], refused.text
+        assert (await api.get(f"/v1/cases/{case_ref}", headers=admin)).json()["status"] == "awaiting_review"
+        accepted = await client.post(f"/v1/cases/{case_ref}/dismissal", json=dismissal,
+                                     headers={"X-CSRF-Token": csrf})
+        assert accepted.status_code == 200, accepted.text
+
+    async def dismissed() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=admin)).json()
+        return case if case.get("status") == "dismissed" else None
+
+    case = await eventually(dismissed, what="the case dismissed")
+    # The person, not the session or a key: the case and the audit log both name the account.
+    assert case["dismissal"]["reviewer_id"] == f"user:{user_id}"
+    assert case["dismissal"]["reason"] == dismissal["reason"]
+    with Session(engine) as session:
+        actors = session.exec(select(AuditRow.actor).where(AuditRow.subject == case_ref,
+                                                           AuditRow.action == "case.dismissed")).all()
+    assert list(actors) == [f"user:{user_id}"]
 
 
 async def test_a_person_may_report_only_what_they_viewed_themselves_and_a_key_is_not_held_to_it(

@@ -46,6 +46,7 @@ async def test_one_holder_others_see_them_a_manager_reassigns_and_decides_over_t
         taken = await first.send("POST", claim)
         assert taken.status_code == 200, taken.text
         assert taken.json()["case_ref"] == case_ref and taken.json()["claimed_by"] == first.actor
+        assert taken.json()["claimed_by_name"] == first.username  # the page shows the person, not user:<id>
         again = await first.send("POST", claim)  # the holder claiming again gets the same claim
         assert again.status_code == 200 and again.json() == taken.json()
 
@@ -53,9 +54,11 @@ async def test_one_holder_others_see_them_a_manager_reassigns_and_decides_over_t
         assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
         assert first.actor in refused.json()["detail"]
         seen = (await second.client.get(f"/v1/cases/{case_ref}")).json()
-        assert seen["claim"] == {"claimed_by": first.actor, "claimed_at": taken.json()["claimed_at"]}
+        assert seen["claim"] == {"claimed_by": first.actor, "claimed_by_name": first.username,
+                                 "claimed_at": taken.json()["claimed_at"]}
         listed = {c["case_ref"]: c for c in (await second.client.get("/v1/cases?limit=500")).json()}
         assert listed[case_ref]["claim"]["claimed_by"] == first.actor
+        assert listed[case_ref]["claim"]["claimed_by_name"] == first.username
         assert listed[case_ref]["claimed_at"] == taken.json()["claimed_at"] and listed[case_ref]["decided_at"] is None
         names = {r["actor"]: r["username"] for r in (await second.client.get("/v1/reviewers")).json()}
         assert names[first.actor] == first.username and foreigner.actor not in names
@@ -75,8 +78,9 @@ async def test_one_holder_others_see_them_a_manager_reassigns_and_decides_over_t
 
         moved = await manager.send("PUT", claim, {"user_id": second.user_id})
         assert moved.status_code == 200 and moved.json()["claimed_by"] == second.actor
+        assert moved.json()["claimed_by_name"] == second.username  # the new holder's name, not the manager's
         case = (await first.client.get(f"/v1/cases/{case_ref}")).json()
-        assert case["claim"]["claimed_by"] == second.actor
+        assert case["claim"]["claimed_by"] == second.actor and case["claim"]["claimed_by_name"] == second.username
         assert case["claimed_at"] == taken.json()["claimed_at"]  # first pick-up, kept through the reassignment
 
         assert (await second.send("DELETE", claim)).status_code == 204

@@ -174,3 +174,28 @@ async def test_the_dashboard_shows_a_reports_xml_and_files(
     await expect(page.locator("#attention button.retry").first).to_be_visible()
     if os.environ.get("TIPLINE_SCREENSHOTS"):
         await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+
+async def test_open_on_the_queue_page_opens_that_case_on_the_review_page(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    site: tuple[str, playwright_api.Browser]
+) -> None:
+    url, browser = site
+    first, second = [await new_case(api, api_keys, REVIEW_PAGE_ORG, seed) for seed in (82_101, 82_102)]
+    admin = headers(api_keys, Role.ADMIN, REVIEW_PAGE_ORG)
+    user_of = {ref: (await api.get(f"/v1/cases/{ref}", headers=admin)).json()["user_id"] for ref in (first, second)}
+    page = await signed_in_page(browser, url, "/queue", *new_user(monkeypatch, settings, REVIEW_PAGE_ORG))
+    shown_user = page.locator("#case h1 code")
+
+    # The queue page's link goes to /review#<case_ref>; the review page opens that case, marked in its queue.
+    await page.locator(f'tr[data-case-ref="{first}"] a', has_text="Open").click()
+    await page.wait_for_url(re.compile(r"/review#"))
+    await expect(shown_user).to_have_text(user_of[first])
+    await expect(page.locator("#queue .case.active")).to_have_attribute("data-case-ref", first)
+
+    # Another case named in the address (a link followed on the page, back and forward) opens that one.
+    await page.evaluate("(ref) => { location.hash = ref; }", second)
+    await expect(shown_user).to_have_text(user_of[second])
+    await expect(page.locator("#queue .case.active")).to_have_attribute("data-case-ref", second)
+    await page.go_back()
+    await expect(shown_user).to_have_text(user_of[first])

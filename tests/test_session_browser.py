@@ -161,7 +161,7 @@ async def test_a_request_from_the_page_without_its_csrf_token_is_refused_and_cha
         # The same requests with the session's own token go through: the token was all that was wrong.
         await page.unroute("**/v1/cases/*/claim")
         await page.keyboard.press("c")
-        await expect(page.locator("#claim")).to_contain_text("claimed by user:")
+        await expect(page.locator("#claim")).to_contain_text(f"claimed by {username} at")  # the person, not user:<id>
         token = (await page.evaluate("() => fetch('/v1/session').then((r) => r.json())"))["csrf_token"]
         accepted = await page.evaluate(POST_DECISION, [case_ref, decision, token])
         assert accepted["status"] == 200, json.dumps(accepted)

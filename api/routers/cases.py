@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide
+from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide, holder_name, holder_names
 from api.deps import AppSettings, AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_by, viewed_media
 from api.ownership import OwnedCaseRef
@@ -200,7 +200,8 @@ def list_queue(
         .order_by(*QUEUE_ORDERS[sort])
         .limit(limit)
     ).all()
-    return [QueueEntry(case_ref=r.workflow_id, claim=claim_out(c), claimed_at=c.first_claimed_at if c else None,
+    names = holder_names(session, principal.org_id, [c.claimed_by for _, c in rows if c is not None])
+    return [QueueEntry(case_ref=r.workflow_id, claim=claim_out(c, names), claimed_at=c.first_claimed_at if c else None,
                        decided_at=c.decided_at if c else None, **r.model_dump(exclude={"workflow_id", "org_id"}))
             for r, c in rows]
 
@@ -221,8 +222,11 @@ async def get_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: T
     viewed = await run_in_threadpool(viewed_media, engine, principal.org_id, case_ref)
     mine = await run_in_threadpool(viewed_by, engine, principal, case_ref)
     claim = await run_in_threadpool(claim_of, engine, case_ref, state.case_number)
+    holder = claim.claimed_by if claim else None
+    name = await run_in_threadpool(holder_name, engine, principal.org_id, holder)
     return CaseView(
-        claim=claim_out(claim), claimed_at=claim.first_claimed_at if claim else None,
+        claim=claim_out(claim, {holder: name} if holder and name else {}),
+        claimed_at=claim.first_claimed_at if claim else None,
         decided_at=claim.decided_at if claim else None,
         case_ref=case_ref, case_number=state.case_number, status=state.status, user_id=state.user_id,
         user_metadata=state.user_metadata, conversations=state.conversations, waiting_reason=state.waiting_reason,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.claims import MANAGING_ROLES, case_key, held_problem
+from api.claims import MANAGING_ROLES, case_key, held_problem, holder_name, holder_name_field
 from api.deps import DbEngine, DbSession, NcmecReviewer, Principal, Temporal
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
@@ -17,6 +17,7 @@ from api.requests import RequestBody
 from api.routers.cases import _case_state
 from models.accounts import ReviewerAccount
 from models.case import OPEN_STATUSES
+from models.claims import CaseClaim
 from models.records import NCMEC_ROLES, Role, utcnow
 from tipline import claims
 from tipline.claims import CaseKey, ClaimHeld
@@ -27,6 +28,7 @@ router = APIRouter(tags=["review"], responses=PROBLEM_RESPONSES)
 class ClaimResult(BaseModel):
     case_ref: str
     claimed_by: str = Field(description='The holder, as decisions name people: "user:<account id>"')
+    claimed_by_name: str | None = holder_name_field()
     claimed_at: datetime
 
 
@@ -48,6 +50,12 @@ async def _open_case(temporal: Temporal, principal: Principal, case_ref: str) ->
     return case_key(principal, case_ref, state.case_number)
 
 
+async def _result(engine: DbEngine, principal: Principal, case_ref: str, row: CaseClaim) -> ClaimResult:
+    assert row.claimed_by is not None and row.claimed_at is not None
+    name = await run_in_threadpool(holder_name, engine, principal.org_id, row.claimed_by)
+    return ClaimResult(case_ref=case_ref, claimed_by=row.claimed_by, claimed_by_name=name, claimed_at=row.claimed_at)
+
+
 @router.post("/v1/cases/{case_ref}/claim", response_model=ClaimResult,
              summary="Take the case (its oldest open case number); the holder claiming again gets the same claim",
              responses={409: PROBLEM_RESPONSES[404]})
@@ -58,8 +66,7 @@ async def claim_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal:
         row = await run_in_threadpool(claims.claim, engine, case, principal.actor, utcnow())
     except ClaimHeld as held:
         raise held_problem(held.holder, held.since) from None
-    assert row.claimed_by is not None and row.claimed_at is not None
-    return ClaimResult(case_ref=case_ref, claimed_by=row.claimed_by, claimed_at=row.claimed_at)
+    return await _result(engine, principal, case_ref, row)
 
 
 @router.delete("/v1/cases/{case_ref}/claim", status_code=204,
@@ -90,8 +97,7 @@ async def reassign_case(case_ref: OwnedCaseRef, body: ReassignIn, principal: Ncm
             field="user_id", message="not an active account of this org with a reviewing role")])
     case = await _open_case(temporal, principal, case_ref)
     row = await run_in_threadpool(claims.reassign, engine, case, principal.actor, f"user:{target.id}", utcnow())
-    assert row.claimed_by is not None and row.claimed_at is not None
-    return ClaimResult(case_ref=case_ref, claimed_by=row.claimed_by, claimed_at=row.claimed_at)
+    return await _result(engine, principal, case_ref, row)
 
 
 @router.get("/v1/reviewers", response_model=list[Reviewer],

@@ -100,7 +100,9 @@ export function renderClaim() {
   const claim = review.current && review.current.claim;
   const holder = $("claim");
   if (!holder) return;
-  holder.textContent = claim ? ` · claimed by ${claim.claimed_by} at ${when(claim.claimed_at)}` : " · not claimed";
+  // The person's name from the API; only a holder that is no account (an API key) is shown by its id.
+  holder.textContent = claim ? ` · claimed by ${claim.claimed_by_name || claim.claimed_by} at ${when(claim.claimed_at)}`
+                             : " · not claimed";
 }
 
 function conversationsSection(c, onChange) {

@@ -2,7 +2,7 @@
 // itself, followed until NCMEC gave a report id or the filing failed.
 import {call} from "./api.js";
 import {personFrom} from "./case_view.js";
-import {$, el} from "./dom.js";
+import {$, closeDialog, el} from "./dom.js";
 import {judgeable, review} from "./state.js";
 
 const POLL_MS = 1000;
@@ -107,7 +107,7 @@ export async function file(showError, afterFiling) {
   } finally {
     sending = false;
   }
-  $("confirm").close();
+  closeDialog($("confirm"), "filed");
   $("controls").hidden = true;
   $("filing-status").replaceChildren(el("p", {}, "Filing the CyberTip with NCMEC…"));
   afterFiling();

@@ -12,6 +12,7 @@ export const REPORT_ANNOTATION_KEYS = {
 };
 
 export const SHORTCUTS = [
+  ["o", "open the next case in the queue (the first one when none is open)"],
   ["j  ↓  →", "next item"], ["k  ↑  ←", "previous item"],
   ["v  Space", "reveal or hide the current item (revealing fetches it once and is recorded as a view)"],
   ["1 2 3 4", "report the current item as A1 A2 B1 B2"], ["0  n", "do not report the current item"],

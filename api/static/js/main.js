@@ -2,29 +2,33 @@
 import {ApiError, call, setCsrfToken, whenSignedOut} from "./api.js";
 import {renderCase, renderClaim, updateCard} from "./case_view.js";
 import {file, openConfirmation, renderConfirmation} from "./confirm.js";
-import {$, el, when} from "./dom.js";
+import {$, closeDialog, el, when} from "./dom.js";
 import {FILE_ANNOTATION_KEYS, REPORT_ANNOTATION_KEYS, showHelp} from "./keys.js";
 import {forgetMedia, hide, toggleReveal} from "./media.js";
 import {CLASSES, currentItem, judgeable, review, startCase, toggle} from "./state.js";
 import {mayReadTimeline, timelineSection} from "./timeline.js";
 import {bindWellness, loadWellness, openWellness} from "./wellness.js";
 
-let pendingPrefix = null, previewSeq = 0;
+let pendingPrefix = null, previewSeq = 0, openSeq = 0;
 const showError = (message) => { $("error").textContent = message; };
 
 async function loadQueue() {
   showError("");
   try {
     const cases = await call("/v1/cases?status=awaiting_review");
+    // The open case stays marked across a reload of the queue, so `o` goes on from it.
+    const open = (c) => review.current && review.current.case_ref === c.case_ref
+      && review.current.case_number === c.case_number;
     $("queue").replaceChildren(...cases.map((c) => el("div", {
-      class: "case" + (c.urgent ? " urgent" : ""), dataset: {caseRef: c.case_ref},
-      onclick: (e) => openCase(c.case_ref, c.case_number, e.currentTarget)},
+      class: "case" + (c.urgent ? " urgent" : "") + (open(c) ? " active" : ""),
+      dataset: {caseRef: c.case_ref, caseNumber: String(c.case_number)}, onclick: (e) => openRow(e.currentTarget)},
       `${c.urgent ? "URGENT · " : ""}${c.escalated_at ? "OVERDUE · " : ""}${c.media_count} media · opened ${when(c.opened_at)}`)));
   } catch (e) { showError(e.message); }
 }
 
 function showSignIn(message) {
   setCsrfToken(null);
+  review.session = null;
   review.current = null;
   review.wellness = null;
   forgetMedia();
@@ -51,6 +55,7 @@ async function showSignedIn(session) {
     $("who").textContent = `${session.username || "API key"} · ${session.role} · ${session.org_id}`;
   }
   await loadQueue();
+  await openNamed();
 }
 
 async function signIn(event) {
@@ -61,13 +66,49 @@ async function signIn(event) {
   } catch (e) { showError(e.message); }
 }
 
+// The case a link names: the queue page's "Open" and the dashboard link to /review#<case_ref>.
+function namedRef() {
+  try { return decodeURIComponent(location.hash.slice(1)); } catch (e) { return ""; }
+}
+
+const queueRows = () => [...document.querySelectorAll("#queue .case")];
+
+async function openNamed() {
+  const ref = namedRef();
+  if (!ref || !review.session || (review.current && review.current.case_ref === ref)) return;
+  const row = queueRows().find((r) => r.dataset.caseRef === ref);
+  // Not in the queue (a case needing attention, from the dashboard): its oldest open case.
+  await openCase(ref, row ? row.dataset.caseNumber : null, row || null);
+}
+
+function openRow(row) {
+  // The address names the open case, so it can be shared or reloaded; replaceState fires no hashchange.
+  history.replaceState(null, "", `#${encodeURIComponent(row.dataset.caseRef)}`);
+  return openCase(row.dataset.caseRef, row.dataset.caseNumber, row);
+}
+
+// `o`: the case after the open one in the queue's order (urgent, then oldest), or the first when none is open.
+function openNext() {
+  const rows = queueRows();
+  const at = rows.findIndex((r) => r.classList.contains("active"));
+  const next = rows[at + 1];
+  if (next) openRow(next);
+  else showError(rows.length ? "This is the last case in the queue; Load queue for new ones." : "The queue is empty.");
+}
+
 async function openCase(ref, caseNumber, row) {
+  const seq = ++openSeq;
   document.querySelectorAll(".case").forEach((r) => r.classList.remove("active"));
-  row.classList.add("active");
+  if (row) row.classList.add("active");
   showError("");
-  forgetMedia();
   // The queue row names the case: a user's next case may be waiting while the previous one files.
-  startCase(await call(`/v1/cases/${ref}?case_number=${caseNumber}`));
+  let view;
+  try {
+    view = await call(`/v1/cases/${encodeURIComponent(ref)}` + (caseNumber ? `?case_number=${caseNumber}` : ""));
+  } catch (e) { if (seq === openSeq) showError(e.message); return; }
+  if (seq !== openSeq) return;  // another case was opened meanwhile (o pressed again): that one is shown
+  forgetMedia();
+  startCase(view);
   renderCase(onChange);
   if (mayReadTimeline(review.session)) $("case").append(timelineSection(ref));
   $("urgency").value = review.shownSuggestion;
@@ -103,7 +144,8 @@ async function claim(release = false) {
   const c = review.current;
   try {
     const held = await call(`/v1/cases/${c.case_ref}/claim`, {method: release ? "DELETE" : "POST"});
-    c.claim = release ? null : {claimed_by: held.claimed_by, claimed_at: held.claimed_at};
+    c.claim = release ? null : {claimed_by: held.claimed_by, claimed_by_name: held.claimed_by_name,
+                                 claimed_at: held.claimed_at};
     renderClaim();
   } catch (e) {
     // Claiming arrives with its own endpoint; until then the page works without it.
@@ -176,19 +218,29 @@ function onChange(what, value, extra) {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const dialog = document.querySelector("dialog[open]");
+  if (dialog && event.key === "Escape") {
+    // Closed here rather than by the browser, so focus leaves the dialog before the next key arrives.
+    event.preventDefault();
+    closeDialog(dialog);
+    return;
+  }
   if ($("confirm").open) {
     if (event.key === "t") { $("text-only").checked = !$("text-only").checked; renderConfirmation(); }
     else if (event.key === "Enter" && event.target.id !== "confirm-cancel") { event.preventDefault(); file(showError, loadQueue); }
-    return;  // Esc closes the dialog by itself
+    return;
   }
-  if ($("help").open || $("wellness").open) return;
-  if (event.target.closest("textarea, input, select")) {
+  if (dialog) return;
+  // A key aimed at a control of a closed dialog (focus not yet fixed up by the browser) is meant for the page.
+  const target = event.target.closest("dialog:not([open])") ? document.body : event.target;
+  if (target.closest("textarea, input, select")) {
     // Keys typed into the text boxes are text; Esc hands the keyboard back to the shortcuts.
     if (event.key === "Escape") event.target.blur();
     return;
   }
   if (event.key === "?") { showHelp(); return; }
   if (event.key === "w" && !pendingPrefix) { openWellness(); return; }
+  if (event.key === "o" && !pendingPrefix && review.session) { event.preventDefault(); openNext(); return; }
   if (!review.current) return;
   const key = event.key;
   if (pendingPrefix) {
@@ -234,9 +286,14 @@ $("signout").onclick = async () => {
 $("help-open").onclick = showHelp;
 $("wellness-open").onclick = openWellness;
 $("confirm-file").onclick = () => file(showError, loadQueue);
-$("confirm-cancel").onclick = () => $("confirm").close();
+$("confirm-cancel").onclick = () => closeDialog($("confirm"));
+// However a dialog closes (a button, a form's method=dialog), focus does not stay on its hidden controls.
+document.querySelectorAll("dialog").forEach((d) => d.addEventListener("close", () => {
+  if (d.contains(document.activeElement)) document.activeElement.blur();
+}));
 $("text-only").onchange = renderConfirmation;
 bindWellness(showError);
+window.addEventListener("hashchange", () => openNamed().catch((e) => showError(e.message)));
 whenSignedOut(showSignIn);
 // A session cookie from an earlier sign-in (or single sign-on) is used as it is.
 call("/v1/session").then(showSignedIn, () => showSignIn(""));
