@@ -196,8 +196,9 @@ async def _activity_workers(client: Client, settings: Settings, engine: Engine |
                        retention.find_due_cases, retention.purge_case, history.export_case_history],
             tq.DETECTION: [detection.analyze_media, detection.analyze_media_batch, detection.classify_media,
                            detection.bank_reported_media],
-            tq.NCMEC: [filing.open_report, filing.upload_file, filing.send_file_details, filing.finish_report,
-                       filing.abandon_report, filing.upload_conversation, filing.send_conversation_details],
+            tq.NCMEC: [filing.open_report, filing.upload_file, filing.send_file_details, filing.send_files,
+                       filing.finish_report, filing.abandon_report, filing.upload_conversation,
+                       filing.send_conversation_details],
             tq.PLATFORM: [media.preserve_media, media.preserve_media_batch, notifications.notify_escalation,
                           callbacks.enrich_user, callbacks.list_user_media],
         }

@@ -25,6 +25,8 @@ from models.filing import (
     FinishReportInput,
     OpenedReport,
     OpenReportInput,
+    SendFilesInput,
+    SentFiles,
     UploadConversationInput,
     UploadedConversation,
     UploadedFile,
@@ -58,6 +60,11 @@ class FilingActivities:
     @activity.defn
     async def upload_file(self, request: UploadFileInput) -> UploadedFile:
         return await self.ncmec.upload_file(request)
+
+    @activity.defn
+    async def send_files(self, request: SendFilesInput) -> SentFiles:
+        """A batch of the report's files uploaded and described; a retry sends only what is not recorded."""
+        return await self.ncmec.send_files(request)
 
     @activity.defn
     async def send_file_details(self, request: FileDetailsInput) -> FileDetailsSent:

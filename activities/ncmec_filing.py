@@ -41,10 +41,14 @@ from models.filing import (
     ConversationDetailsInput,
     FileDetailsInput,
     FileDetailsSent,
+    FileToSend,
     FinishedReport,
     FinishReportInput,
     OpenedReport,
     OpenReportInput,
+    SendFilesInput,
+    SentFile,
+    SentFiles,
     UploadConversationInput,
     UploadedConversation,
     UploadedFile,
@@ -113,6 +117,57 @@ class NcmecFiling:
         log.info("ncmec.file_uploaded", org_id=org.id, ncmec_report_id=request.report_id,
                  media=fingerprint(request.media_id), ncmec_file_id=file_id)
         return UploadedFile(file_id=file_id, md5=request.evidence.md5, uploaded_at=now)
+
+    async def send_files(self, request: SendFilesInput) -> SentFiles:
+        """Upload and describe a batch of the report's files, ``concurrency`` at a time, in one activity.
+
+        Each upload and each description is recorded as NCMEC answers it, so a retry sends only what is left: a
+        file whose upload was recorded is described, not uploaded again. After a failure no further file starts;
+        those in flight finish, and the first failure is raised."""
+        org = self.settings.orgs.get(request.org_id)
+        recorded = await asyncio.to_thread(self._recorded_files, org, request.report_id)
+        window = asyncio.Semaphore(request.concurrency)
+        failures: list[BaseException] = []
+
+        async def send(item: FileToSend) -> SentFile | None:
+            async with window:
+                if failures:
+                    return None
+                try:
+                    return await self._send_one(org, request.report_id, item, recorded.get(item.media.media_id))
+                except Exception as error:  # noqa: BLE001 (kept, raised once the files in flight are done)
+                    failures.append(error)
+                    return None
+
+        async with heartbeating():
+            sent = await asyncio.gather(*(send(item) for item in request.files))
+        if failures:
+            raise failures[0]
+        return SentFiles(files=[f for f in sent if f is not None], last_modified_at=datetime.now(UTC))
+
+    async def _send_one(self, org: OrgSettings, report_id: int, item: FileToSend,
+                        recorded: tuple[str, bool] | None) -> SentFile:
+        media, evidence = item.media, item.media.evidence
+        assert evidence is not None
+        file_id, described = recorded if recorded is not None else (item.file_id, False)
+        if file_id is None:
+            file_id, _ = await self._upload(org, report_id, media.media_id, evidence, item.file_name,
+                                            FileRelevance.REPORTED)
+            log.info("ncmec.file_uploaded", org_id=org.id, ncmec_report_id=report_id,
+                     media=fingerprint(media.media_id), ncmec_file_id=file_id)
+        if not described:
+            with _refusal_of("the file details"):
+                details = compose_file_details(FileDetailsInput(org_id=org.id, report_id=report_id, file_id=file_id,
+                                                                media=media, decision=item.decision))
+            await self._send_details(org.id, report_id, file_id, details, "the file details")
+        return SentFile(media_id=media.media_id, file_id=file_id, md5=evidence.md5)
+
+    def _recorded_files(self, org: OrgSettings, report_id: int) -> dict[str, tuple[str, bool]]:
+        """The report's files NCMEC has answered for: media id -> (file id, described)."""
+        with Session(self.engine) as session:
+            report = self._report_row(session, org, report_id)
+            rows = session.exec(select(FiledFile).where(FiledFile.report_pk == report.id)).all()
+            return {row.media_id: (row.ncmec_file_id, row.file_details_xml is not None) for row in rows}
 
     async def send_file_details(self, request: FileDetailsInput) -> FileDetailsSent:
         with _refusal_of("the file details"):

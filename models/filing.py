@@ -96,6 +96,39 @@ class FileDetailsSent(BaseModel):
     sent_at: datetime
 
 
+class FileToSend(BaseModel):
+    """One reported item of a batch: uploaded (unless ``file_id`` says it already is) and described."""
+
+    model_config = ConfigDict(frozen=True)
+
+    media: MediaItem
+    decision: MediaDecision
+    file_name: str
+    file_id: str | None = Field(default=None, description="NCMEC's id when an earlier batch uploaded it")
+
+
+class SendFilesInput(BaseModel):
+    """A batch of a report's files, sent in one activity: a Temporal round trip per batch, not two per file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    report_id: int
+    files: list[FileToSend]
+    concurrency: int = Field(default=4, ge=1, le=32)
+
+
+class SentFile(BaseModel):
+    media_id: str
+    file_id: str
+    md5: str
+
+
+class SentFiles(BaseModel):
+    files: list[SentFile]
+    last_modified_at: datetime
+
+
 class FinishReportInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 

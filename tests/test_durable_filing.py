@@ -266,3 +266,57 @@ async def test_an_upload_retried_after_its_answer_was_recorded_succeeds(
         rows = session.exec(select(FiledFile).where(FiledFile.media_id == "item-1",
                                                     FiledFile.ncmec_file_id.in_([first.file_id, second.file_id]))).all()
     assert [row.ncmec_file_id for row in rows] == [second.file_id]
+
+
+async def test_a_batch_retried_after_some_files_were_recorded_sends_only_the_rest(
+    settings: Settings, engine: Engine, sandbox: Sandbox
+) -> None:
+    """Files go to NCMEC in batches, one activity each; each upload and description is recorded as NCMEC answers,
+    so a retried batch neither uploads a recorded file again nor describes a described one again."""
+    from datetime import UTC, datetime
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.filing import FilingActivities
+    from models.case import ContentItem, MediaDecision, MediaItem, MediaSource, ReviewDecision
+    from models.filing import FileDetailsInput, FileToSend, OpenReportInput, SendFilesInput, UploadFileInput
+    from models.records import FiledFile
+    from tipline.evidence import EvidenceStore
+
+    store = EvidenceStore.from_settings(settings)
+    filing = FilingActivities(settings, engine, store)
+    env = ActivityEnvironment()
+    opened = await env.run(filing.open_report, OpenReportInput(
+        org_id="acme", workflow_id=f"case-acme-{uuid.uuid4().hex}", case_number=1, user_id="user-batch",
+        decision=ReviewDecision(reviewer_id="admin:1", incident_type=INCIDENT), incident_at=datetime.now(UTC)))
+
+    def to_send(n: int) -> FileToSend:
+        evidence = store.put_bytes(synthetic_image(600 + n))
+        content = ContentItem(content_id=f"item-{n}", org_id="acme", user_id="user-batch",
+                              media=MediaSource(evidence=evidence), received_at=datetime.now(UTC))
+        media = MediaItem(media_id=f"item-{n}", content=content, evidence=evidence)
+        return FileToSend(media=media, decision=MediaDecision(media_id=f"item-{n}", reported=True,
+                                                              classification="B1"), file_name=f"item-{n}.png")
+
+    files = [to_send(n) for n in range(3)]
+    # A try that died mid-batch: item-0 uploaded and described, item-1 uploaded only.
+    first = await env.run(filing.upload_file, UploadFileInput(
+        org_id="acme", report_id=opened.report_id, media_id="item-0", evidence=files[0].media.evidence,
+        file_name="item-0.png"))
+    await env.run(filing.send_file_details, FileDetailsInput(
+        org_id="acme", report_id=opened.report_id, file_id=first.file_id, media=files[0].media,
+        decision=files[0].decision))
+    second = await env.run(filing.upload_file, UploadFileInput(
+        org_id="acme", report_id=opened.report_id, media_id="item-1", evidence=files[1].media.evidence,
+        file_name="item-1.png"))
+
+    sent = await env.run(filing.send_files, SendFilesInput(org_id="acme", report_id=opened.report_id, files=files))
+    by_media = {f.media_id: f.file_id for f in sent.files}
+    assert by_media["item-0"] == first.file_id and by_media["item-1"] == second.file_id
+    [report] = [r for r in await sandbox.reports() if r["report_id"] == opened.report_id]
+    assert len(report["files"]) == 3  # nothing uploaded twice
+    assert all(f["file_details_xml"] for f in report["files"])
+    with Session(engine) as session:
+        rows = session.exec(select(FiledFile).where(FiledFile.ncmec_file_id.in_(list(by_media.values())))).all()
+    assert sorted(r.media_id for r in rows if r.file_details_xml) == ["item-0", "item-1", "item-2"]
+    await filing.aclose()

@@ -20,6 +20,7 @@ from tests.history_payloads import patch_ids
 from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
 from workflows.case import DEADLINE_BEFORE_REVIEWS_PATCH, REVIEWS_AT_SAFE_POINT_PATCH
+from workflows.case_filing import FILES_IN_BATCHES_PATCH
 from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
 
 HISTORIES = sorted((Path(__file__).parent / "fixtures" / "histories").glob("*.json"))
@@ -114,3 +115,10 @@ def test_new_runs_queue_reviews() -> None:
 def test_new_runs_act_on_a_passed_deadline_before_queued_reviews() -> None:
     [recorded] = [p for p in HISTORIES if p.stem == "decision_with_the_review_deadline_at_a_cold_worker"]
     assert DEADLINE_BEFORE_REVIEWS_PATCH in patch_ids(recorded.read_text())
+
+
+def test_new_filings_send_files_in_batches() -> None:
+    [recorded] = [p for p in HISTORIES if p.stem == "child_filing_in_batches"]
+    text = recorded.read_text()
+    assert FILES_IN_BATCHES_PATCH in patch_ids(text)
+    assert '"name":"send_files"' in text and '"name":"upload_file"' not in text

@@ -36,7 +36,7 @@ from tipline.synthetic import synthetic_image
 from worker import case_worker
 from workflows import task_queues as tq
 
-NCMEC_ACTIVITIES = {"open_report", "upload_file", "send_file_details", "finish_report"}
+NCMEC_ACTIVITIES = {"open_report", "send_files", "finish_report"}
 
 
 async def scheduled_queues(client: Client, workflow_id: str) -> dict[str, set[str]]:
@@ -246,7 +246,7 @@ async def test_a_worker_stopped_mid_upload_drains_and_the_upload_resumes_on_the_
             async def uploading() -> bool:
                 for workflow_id in await _family(temporal_client, case_ref):
                     described = await temporal_client.get_workflow_handle(workflow_id).describe()
-                    if any(p.activity_type.name == "upload_file"
+                    if any(p.activity_type.name == "send_files"
                            and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                            for p in described.raw_description.pending_activities):
                         return True

@@ -177,6 +177,8 @@ class _RunReader:
                          if event.failure is None else f"hashing failed: {event.failure}",
                          media_id=self.media_by_sha.get(sha), sha256=sha, pdq=_get(analysis, "pdq"),
                          unhashable=_get(analysis, "unhashable_reason"), matches=matches, error=event.failure)
+        elif name == "send_files":
+            self._ncmec_batch(event, request, result)
         elif name in NCMEC_CALLS:
             self._ncmec(event, name, request, result)
         elif name == "notify_escalation":
@@ -205,6 +207,21 @@ class _RunReader:
                  file_id=_get(result, "file_id") or _get(request, "file_id"), outcome=_get(result, "outcome"),
                  reason=_get(request, "reason") if name == "abandon_report" else None, error=event.failure,
                  reviewer=_get(request, "decision", "reviewer_id"))
+
+    def _ncmec_batch(self, event: DecodedEvent, request: Any, result: Any) -> None:
+        """A batch of files (one activity): each file NCMEC took is an upload and its description."""
+        report_id = _get(request, "report_id")
+        if event.failure is not None:
+            media = [_get(f, "media", "media_id") for f in _get(request, "files") or []]
+            self.add(event, "ncmec.send_files_failed", f"NCMEC file batch: {event.failure}", report_id=report_id,
+                     media_ids=media, error=event.failure)
+            return
+        for sent in _get(result, "files") or []:
+            file_id, media_id = _get(sent, "file_id"), _get(sent, "media_id")
+            self.add(event, "ncmec.file_uploaded", f"NCMEC upload file: file {file_id}", report_id=report_id,
+                     media_id=media_id, file_id=file_id)
+            self.add(event, "ncmec.file_details_sent", f"NCMEC send file details: file {file_id}",
+                     report_id=report_id, media_id=media_id, file_id=file_id)
 
     def _start_child_workflow_execution_initiated(self, event: DecodedEvent) -> None:
         child = event.extra.get("workflow_id") or ""
