@@ -81,16 +81,34 @@ async def test_no_key_a_platform_key_and_a_reviewer_key_are_refused(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client
 ) -> None:
     body = await encoded_body(temporal_client, "never-shown")
-    anonymous = await api.post("/codec/decode", json=body, headers=ui_headers(settings))
-    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
-    # The UI can read the refusal (and so show it) because it still carries the CORS header.
-    assert anonymous.headers["access-control-allow-origin"] == settings.resolved_codec_cors_origin
-    for role in (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR, Role.MODERATOR, Role.AUDITOR):
-        refused = await api.post("/codec/decode", json=body, headers=ui_headers(settings, bearer(api_keys, role)))
-        assert refused.status_code == 403, (role, refused.text)
-        assert "never-shown" not in refused.text
-    wrong = await api.post("/codec/decode", json=body, headers=ui_headers(settings, {"Authorization": "Bearer tpl_x"}))
-    assert wrong.status_code == 401
+    refused_roles = (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR, Role.MODERATOR, Role.AUDITOR)
+    with capture_logs() as logs:
+        anonymous = await api.post("/codec/decode", json=body, headers=ui_headers(settings))
+        assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
+        # The UI can read the refusal (and so show it) because it still carries the CORS header.
+        assert anonymous.headers["access-control-allow-origin"] == settings.resolved_codec_cors_origin
+        for role in refused_roles:
+            refused = await api.post("/codec/decode", json=body, headers=ui_headers(settings, bearer(api_keys, role)))
+            assert refused.status_code == 403, (role, refused.text)
+            assert "never-shown" not in refused.text
+        wrong = await api.post("/codec/decode", json=body,
+                               headers=ui_headers(settings, {"Authorization": "Bearer tpl_x"}))
+        assert wrong.status_code == 401
+        encode = await api.post("/codec/encode", json=body, headers=headers(api_keys, Role.PLATFORM))
+        assert encode.status_code == 403
+    # Every refusal is logged, as every decode is: status, the caller's role when its key is known, no contents.
+    refusals = [e for e in logs if e["event"] == "codec.refused"]
+    assert [(e["operation"], e["status"], e["role"]) for e in refusals] == [
+        ("decode", 401, None), *(("decode", 403, role.value) for role in refused_roles), ("decode", 401, None),
+        ("encode", 403, Role.PLATFORM.value)]
+    assert refusals[0]["credential"] is None and refusals[-2]["credential"] == "bearer"
+    assert refusals[-1]["credential"] == "x-api-key"
+    for entry, role in zip(refusals[1:-2], refused_roles, strict=True):
+        assert entry["org_id"] == ORG and entry["actor"].startswith(f"{role.value}:")
+        assert entry["namespace"] == settings.temporal_namespace
+    assert not any(e["event"] == "codec.decode" for e in logs)  # nothing was decoded
+    keys = {key for org_keys in api_keys.values() for key in org_keys.values()} | {"tpl_x"}
+    assert not any(secret in str(e) for e in logs for secret in [*keys, "never-shown", body["payloads"][0]["data"]])
 
 
 async def test_the_ui_cookie_carries_an_admin_key_and_only_an_admin_key(
