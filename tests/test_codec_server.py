@@ -9,10 +9,12 @@ import uuid
 
 import httpx
 from google.protobuf import json_format
+from sqlalchemy import Engine
 from structlog.testing import capture_logs
 from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 
+from api.app import create_app
 from models.case import EnqueueReason
 from models.records import Role
 from tests.helpers import ORG, headers
@@ -159,3 +161,31 @@ async def test_encode_round_trips_through_decode_for_an_admin(
     assert decoded.json() == sent
     refused = await api.post(path, json=sent, headers=ui_headers(settings, bearer(api_keys, Role.PLATFORM)))
     assert refused.status_code == 403
+
+
+async def test_temporal_clouds_ui_origin_is_answered_but_its_own_access_token_is_not_a_key(
+    settings: Settings, temporal_client: Client, engine: Engine
+) -> None:
+    """README, "The Web UI and Tipline's codec server": with TIPLINE_TEMPORAL_UI_URL set to the Cloud UI, its
+    origin is the one CORS origin; the token its "Pass access token" option sends is refused, and logged."""
+    cloud = settings.model_copy(update={"temporal_ui_url": "https://cloud.temporal.io", "codec_cors_origin": None})
+    assert cloud.resolved_codec_cors_origin == "https://cloud.temporal.io"
+    app = create_app(cloud, temporal=temporal_client, engine=engine)
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbCI6Im9wZXJhdG9yQGV4YW1wbGUub3JnIn0.c2lnbmF0dXJl"  # JWT-shaped
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://tipline.test") as api:
+        preflight = await api.options("/codec/decode", headers={
+            "Origin": "https://cloud.temporal.io", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace,authorization"})
+        body = await encoded_body(temporal_client, "cloud-never-shown")
+        with capture_logs() as logs:
+            refused = await api.post("/codec/decode", json=body, headers={
+                "Content-Type": "application/json", "X-Namespace": "tipline.a1b2c", "Origin": "https://cloud.temporal.io",
+                "Authorization": f"Bearer {token}"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://cloud.temporal.io"
+    assert refused.status_code == 401 and "cloud-never-shown" not in refused.text
+    assert refused.headers["access-control-allow-origin"] == "https://cloud.temporal.io"
+    [entry] = [e for e in logs if e["event"] == "codec.refused"]
+    assert (entry["status"], entry["credential"], entry["role"], entry["namespace"]) == (401, "bearer", None,
+                                                                                          "tipline.a1b2c")
+    assert not any(token in str(e) for e in logs)
