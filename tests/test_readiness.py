@@ -120,9 +120,7 @@ async def test_the_s3_evidence_store_is_ready_only_with_its_bucket_and_its_endpo
     for endpoint, name, why in ((s3_server.endpoint_url, missing, "missing bucket"), (down, bucket, "no server")):
         with capture_logs() as logs:
             async with api_with(s3_settings(settings, tmp_path, endpoint, name), temporal_client, engine) as api:
-                started = time.monotonic()
                 response = await api.get("/readyz")
-                elapsed = time.monotonic() - started
                 assert (await api.get("/healthz")).status_code == 200
         assert response.status_code == 503, (why, response.text)
         assert response.headers["content-type"] == "application/problem+json"
@@ -130,13 +128,14 @@ async def test_the_s3_evidence_store_is_ready_only_with_its_bucket_and_its_endpo
         assert [error["field"] for error in problem["errors"]] == ["evidence_store"], why
         assert problem["detail"] == "unavailable: evidence_store"
         assert name not in response.text and "127.0.0.1" not in response.text, why
-        assert elapsed < 3.0 + 1.0, why
-        [failed] = [entry for entry in logs if entry["event"] == "readiness.probe_failed"]
-        assert failed["component"] == "evidence_store", why
+        [failed] = [entry for entry in logs
+                    if entry["event"] == "readiness.probe_failed" and entry["component"] == "evidence_store"]
         if why == "missing bucket":
             # The operator's log says which bucket, where /readyz (often public) does not.
             assert failed["error"] == "EvidenceStoreUnavailable"
             assert f"bucket {missing!r} does not exist" in failed["reason"], failed
+        elif failed["error"] != "timeout":  # refused at once here; a dropped connection would time out instead
+            assert "cannot be reached (EndpointConnectionError)" in failed["reason"], failed
 
     # The store's probe itself (what /readyz runs): a clear error naming the bucket and the setting.
     store = EvidenceStore.from_settings(s3_settings(settings, tmp_path, s3_server.endpoint_url, missing))
