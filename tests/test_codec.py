@@ -35,7 +35,7 @@ from tipline.codec import (
     converter_with,
     data_converter,
 )
-from tipline.payload_keys import PayloadKeyError, StaticKeySource, UnknownPayloadKey
+from tipline.payload_keys import PayloadKeyError, StaticKeySource, UnknownPayloadKey, key_source
 from tipline.settings import Settings
 
 TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024
@@ -158,3 +158,87 @@ async def test_failure_messages_are_encrypted_and_decode_on_the_client() -> None
     assert b"Zebulon" not in failure.SerializeToString() and failure.message == "Encoded failure"
     decoded = await converter.decode_failure(failure)
     assert decoded.message == "user Zebulon-Quartz sent a bad field"
+
+
+def write_key_file(path: Path, document: object, mode: int = 0o600) -> Path:
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    path.chmod(mode)
+    return path
+
+
+async def test_a_key_file_setting_gives_its_keys_and_the_current_key_setting_picks_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production path of a mounted secret: TIPLINE_PAYLOAD_KEY_FILE names the file, and
+    TIPLINE_PAYLOAD_CURRENT_KEY (when set) chooses the key new payloads use, as it does for TIPLINE_PAYLOAD_KEYS."""
+    old = StaticKeySource.generate("k-old")
+    [written] = await converter_with(old).encode([EnqueueReason(kind="hash_match", detail="before")])
+    rotated = old.rotated("k-new")
+    path = tmp_path / "payload-keys.json"
+    path.write_text(rotated._file_text())
+    path.chmod(0o600)
+    for name in ("TIPLINE_PAYLOAD_KEYS", "TIPLINE_PAYLOAD_CURRENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TIPLINE_PAYLOAD_KEY_FILE", str(path))
+
+    from_file = key_source(Settings())
+    assert (await from_file.current())[0] == "k-new"  # the file's "current"
+    assert await from_file.key("k-old") == await old.key("k-old")
+    converter = data_converter(Settings())
+    assert (await converter.decode([written], [EnqueueReason]))[0].detail == "before"
+
+    # The current-key setting overrides the file's: roll the new key out first, switch writers second.
+    monkeypatch.setenv("TIPLINE_PAYLOAD_CURRENT_KEY", "k-old")
+    assert (await key_source(Settings()).current())[0] == "k-old"
+    [fresh] = await data_converter(Settings()).encode([EnqueueReason(kind="hash_match")])
+    assert fresh.metadata[KEY_ID_METADATA] == b"k-old"
+    # The same through the settings fields, and a file that names no current key of its own.
+    bare = write_key_file(tmp_path / "bare.json", {"keys": json.loads(rotated._file_text())["keys"]})
+    assert (await key_source(Settings(payload_key_file=bare, payload_current_key="k-new")).current())[0] == "k-new"
+    with pytest.raises(PayloadKeyError, match=r"names no current key.*TIPLINE_PAYLOAD_CURRENT_KEY"):
+        key_source(Settings(payload_key_file=bare, payload_current_key=None))
+    with pytest.raises(PayloadKeyError, match=r"TIPLINE_PAYLOAD_CURRENT_KEY names 'k-gone'.*TIPLINE_PAYLOAD_KEY_FILE"):
+        key_source(Settings(payload_key_file=path, payload_current_key="k-gone"))
+    with pytest.raises(PayloadKeyError, match=r"TIPLINE_PAYLOAD_CURRENT_KEY names 'k-gone'.*TIPLINE_PAYLOAD_KEYS"):
+        key_source(Settings(payload_keys=SecretStr(rotated.to_spec()), payload_current_key="k-gone"))
+
+
+def test_a_missing_or_malformed_key_file_is_an_error_naming_the_setting_never_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TIPLINE_PAYLOAD_KEYS", raising=False)
+    monkeypatch.delenv("TIPLINE_PAYLOAD_CURRENT_KEY", raising=False)
+    secret = base64.b64encode(b"s" * 31).decode()
+    good = base64.b64encode(b"g" * 32).decode()
+    missing = tmp_path / "absent.json"
+    cases: dict[str, tuple[Path, str]] = {
+        "missing": (missing, "does not exist"),
+        "a directory": (tmp_path, "is not a file"),
+        "not JSON": (write_key_file(tmp_path / "text.json", f"k1:{good}"), "is not a valid key file"),
+        "no keys": (write_key_file(tmp_path / "nokeys.json", {"current": "k1"}), "is not a valid key file"),
+        "keys as a list": (write_key_file(tmp_path / "list.json", {"current": "k1", "keys": [good]}),
+                           "is not a valid key file"),
+        "empty keys": (write_key_file(tmp_path / "empty.json", {"current": "k1", "keys": {}}), "holds no keys"),
+        "short key": (write_key_file(tmp_path / "short.json", {"current": "k1", "keys": {"k1": secret}}),
+                      "must decode to 32 bytes"),
+        "not base64": (write_key_file(tmp_path / "b64.json", {"current": "k1", "keys": {"k1": good + "!"}}),
+                       "is not valid base64"),
+        "bad key id": (write_key_file(tmp_path / "id.json", {"current": "k 1", "keys": {"k 1": good}}),
+                       "key ids are 1-64 characters"),
+        "current not held": (write_key_file(tmp_path / "cur.json", {"current": "k2", "keys": {"k1": good}}),
+                             "names current key 'k2', which it does not hold"),
+        "readable by others": (write_key_file(tmp_path / "open.json", {"current": "k1", "keys": {"k1": good}},
+                                              0o644), "is readable by others; chmod 600 it"),
+    }
+    for case, (path, problem) in cases.items():
+        monkeypatch.setenv("TIPLINE_PAYLOAD_KEY_FILE", str(path))
+        for settings in (Settings(payload_key_file=path), Settings()):  # the field, and the environment
+            with pytest.raises(PayloadKeyError) as caught:
+                key_source(settings)
+            message = str(caught.value)
+            assert "TIPLINE_PAYLOAD_KEY_FILE" in message and str(path) in message, (case, message)
+            assert problem in message, (case, message)
+            assert secret not in message and good not in message, case
+    # The converter every process builds fails the same way, before any payload is touched.
+    with pytest.raises(PayloadKeyError, match="TIPLINE_PAYLOAD_KEY_FILE"):
+        data_converter(Settings(payload_key_file=missing))

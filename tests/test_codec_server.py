@@ -9,10 +9,12 @@ import uuid
 
 import httpx
 from google.protobuf import json_format
+from sqlalchemy import Engine
 from structlog.testing import capture_logs
 from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 
+from api.app import create_app
 from models.case import EnqueueReason
 from models.records import Role
 from tests.helpers import ORG, headers
@@ -81,16 +83,34 @@ async def test_no_key_a_platform_key_and_a_reviewer_key_are_refused(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client
 ) -> None:
     body = await encoded_body(temporal_client, "never-shown")
-    anonymous = await api.post("/codec/decode", json=body, headers=ui_headers(settings))
-    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
-    # The UI can read the refusal (and so show it) because it still carries the CORS header.
-    assert anonymous.headers["access-control-allow-origin"] == settings.resolved_codec_cors_origin
-    for role in (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR, Role.MODERATOR, Role.AUDITOR):
-        refused = await api.post("/codec/decode", json=body, headers=ui_headers(settings, bearer(api_keys, role)))
-        assert refused.status_code == 403, (role, refused.text)
-        assert "never-shown" not in refused.text
-    wrong = await api.post("/codec/decode", json=body, headers=ui_headers(settings, {"Authorization": "Bearer tpl_x"}))
-    assert wrong.status_code == 401
+    refused_roles = (Role.PLATFORM, Role.CHILD_SAFETY_MODERATOR, Role.MODERATOR, Role.AUDITOR)
+    with capture_logs() as logs:
+        anonymous = await api.post("/codec/decode", json=body, headers=ui_headers(settings))
+        assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
+        # The UI can read the refusal (and so show it) because it still carries the CORS header.
+        assert anonymous.headers["access-control-allow-origin"] == settings.resolved_codec_cors_origin
+        for role in refused_roles:
+            refused = await api.post("/codec/decode", json=body, headers=ui_headers(settings, bearer(api_keys, role)))
+            assert refused.status_code == 403, (role, refused.text)
+            assert "never-shown" not in refused.text
+        wrong = await api.post("/codec/decode", json=body,
+                               headers=ui_headers(settings, {"Authorization": "Bearer tpl_x"}))
+        assert wrong.status_code == 401
+        encode = await api.post("/codec/encode", json=body, headers=headers(api_keys, Role.PLATFORM))
+        assert encode.status_code == 403
+    # Every refusal is logged, as every decode is: status, the caller's role when its key is known, no contents.
+    refusals = [e for e in logs if e["event"] == "codec.refused"]
+    assert [(e["operation"], e["status"], e["role"]) for e in refusals] == [
+        ("decode", 401, None), *(("decode", 403, role.value) for role in refused_roles), ("decode", 401, None),
+        ("encode", 403, Role.PLATFORM.value)]
+    assert refusals[0]["credential"] is None and refusals[-2]["credential"] == "bearer"
+    assert refusals[-1]["credential"] == "x-api-key"
+    for entry, role in zip(refusals[1:-2], refused_roles, strict=True):
+        assert entry["org_id"] == ORG and entry["actor"].startswith(f"{role.value}:")
+        assert entry["namespace"] == settings.temporal_namespace
+    assert not any(e["event"] == "codec.decode" for e in logs)  # nothing was decoded
+    keys = {key for org_keys in api_keys.values() for key in org_keys.values()} | {"tpl_x"}
+    assert not any(secret in str(e) for e in logs for secret in [*keys, "never-shown", body["payloads"][0]["data"]])
 
 
 async def test_the_ui_cookie_carries_an_admin_key_and_only_an_admin_key(
@@ -141,3 +161,31 @@ async def test_encode_round_trips_through_decode_for_an_admin(
     assert decoded.json() == sent
     refused = await api.post(path, json=sent, headers=ui_headers(settings, bearer(api_keys, Role.PLATFORM)))
     assert refused.status_code == 403
+
+
+async def test_temporal_clouds_ui_origin_is_answered_but_its_own_access_token_is_not_a_key(
+    settings: Settings, temporal_client: Client, engine: Engine
+) -> None:
+    """README, "The Web UI and Tipline's codec server": with TIPLINE_TEMPORAL_UI_URL set to the Cloud UI, its
+    origin is the one CORS origin; the token its "Pass access token" option sends is refused, and logged."""
+    cloud = settings.model_copy(update={"temporal_ui_url": "https://cloud.temporal.io", "codec_cors_origin": None})
+    assert cloud.resolved_codec_cors_origin == "https://cloud.temporal.io"
+    app = create_app(cloud, temporal=temporal_client, engine=engine)
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbCI6Im9wZXJhdG9yQGV4YW1wbGUub3JnIn0.c2lnbmF0dXJl"  # JWT-shaped
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://tipline.test") as api:
+        preflight = await api.options("/codec/decode", headers={
+            "Origin": "https://cloud.temporal.io", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace,authorization"})
+        body = await encoded_body(temporal_client, "cloud-never-shown")
+        with capture_logs() as logs:
+            refused = await api.post("/codec/decode", json=body, headers={
+                "Content-Type": "application/json", "X-Namespace": "tipline.a1b2c", "Origin": "https://cloud.temporal.io",
+                "Authorization": f"Bearer {token}"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://cloud.temporal.io"
+    assert refused.status_code == 401 and "cloud-never-shown" not in refused.text
+    assert refused.headers["access-control-allow-origin"] == "https://cloud.temporal.io"
+    [entry] = [e for e in logs if e["event"] == "codec.refused"]
+    assert (entry["status"], entry["credential"], entry["role"], entry["namespace"]) == (401, "bearer", None,
+                                                                                          "tipline.a1b2c")
+    assert not any(token in str(e) for e in logs)

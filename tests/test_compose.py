@@ -1,4 +1,5 @@
-"""docker-compose.yml cannot be run here (no Docker engine), so it is checked against the code it starts."""
+"""docker-compose.yml cannot be run here (no Docker engine), so it is checked against the code it starts; so are
+the settings the README tells an operator to set."""
 
 from __future__ import annotations
 
@@ -145,3 +146,18 @@ def test_the_image_contains_every_package_the_project_ships() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     packages = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages <= copied, packages - copied
+
+
+def test_every_tipline_variable_the_readme_names_is_read_by_the_code() -> None:
+    """A setting misspelt in the README (say in "Running on a real Temporal cluster") is silently ignored when an
+    operator sets it: each name must be a Settings field or a variable some code reads by that exact name."""
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"(?<![A-Z0-9_])TIPLINE_[A-Z0-9_]*[A-Z0-9]", readme))
+    fields = {f"TIPLINE_{name.upper()}" for name in Settings.model_fields}
+    code = "\n".join(path.read_text() for folder in ("tipline", "api", "tests", "benchmarks", "workflows",
+                                                     "activities", "detection", "cybertipline")
+                     for path in (REPO / folder).rglob("*.py")) + (REPO / "dev").read_text()
+    unread = sorted(name for name in named - fields if not re.search(rf"\b{name}\b", code))
+    assert not unread, unread
+    assert {"TIPLINE_CODEC_CORS_ORIGIN", "TIPLINE_TEMPORAL_UI_URL", "TIPLINE_TEMPORAL_API_KEY",
+            "TIPLINE_CODEC_OPERATOR_ORGS"} <= named & fields

@@ -9,11 +9,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine
+from structlog.testing import capture_logs
 from temporalio.client import Client
 
 from api.app import create_app
+from tests.s3_server import REGION, S3Server
 from tipline.codec import throwaway_converter
+from tipline.evidence import EvidenceStore, EvidenceStoreUnavailable, KeyRing
+from tipline.evidence_keys import KEYS_ENV
 from tipline.settings import Settings
 
 COMPONENTS = {"temporal", "database", "evidence_store"}
@@ -88,6 +93,54 @@ async def test_not_ready_names_the_evidence_store_when_it_cannot_write(settings:
         response = await api.get("/readyz")
     assert response.status_code == 503, response.text
     assert [error["field"] for error in response.json()["errors"]] == ["evidence_store"]
+
+
+def s3_settings(settings: Settings, tmp_path: Path, endpoint_url: str, bucket: str) -> Settings:
+    return settings.model_copy(update={
+        "evidence_backend": "s3", "evidence_s3_bucket": bucket, "evidence_s3_endpoint_url": endpoint_url,
+        "evidence_s3_region": REGION, "evidence_dir": tmp_path / "evidence", "readiness_timeout_seconds": 3.0})
+
+
+async def test_the_s3_evidence_store_is_ready_only_with_its_bucket_and_its_endpoint(
+        settings: Settings, temporal_client: Client, engine: Engine, s3_server: S3Server, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the suite's S3 server: a bucket that exists is ready; a bucket that does not (a typo, or not made
+    yet), and an endpoint nothing answers on, are 503s naming the evidence store, never the bucket or the host."""
+    monkeypatch.setenv(KEYS_ENV, KeyRing.generate("readiness").to_spec())
+    bucket = s3_server.new_bucket()
+    missing = f"{bucket}-never-created"
+    down = f"http://127.0.0.1:{closed_port()}"
+
+    async with api_with(s3_settings(settings, tmp_path, s3_server.endpoint_url, bucket), temporal_client,
+                        engine) as api:
+        ready = await api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # the probe stored nothing
+
+    for endpoint, name, why in ((s3_server.endpoint_url, missing, "missing bucket"), (down, bucket, "no server")):
+        with capture_logs() as logs:
+            async with api_with(s3_settings(settings, tmp_path, endpoint, name), temporal_client, engine) as api:
+                response = await api.get("/readyz")
+                assert (await api.get("/healthz")).status_code == 200
+        assert response.status_code == 503, (why, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert [error["field"] for error in problem["errors"]] == ["evidence_store"], why
+        assert problem["detail"] == "unavailable: evidence_store"
+        assert name not in response.text and "127.0.0.1" not in response.text, why
+        [failed] = [entry for entry in logs
+                    if entry["event"] == "readiness.probe_failed" and entry["component"] == "evidence_store"]
+        if why == "missing bucket":
+            # The operator's log says which bucket, where /readyz (often public) does not.
+            assert failed["error"] == "EvidenceStoreUnavailable"
+            assert f"bucket {missing!r} does not exist" in failed["reason"], failed
+        elif failed["error"] != "timeout":  # refused at once here; a dropped connection would time out instead
+            assert "cannot be reached (EndpointConnectionError)" in failed["reason"], failed
+
+    # The store's probe itself (what /readyz runs): a clear error naming the bucket and the setting.
+    store = EvidenceStore.from_settings(s3_settings(settings, tmp_path, s3_server.endpoint_url, missing))
+    with pytest.raises(EvidenceStoreUnavailable, match=f"bucket '{missing}' does not exist.*S3_BUCKET"):
+        store.probe()
 
 
 async def test_a_temporal_outage_is_a_503_that_says_when_to_try_again(settings: Settings, temporal_client: Client,

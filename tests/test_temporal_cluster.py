@@ -1,17 +1,21 @@
-"""Reaching a real Temporal cluster: TLS and mTLS with the configured CA and client certificate, and
-``tipline temporal setup`` registering the search attributes on a server that has none."""
+"""Reaching a real Temporal cluster: TLS and mTLS with the configured CA and client certificate, the API key
+arriving at the frontend as a bearer token (and nowhere else), and ``tipline temporal setup`` registering the
+search attributes on a server that has none."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
@@ -93,6 +97,63 @@ async def test_mtls_without_a_client_certificate_is_refused(temporal_client: Cli
             await client.service_client.check_health()
 
 
+def grpc_calls(requests: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [headers for headers in requests if headers.get("content-type", "").startswith("application/grpc")]
+
+
+async def test_the_api_key_setting_reaches_the_server_as_a_bearer_token_and_nothing_else_shows_it(
+        temporal_client: Client, pki: Pki, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """TIPLINE_TEMPORAL_API_KEY, as Temporal Cloud's API keys are used: every gRPC call the client makes carries
+    ``authorization: Bearer <key>``, which the TLS front decodes from the HTTP/2 stream the server receives."""
+    key = f"tpl-temporal-api-key-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TIPLINE_TEMPORAL_API_KEY", key)
+    upstream = temporal_client.service_client.config.target_host
+    requests: list[dict[str, str]] = []
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        async with tls_front(upstream, pki, require_client_cert=False, requests=requests) as address:
+            settings = Settings(temporal_address=address, temporal_tls_ca_file=pki.ca)
+            assert settings.temporal_api_key is not None and settings.temporal_api_key.get_secret_value() == key
+            client = await connect(settings)
+            described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+            assert described.namespace_info.name == "default"
+            # The operator service too: `tipline temporal setup` uses it on a real cluster.
+            assert await custom_attributes(client)
+        # A server that is not there: the error names the settings in play, not the key.
+        with pytest.raises(TemporalUnreachable) as unreachable:
+            await connect(settings.model_copy(update={"temporal_address": address}))
+    calls = grpc_calls(requests)
+    paths = {headers[":path"] for headers in calls}
+    assert {"/temporal.api.workflowservice.v1.WorkflowService/DescribeNamespace",
+            "/temporal.api.operatorservice.v1.OperatorService/ListSearchAttributes"} <= paths, paths
+    assert all(headers.get("authorization") == f"Bearer {key}" for headers in calls), [
+        (headers[":path"], "authorization" in headers) for headers in calls]
+
+    assert "API key set" in str(unreachable.value)
+    shown = [repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump()),
+             str(unreachable.value), repr(unreachable.value), caplog.text, *(str(entry) for entry in logs)]
+    assert not [text for text in shown if key in text]
+
+
+async def test_tipline_temporal_setup_sends_the_api_key_from_the_environment(
+        temporal_client: Client, pki: Pki) -> None:
+    """The command an operator runs once per namespace, configured only by the environment."""
+    key = f"tpl-temporal-api-key-{uuid.uuid4().hex}"
+    requests: list[dict[str, str]] = []
+    async with tls_front(temporal_client.service_client.config.target_host, pki, require_client_cert=False,
+                         requests=requests) as address:
+        code, output = await run_setup(address, TIPLINE_TEMPORAL_API_KEY=key, TIPLINE_TEMPORAL_TLS_CA_FILE=str(pki.ca))
+    assert code == 0, output
+    assert f"{len(sa.ALL)} already present" in output  # the suite's dev server has them from its flags
+    assert key not in output
+    calls = grpc_calls(requests)
+    assert "/temporal.api.operatorservice.v1.OperatorService/ListSearchAttributes" in {h[":path"] for h in calls}
+    assert calls
+    assert all(headers.get("authorization") == f"Bearer {key}" for headers in calls), [
+        (headers[":path"], "authorization" in headers) for headers in calls]
+
+
 @pytest.fixture
 async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server started without any ``--search-attribute``, like a fresh cluster."""
@@ -102,9 +163,9 @@ async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def run_setup(address: str, namespace: str = "default") -> tuple[int, str]:
+async def run_setup(address: str, namespace: str = "default", **tipline_env: str) -> tuple[int, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TIPLINE_")}
-    env.update(TIPLINE_TEMPORAL_ADDRESS=address, TIPLINE_TEMPORAL_NAMESPACE=namespace)
+    env.update(TIPLINE_TEMPORAL_ADDRESS=address, TIPLINE_TEMPORAL_NAMESPACE=namespace, **tipline_env)
     process = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "tipline"), "temporal", "setup", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -62,6 +62,7 @@ from models.case import EvidenceRef
 from tipline.evidence_backends import (
     EvidenceChanged,
     EvidenceMissing,
+    EvidenceStoreUnavailable,
     LocalBackend,
     RangedSource,
     StorageBackend,
@@ -89,6 +90,7 @@ __all__ = [
     "EvidenceMissing",
     "EvidenceReader",
     "EvidenceStore",
+    "EvidenceStoreUnavailable",
     "EvidenceTooLarge",
     "KeyRing",
     "LocalBackend",
@@ -641,8 +643,10 @@ class EvidenceStore:
         return EvidenceRef(sha256=sha256, md5=md5.hexdigest(), sha1=sha1.hexdigest(), size=size)
 
     def probe(self) -> None:
-        """Write, read back and delete a few random bytes where objects are written (a readiness check): raises
-        ``OSError`` if the store cannot take evidence now. The probe is not evidence and is never sealed."""
+        """Write, read back and delete a few random bytes where objects are written (a readiness check), then
+        ask the backend whether its folder or bucket is there: raises ``OSError`` (``EvidenceStoreUnavailable``
+        for the backend, naming the bucket) if the store cannot take evidence now. The probe is not evidence
+        and is never sealed."""
         marker = os.urandom(16)
         handle, name = tempfile.mkstemp(dir=self._incoming, prefix="probe-")
         try:
@@ -652,8 +656,8 @@ class EvidenceStore:
                 raise OSError("the evidence store read back different bytes than it wrote")
         finally:
             Path(name).unlink(missing_ok=True)
-        # Where objects live (a bucket, for S3): a lookup that fails when the store cannot be reached.
-        self.backend.exists("0" * 64)
+        # Where objects live (a bucket, for S3): a missing bucket must fail here, not only on the first upload.
+        self.backend.probe()
 
     # --- maintenance -----------------------------------------------------------------------------------------
 

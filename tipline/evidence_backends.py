@@ -29,6 +29,12 @@ class EvidenceChanged(OSError):
     reopening reads the new copy, which decrypts to the same plaintext."""
 
 
+class EvidenceStoreUnavailable(OSError):
+    """The backend cannot take or serve evidence now: its folder or bucket is missing, access is denied, or its
+    endpoint does not answer. The message names the folder or bucket (for the operator's log), never a
+    credential."""
+
+
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise ValueError("not a sha256 digest")
@@ -81,6 +87,11 @@ class StorageBackend(Protocol):
 
     def names(self) -> Iterator[str]:
         """Every stored object's name, for maintenance (re-encryption after a key rotation)."""
+        ...
+
+    def probe(self) -> None:
+        """Check, cheaply and without writing, that objects can be stored and read where this backend keeps
+        them (a readiness check); raises ``EvidenceStoreUnavailable`` saying why not."""
         ...
 
 
@@ -167,6 +178,10 @@ class LocalBackend:
             return self.path(name).stat().st_size
         except FileNotFoundError:
             raise EvidenceMissing(name) from None
+
+    def probe(self) -> None:
+        if not self.root.is_dir():
+            raise EvidenceStoreUnavailable(f"the evidence folder {str(self.root)!r} does not exist")
 
     def names(self) -> Iterator[str]:
         for path in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*")):

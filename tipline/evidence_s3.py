@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from tipline.evidence_backends import EvidenceChanged, EvidenceMissing, check_name, fan_out
+from tipline.evidence_backends import EvidenceChanged, EvidenceMissing, EvidenceStoreUnavailable, check_name, fan_out
 
 if TYPE_CHECKING:
     from tipline.settings import Settings
@@ -35,6 +35,9 @@ DEFAULT_PART_SIZE = 8 << 20
 # first GET of an ``open`` fetches this much and learns the object's length and ETag from the same answer.
 _HEADER_PROBE = 10 + 255 + 32 + 7
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+# HeadBucket answers with a bare status (a HEAD has no body), so its codes are the status numbers.
+_NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
+_DENIED = {"403", "AccessDenied", "Forbidden"}
 
 
 def _code(error: ClientError) -> str:
@@ -193,6 +196,26 @@ class S3Backend:
         if head is None:
             raise EvidenceMissing(name)
         return int(head["ContentLength"])
+
+    def probe(self) -> None:
+        """HeadBucket: the bucket exists and these credentials may use it. A lookup of an object would not do:
+        HEAD of a key in a missing bucket is the same bare 404 as a missing key."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = _code(error)
+            if code in _NO_BUCKET:
+                raise EvidenceStoreUnavailable(f"the evidence bucket {self.bucket!r} does not exist "
+                                               "(TIPLINE_EVIDENCE_S3_BUCKET)") from None
+            if code in _DENIED:
+                raise EvidenceStoreUnavailable(f"access to the evidence bucket {self.bucket!r} is denied: the "
+                                               "credentials in the environment may not use it") from None
+            raise EvidenceStoreUnavailable(f"the evidence bucket {self.bucket!r} answered "
+                                           f"{code or 'an error'}") from None
+        except BotoCoreError as error:
+            # EndpointConnectionError and the like: botocore's messages name the endpoint, never a credential.
+            raise EvidenceStoreUnavailable(f"the S3 endpoint of the evidence bucket {self.bucket!r} cannot be "
+                                           f"reached ({type(error).__name__})") from None
 
     def names(self) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -7,7 +7,8 @@ Configuration, first that is set wins:
 - ``TIPLINE_PAYLOAD_KEYS``: ``id:base64key`` entries separated by commas (32 random bytes each), current key
   first unless ``TIPLINE_PAYLOAD_CURRENT_KEY`` names another. Rotate by putting a new entry first and keeping
   the old ones as long as any history (running or retained) was written with them.
-- ``TIPLINE_PAYLOAD_KEY_FILE``: a key file (JSON, mode 0600) holding the same, e.g. a mounted secret.
+- ``TIPLINE_PAYLOAD_KEY_FILE``: a key file (JSON ``{"current": id, "keys": {id: base64}}``, mode 0600) holding
+  the same, e.g. a mounted secret; ``TIPLINE_PAYLOAD_CURRENT_KEY``, when set, overrides its ``current``.
 - The local stack only: ``<data_dir>/payload-keys.json``, generated on first use like the evidence key.
 
 ``PayloadKeySource`` is the seam for a cloud KMS: a source may unwrap data keys on demand (envelope
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 KEY_BYTES = 32
 KEYS_ENV = "TIPLINE_PAYLOAD_KEYS"
+CURRENT_ENV = "TIPLINE_PAYLOAD_CURRENT_KEY"
+KEY_FILE_ENV = "TIPLINE_PAYLOAD_KEY_FILE"
 LOCAL_KEY_FILE_NAME = "payload-keys.json"
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -86,31 +89,65 @@ class StaticKeySource:
             key_id, sep, encoded = entry.partition(":")
             if not sep:
                 raise PayloadKeyError(f"{where} entry {position} is not 'id:base64key'")
-            if _check_id(key_id) in keys:
+            if _check_id(key_id, where) in keys:
                 raise PayloadKeyError(f"{where} names key {key_id!r} twice")
             keys[key_id] = _decode_key(encoded, f"{where} key {key_id!r}")
         if not keys:
             raise PayloadKeyError(f"{where} holds no keys")
+        if current is not None and current not in keys:
+            raise PayloadKeyError(f"{CURRENT_ENV} names {current!r}, a key {where} does not hold "
+                                  f"(it holds: {', '.join(keys)})")
         return cls(keys, current or next(iter(keys)))
 
     @classmethod
-    def load_file(cls, path: Path) -> StaticKeySource:
-        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise PayloadKeyError(f"the payload key file {path} is readable by others; chmod 600 it")
+    def load_file(cls, path: Path, current: str | None = None, setting: str | None = None) -> StaticKeySource:
+        """A key file: ``{"current": id, "keys": {id: base64}}``, mode 0600. ``current`` (the
+        ``TIPLINE_PAYLOAD_CURRENT_KEY`` setting) overrides the file's own. Errors name the file and ``setting``
+        (the variable that named it), never key material."""
+        where = f"the payload key file {path}" + (f" ({setting})" if setting else "")
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise PayloadKeyError(f"{where} does not exist") from None
+        except OSError as error:
+            raise PayloadKeyError(f"{where} cannot be read ({error.strerror or type(error).__name__})") from None
+        if not stat.S_ISREG(mode):
+            raise PayloadKeyError(f"{where} is not a file")
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise PayloadKeyError(f"{where} is readable by others; chmod 600 it")
         try:
             document = json.loads(path.read_text())
-            keys = {_check_id(k): _decode_key(v, f"key {k!r} in {path}") for k, v in document["keys"].items()}
-            current = document["current"]
+            entries = document["keys"]
+            if not isinstance(entries, dict):
+                raise TypeError("keys is not an object")
+            keys = {_check_id(k, where): _decode_key(v, f"key {k!r} in {where}") for k, v in entries.items()}
+            named = document.get("current")
+        except OSError as error:
+            raise PayloadKeyError(f"{where} cannot be read ({error.strerror or type(error).__name__})") from None
         except (ValueError, KeyError, TypeError, AttributeError):
             # ``from None``: a JSON error message could quote key text.
-            raise PayloadKeyError(f"the payload key file {path} is not a valid key file") from None
-        return cls(keys, current)
+            raise PayloadKeyError(f'{where} is not a valid key file: expected JSON {{"current": id, "keys": '
+                                  f'{{id: base64 of 32 bytes}}}}') from None
+        if not keys:
+            raise PayloadKeyError(f"{where} holds no keys")
+        if current is not None:
+            if current not in keys:
+                raise PayloadKeyError(f"{CURRENT_ENV} names {current!r}, a key {where} does not hold "
+                                      f"(it holds: {', '.join(keys)})")
+            return cls(keys, current)
+        if named is None:
+            raise PayloadKeyError(f'{where} names no current key: add "current" or set {CURRENT_ENV}')
+        if not isinstance(named, str) or named not in keys:
+            shown = repr(named) if isinstance(named, str) else "a non-string"
+            raise PayloadKeyError(f"{where} names current key {shown}, which it does not hold "
+                                  f"(it holds: {', '.join(keys)})")
+        return cls(keys, named)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> StaticKeySource:
+    def load_or_create(cls, path: Path, current: str | None = None) -> StaticKeySource:
         if not path.exists():
             _create_key_file(path, cls.generate(new_key_id("local")))
-        return cls.load_file(path)
+        return cls.load_file(path, current)
 
     @property
     def current_id(self) -> str:
@@ -156,24 +193,27 @@ class StaticKeySource:
 
 
 def key_source(settings: Settings) -> PayloadKeySource:
-    """The deployment's payload keys (see the module docstring for the order)."""
+    """The deployment's payload keys (see the module docstring for the order). ``payload_current_key``
+    (``TIPLINE_PAYLOAD_CURRENT_KEY``) picks the current key from whichever source is used."""
+    current = settings.payload_current_key or None
     if settings.payload_keys is not None:
-        return StaticKeySource.parse(settings.payload_keys.get_secret_value(), settings.payload_current_key)
+        return StaticKeySource.parse(settings.payload_keys.get_secret_value(), current)
     if settings.payload_key_file is not None:
-        return StaticKeySource.load_file(settings.payload_key_file)
+        return StaticKeySource.load_file(settings.payload_key_file, current, KEY_FILE_ENV)
     if settings.allow_production:
-        raise PayloadKeyError("TIPLINE_PAYLOAD_KEYS or TIPLINE_PAYLOAD_KEY_FILE must be set where production "
+        raise PayloadKeyError(f"{KEYS_ENV} or {KEY_FILE_ENV} must be set where production "
                               "filing is allowed; a generated key file would sit beside Temporal's data")
-    return StaticKeySource.load_or_create(settings.data_dir / LOCAL_KEY_FILE_NAME)
+    return StaticKeySource.load_or_create(settings.data_dir / LOCAL_KEY_FILE_NAME, current)
 
 
 def new_key_id(prefix: str = "payload") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-def _check_id(key_id: object) -> str:
+def _check_id(key_id: object, where: str | None = None) -> str:
     if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-        raise PayloadKeyError("payload key ids are 1-64 characters from A-Z a-z 0-9 . _ -")
+        raise PayloadKeyError((f"{where}: " if where else "") + "payload key ids are 1-64 characters from "
+                              "A-Z a-z 0-9 . _ -")
     return key_id
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, text
 from temporalio.client import Client
 
-from tipline.evidence import EvidenceStore
+from tipline.evidence import EvidenceStore, EvidenceStoreUnavailable
 from tipline.logging import get_logger
 
 log = get_logger(__name__)
@@ -40,9 +40,13 @@ async def _probe(component: str, check: Callable[[], Awaitable[None]], timeout: 
     try:
         await asyncio.wait_for(check(), timeout)
     except TimeoutError:
+        log.warning("readiness.probe_failed", component=component, error="timeout", timeout_seconds=timeout)
         return ProbeResult(component, False, f"no answer within {timeout:g}s")
     except Exception as error:
-        log.warning("readiness.probe_failed", component=component, error=type(error).__name__)
+        # The log (the operator's) gets the reason where it is written to be safe, e.g. which bucket is missing;
+        # the answer (which a load balancer or anyone may read) gets the error's type only.
+        reason = str(error) if isinstance(error, EvidenceStoreUnavailable) else None
+        log.warning("readiness.probe_failed", component=component, error=type(error).__name__, reason=reason)
         return ProbeResult(component, False, f"unavailable ({type(error).__name__})")
     return ProbeResult(component, True)
 

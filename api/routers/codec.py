@@ -2,7 +2,8 @@
 
 ``POST /codec/decode`` and ``POST /codec/encode`` take and return ``{"payloads": [...]}`` in proto3 JSON (bytes
 fields base64). Only operators decode: histories hold every detail of a case. Every call is logged with who
-called and how many payloads, never what they hold. CORS (api/app.py) admits the configured UI origin only.
+called and how many payloads, never what they hold; every refused call too (``codec.refused``: status, and the
+role, key and org when the key is a known one). CORS (api/app.py) admits the configured UI origin only.
 
 The UI sends a credential only when told to: ``Authorization: Bearer`` with "pass access token", cookies with
 "include cross-origin credentials". So an operator's API key is accepted in ``X-API-Key`` (CLI, scripts),
@@ -29,6 +30,7 @@ from models.records import Role
 from tipline.codec import PayloadDecryptionError
 from tipline.logging import get_logger
 from tipline.payload_keys import UnknownPayloadKey
+from tipline.settings import Settings
 
 router = APIRouter(prefix="/codec", tags=["codec"], responses=PROBLEM_RESPONSES)
 log = get_logger(__name__)
@@ -62,17 +64,34 @@ def codec_operator(
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    key = x_api_key or _bearer(authorization) or request.cookies.get(COOKIE)
-    if not key:
-        raise ProblemError(401, "Send an Admin API key",
-                           "as X-API-Key, as Authorization: Bearer, or through the /codec/login cookie")
-    principal = api_key_principal(engine, key)
-    if principal.role not in OPERATOR_ROLES:
-        raise ProblemError(403, "This role may not decode payloads",
-                           f"role {principal.role.value} is not an operator role ({', '.join(OPERATOR_ROLES)})")
-    if settings.codec_operator_orgs and principal.org_id not in settings.codec_operator_orgs:
-        raise ProblemError(403, "This org's keys may not decode payloads",
-                           "only keys of the orgs in TIPLINE_CODEC_OPERATOR_ORGS decode")
+    bearer = _bearer(authorization)
+    cookie = request.cookies.get(COOKIE)
+    via = "x-api-key" if x_api_key else "bearer" if bearer else "cookie" if cookie else None
+    return check_operator(request, settings, engine, x_api_key or bearer or cookie, via)
+
+
+def check_operator(request: Request, settings: Settings, engine: Engine, key: str | None,
+                   via: str | None) -> Principal:
+    """The caller if an operator's key, else a refusal (401/403), logged. ``via``: where the key came from."""
+    principal: Principal | None = None
+    try:
+        if not key:
+            raise ProblemError(401, "Send an Admin API key",
+                               "as X-API-Key, as Authorization: Bearer, or through the /codec/login cookie")
+        principal = api_key_principal(engine, key)
+        if principal.role not in OPERATOR_ROLES:
+            raise ProblemError(403, "This role may not decode payloads",
+                               f"role {principal.role.value} is not an operator role ({', '.join(OPERATOR_ROLES)})")
+        if settings.codec_operator_orgs and principal.org_id not in settings.codec_operator_orgs:
+            raise ProblemError(403, "This org's keys may not decode payloads",
+                               "only keys of the orgs in TIPLINE_CODEC_OPERATOR_ORGS decode")
+    except ProblemError as refusal:
+        # Refusals are logged as decodes are: who tried (when the key is known), never the key or the payloads.
+        log.warning("codec.refused", operation=request.url.path.rsplit("/", 1)[-1], status=refusal.problem.status,
+                    credential=via, role=principal.role.value if principal else None,
+                    actor=principal.actor if principal else None, org_id=principal.org_id if principal else None,
+                    namespace=request.headers.get("x-namespace"))
+        raise
     return principal
 
 
@@ -138,7 +157,7 @@ def session(request: Request, settings: AppSettings, engine: Annotated[Engine, D
     and the API are the same site: same host, or one registrable domain). It is checked on every call, so a
     revoked key stops decoding at once."""
     api_key = form.api_key
-    principal = codec_operator(request, settings, engine, x_api_key=api_key)
+    principal = check_operator(request, settings, engine, api_key, "form")
     log.info("codec.session", actor=principal.actor, org_id=principal.org_id)
     response = HTMLResponse("<!doctype html><title>Saved</title><p>Your key is kept for the Temporal Web UI's "
                             "codec requests for 12 hours. You can close this page.</p>",
