@@ -373,3 +373,105 @@ async def test_the_help_overlay_lists_every_shortcut(
         two_step = len(row["keys"]) == 2 and row["keys"][0] in {"a", "r", "i"}
         listed |= {row["keys"][0]} if two_step else set(row["keys"])
     assert listed == HANDLED_KEYS, listed ^ HANDLED_KEYS
+
+
+def keep_viewing(engine: Engine, username: str, **chosen: object) -> None:
+    """The reviewer's viewing settings as the wellness dialog saves them (the dialog itself is tested above)."""
+    with Session(engine) as session:
+        account = session.exec(select(ReviewerAccount).where(ReviewerAccount.username == username)).one()
+        session.merge(ReviewerWellness(account_id=account.id, **chosen))
+        session.commit()
+
+
+# A real WebM, encoded by the browser's own MediaRecorder from a few painted frames: no video library is installed,
+# and the page decides an item is a video by the served type, which the server sniffs from these bytes.
+RECORD_WEBM = """async () => {
+  const canvas = Object.assign(document.createElement("canvas"), {width: 64, height: 48});
+  const paint = canvas.getContext("2d");
+  const recorder = new MediaRecorder(canvas.captureStream(10), {mimeType: "video/webm"});
+  const chunks = [];
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
+  recorder.start();
+  for (let frame = 0; frame < 8; frame++) {
+    paint.fillStyle = `hsl(${frame * 45}, 60%, 50%)`;
+    paint.fillRect(0, 0, 64, 48);
+    await new Promise((resolve) => setTimeout(resolve, 40));  // frame pacing for the encoder, not a wait for state
+  }
+  recorder.stop();
+  await stopped;
+  return Array.from(new Uint8Array(await new Blob(chunks).arrayBuffer()));
+}"""
+
+
+async def upload(api: httpx.AsyncClient, api_keys: dict, creator: str, content_id: str, data: bytes,
+                 content_type: str = "image/png", **fields: str) -> str:
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG),
+                              files={"file": (content_id, data, content_type)},
+                              data={"content_id": content_id, "creator_id": creator, **fields})
+    assert response.status_code == 202, response.text
+    return response.json()["case_ref"]
+
+
+async def settled(api: httpx.AsyncClient, api_keys: dict, case_ref: str, count: int) -> dict:
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+
+    async def ready() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        media = case.get("media", [])
+        return case if len(media) == count and all(m["analysis"] is not None for m in media) else None
+
+    return await eventually(ready, what=f"the case with its {count} items hashed")
+
+
+async def test_hover_reveals_each_item_once_leaving_hides_it_and_a_video_starts_muted_and_paused(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    keep_viewing(engine, username, reveal_on_hover=True, reblur_on_leave=True, video_muted=True, video_paused=True)
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            webm = bytes(await page.evaluate(RECORD_WEBM))
+            case_ref = await upload(api, api_keys, creator, "photo", synthetic_image(61))
+            await upload(api, api_keys, creator, "clip", webm, "video/webm")
+            await settled(api, api_keys, case_ref, 2)
+            media_requests: list[str] = []
+            page.on("request", lambda r: media_requests.append(r.url) if "/media/" in r.url else None)
+            await page.goto(f"{url}/review#{case_ref}")
+            await page.fill("#username", username)
+            await page.fill("#password", password)
+            await page.click("#signin-button")
+            photo, clip = page.locator('.media[data-media-id="photo"]'), page.locator('.media[data-media-id="clip"]')
+            await expect(photo).to_be_visible()
+            filter_of = "node => getComputedStyle(node).filter"
+
+            # Pointing at the item reveals it; moving off hides it again; pointing again shows the kept bytes.
+            await photo.locator(".frame").hover()
+            await revealed(page, photo)
+            await expect(photo.locator("img")).to_have_css("filter", "none")
+            await page.mouse.move(5, 5)  # over the queue, off every card
+            await expect(photo).not_to_have_class(re.compile(r"\brevealed\b"))
+            assert "blur" in await photo.locator("img").evaluate(filter_of)
+            await photo.locator(".frame").hover()
+            await expect(photo.locator("img")).to_have_css("filter", "none")
+            assert len(media_requests) == 1, media_requests  # one fetch for the item, however often it is shown
+            assert views(engine, case_ref) == ["photo"]  # and one recorded view
+
+            # The video, revealed by pointing at it, starts muted and paused as the settings say.
+            await clip.locator(".frame").hover()
+            video = clip.locator("video")
+            await expect(video).to_have_attribute("src", re.compile("^blob:"))
+            await expect(photo).not_to_have_class(re.compile(r"\brevealed\b"))  # leaving the photo hid it
+            assert await video.evaluate("v => ({muted: v.muted, paused: v.paused, autoplay: v.autoplay})") == {
+                "muted": True, "paused": True, "autoplay": False}
+            await page.mouse.move(5, 5)
+            await expect(clip).not_to_have_class(re.compile(r"\brevealed\b"))
+            assert "blur" in await video.evaluate(filter_of)
+            assert len(media_requests) == 2, media_requests
+            assert sorted(views(engine, case_ref)) == ["clip", "photo"]
+        finally:
+            await browser.close()
