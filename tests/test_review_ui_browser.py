@@ -28,10 +28,13 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from api.app import create_app
+from detection.banks import BankRepository, NewEntry
+from detection.classifier import Priority, make_sandbox_image
+from detection.media_hashes import hash_media
 from models.accounts import ReviewerAccount, ReviewerWellness
 from models.records import MediaView, Role
 from tests.accounts_helpers import new_user
-from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
+from tests.helpers import REVIEW_PAGE_ORG, eventually, fake_platform, headers
 from tipline.http_server import serve_app
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -475,3 +478,132 @@ async def test_hover_reveals_each_item_once_leaving_hides_it_and_a_video_starts_
             assert sorted(views(engine, case_ref)) == ["clip", "photo"]
         finally:
             await browser.close()
+
+
+REASON_WORDS = {"platform_signal": "Platform escalated", "hash_match": "Hash bank match", "classifier": "Classifier",
+                "user_report": "User report", "manual_escalation": "Escalated by a reviewer"}
+
+
+async def a_case_of_every_reason(api: httpx.AsyncClient, api_keys: dict, engine: Engine) -> dict:
+    """One user's case whose five items came each their own way: the platform's upload of a user in a live stream
+    (urgent), a bank match, a classifier's very high priority, a user's report with its text, a reviewer's
+    escalation."""
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    platform_key = headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG)
+    case_ref = await upload(api, api_keys, creator, "live", synthetic_image(71), indicators=json.dumps(
+        {"live_session_active": True}))
+    known = synthetic_image(72, size=(512, 384))
+    bank = BankRepository(engine).create_bank(REVIEW_PAGE_ORG, f"known-{uuid.uuid4().hex[:6]}")
+    BankRepository(engine).add_entries(bank, [NewEntry("pdq", hash_media(known).image.pdq, external_id="k-1",
+                                                       classification="A1")])
+    for content_id, data in (("matched", known), ("flagged", make_sandbox_image(Priority.VERY_HIGH, seed=73))):
+        screened = await api.post("/v1/screenings/upload", headers=platform_key, files={
+            "file": (f"{content_id}.png", data, "image/png")}, data={"content_id": content_id, "creator_id": creator})
+        assert screened.status_code == 202, screened.text
+    async with fake_platform() as platform:
+        reported = await api.post("/v1/user-reports", headers=platform_key, json={
+            "content_id": "reported", "creator_id": creator, "media_url": platform.add("reported", 74),
+            "reporter_id": "reporter-7", "reason": "Child sexual exploitation", "csam": True,
+            "report_text": "He wrote to me: send more or I will post your photos"})
+        assert reported.status_code == 202, reported.text
+        escalated = await api.post("/v1/escalations", headers=headers(api_keys, Role.CHILD_SAFETY_MODERATOR,
+                                                                      REVIEW_PAGE_ORG), json={
+            "content_id": "escalated", "creator_id": creator, "media_url": platform.add("escalated", 75),
+            "reason": "Same face as in the reported photo"})
+        assert escalated.status_code == 202, escalated.text
+        case = await settled(api, api_keys, case_ref, 5)
+    case["bank_name"] = bank.name
+    return case
+
+
+async def test_the_page_shows_why_each_item_is_there_and_the_form_reaches_the_decision(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = await a_case_of_every_reason(api, api_keys, engine)
+    case_ref = case["case_ref"]
+    items = {m["media_id"]: m for m in case["media"]}
+    kinds = {media_id: [r["kind"] for r in m["reasons"]] for media_id, m in items.items()}
+    assert kinds["matched"] == ["hash_match"] and kinds["flagged"] == ["classifier"], kinds
+    assert kinds["reported"] == ["user_report"] and kinds["escalated"] == ["manual_escalation"], kinds
+    assert case["urgency"]["level"] == "urgent", case["urgency"]
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            await page.goto(f"{url}/review#{case_ref}")
+            await page.fill("#username", username)
+            await page.fill("#password", password)
+            await page.click("#signin-button")
+            await expect(page.locator("#media .media")).to_have_count(5)
+
+            # Each item says why it is here: what, the detail (bank and distance, priority, the report's reason),
+            # who (the reporting user, the escalating reviewer) and when, as the API recorded it.
+            for media_id, item in items.items():
+                reasons = page.locator(f'.media[data-media-id="{media_id}"] .reasons li')
+                await expect(reasons).to_have_count(len(item["reasons"]))
+                for shown, reason in zip(await reasons.all(), item["reasons"], strict=True):
+                    expected = REASON_WORDS[reason["kind"]] + (f": {reason['detail']}" if reason["detail"] else "")
+                    await expect(shown).to_contain_text(expected)
+                    if reason["by"]:
+                        await expect(shown).to_contain_text(f"by {reason['by']}")
+                    if reason["at"]:
+                        at = await page.evaluate("(iso) => new Date(iso).toLocaleString()", reason["at"])
+                        await expect(shown).to_contain_text(at)
+            matched = page.locator('.media[data-media-id="matched"]')
+            await expect(matched.locator(".reasons")).to_contain_text(case["bank_name"])
+            await expect(matched.locator(".reasons")).to_contain_text("distance")
+            await expect(matched.locator(".analysis .match")).to_contain_text(
+                re.compile(rf"Bank {case['bank_name']}: pdq distance \d+ \(A1\)"))
+            await expect(page.locator('.media[data-media-id="flagged"] .reasons')).to_contain_text(
+                "Classifier: VERY_HIGH")
+            reported = page.locator('.media[data-media-id="reported"]')
+            await expect(reported.locator(".reasons")).to_contain_text(
+                "User report: Child sexual exploitation · by reporter-7")
+            await expect(reported.locator(".report-text")).to_have_text(
+                "He wrote to me: send more or I will post your photos")
+            await expect(page.locator('.media[data-media-id="escalated"] .reasons')).to_contain_text(
+                "Escalated by a reviewer: Same face as in the reported photo · by child_safety_moderator")
+
+            # The urgency: its level, each reason and the evidence each points at.
+            await expect(page.locator(".case-head .level")).to_have_text("URGENT")
+            urgency = page.locator("#urgency-reasons li")
+            await expect(urgency).to_have_count(len(case["urgency"]["reasons"]))
+            for shown, reason in zip(await urgency.all(), case["urgency"]["reasons"], strict=True):
+                await expect(shown).to_contain_text(reason["text"])
+                await expect(shown.locator(".evidence")).to_have_text(reason["evidence"])
+            evidence = {e for r in case["urgency"]["reasons"] for e in r["evidence"]}
+            assert {"platform.live_session", "user_report:reported"} <= evidence, case["urgency"]["reasons"]
+
+            # Victim, intended recipient and additional information, typed in the form, reach the decision.
+            await page.keyboard.press("v")  # the item under the cursor, revealed before it is reported
+            first = page.locator("#media .media.current")
+            await revealed(page, first)
+            await page.keyboard.press("3")
+            for key in ["i", "1"]:
+                await page.keyboard.press(key)
+            await page.fill("#victim-screen_name", "little_star_12")
+            await page.fill("#victim-email", "star12@example.net")
+            await page.fill("#recipient-esp_identifier", "kid-account-99")
+            await page.fill("#recipient-first_name", "Sam")
+            await page.fill("#info", "The user contacted the victim through three new accounts this week.")
+            await page.click("#submit")
+            await expect(page.locator("#confirm")).to_be_visible()
+            await expect(page.locator("#confirm-body")).to_contain_text("Victim")
+            await expect(page.locator("#confirm-body")).to_contain_text("three new accounts")
+            await page.click("#confirm-file")
+            await expect(page.locator("#filing-status")).to_contain_text("Filing")
+            reported_id = await first.get_attribute("data-media-id")
+        finally:
+            await browser.close()
+
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+    decision = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=reviewer)).json()["decision"]
+    assert [(m["media_id"], m["classification"]) for m in decision["media"] if m["reported"]] == [(reported_id, "B1")]
+    [victim] = decision["victims"]
+    assert victim["screen_name"] == "little_star_12" and [e["value"] for e in victim["emails"]] == [
+        "star12@example.net"]
+    [recipient] = decision["intended_recipients"]
+    assert recipient["esp_identifier"] == "kid-account-99" and recipient["person"]["first_name"] == "Sam"
+    assert decision["additional_info"] == "The user contacted the victim through three new accounts this week."
