@@ -129,7 +129,8 @@ async def test_a_triage_item_is_revealed_and_escalated(
     url, browser = site
     ref, _ = await in_triage(api, api_keys, 82_002)
     reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR, REVIEW_PAGE_ORG)
-    page = await signed_in_page(browser, url, "/triage", *new_user(monkeypatch, settings, REVIEW_PAGE_ORG))
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    page = await signed_in_page(browser, url, "/triage", username, password)
     card = page.locator(f'.card[data-screening-ref="{ref}"]')
     assert await card.locator("img").count() == 0  # nothing fetched until revealed
     await card.locator("button.reveal").click()
@@ -151,6 +152,10 @@ async def test_a_triage_item_is_revealed_and_escalated(
     case = (await api.get(f"/v1/cases/{outcome['case_ref']}", headers=reviewer)).json()
     [reason] = [r for m in case["media"] for r in m["reasons"] if r["kind"] == "manual_escalation"]
     assert reason["detail"] == "looks like a minor" and reason["by"].startswith("user:")
+    # The case's page names who escalated it by their name, not their account id.
+    await page.goto(f"{url}/review#{outcome['case_ref']}")
+    await expect(page.locator("#media .reasons")).to_contain_text(
+        f"Escalated by a reviewer: looks like a minor · by {username}")
 
 
 async def test_triage_shows_media_as_the_reviewer_chose_and_a_dismissal_is_recorded_against_them(
