@@ -34,7 +34,8 @@ from detection.media_hashes import hash_media
 from models.accounts import ReviewerAccount, ReviewerWellness
 from models.records import MediaView, Role
 from tests.accounts_helpers import new_user
-from tests.helpers import REVIEW_PAGE_ORG, eventually, fake_platform, headers
+from tests.claims_helpers import new_case
+from tests.helpers import REVIEW_PAGE_ORG, Sandbox, eventually, fake_platform, headers
 from tipline.http_server import serve_app
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -607,3 +608,53 @@ async def test_the_page_shows_why_each_item_is_there_and_the_form_reaches_the_de
     [recipient] = decision["intended_recipients"]
     assert recipient["esp_identifier"] == "kid-account-99" and recipient["person"]["first_name"] == "Sam"
     assert decision["additional_info"] == "The user contacted the victim through three new accounts this week."
+
+
+async def test_a_refused_filing_says_what_to_do_and_the_dashboards_retry_files_it(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    case_ref = await new_case(api, api_keys, REVIEW_PAGE_ORG, 91_001)
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    # NCMEC refuses the report once (3100: not authorised to submit, the org's account): the case needs attention.
+    sandbox.state.faults.configure(error_rate=1.0, error_codes=[3100], error_count=1)
+    try:
+        async with served(settings, temporal_client, engine) as url, \
+                playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                await page.goto(f"{url}/review#{case_ref}")
+                await page.fill("#username", username)
+                await page.fill("#password", password)
+                await page.click("#signin-button")
+                await expect(page.locator("#media .media")).to_have_count(1)
+                await page.keyboard.press("v")
+                await revealed(page, page.locator("#media .media.current"))
+                for key in ["3", "i", "1", "Enter"]:
+                    await page.keyboard.press(key)
+                await expect(page.locator("#confirm-file")).to_be_enabled()
+                await page.keyboard.press("Enter")
+
+                # The review page says it failed, why, and where the retry is.
+                await expect(page.locator("#filing-failure")).to_contain_text("3100", timeout=60_000)
+                await expect(page.locator("#filing-next")).to_contain_text("retry the filing under Needs attention")
+                await page.click("#filing-retry-link")
+                await page.wait_for_url(re.compile(r"/dashboard$"))
+
+                # The dashboard lists the case as needing attention; its Retry files it and shows the report id.
+                row = page.locator(f'#attention tr[data-case-ref="{case_ref}"]')
+                await expect(row).to_contain_text("needs attention")
+                await row.locator("button.retry").click()
+                report_id = page.locator("#retry-report-id")
+                await expect(report_id).to_have_text(re.compile(r"^\d+$"), timeout=60_000)
+                shown = await report_id.text_content()
+                await expect(row).to_have_count(0)  # no longer needing attention
+                await expect(page.locator(f'#reports td:text-is("{shown}")')).to_have_count(1)  # listed as filed
+            finally:
+                await browser.close()
+    finally:
+        sandbox.state.faults.reset()
+    case = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1},
+                          headers=headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG))).json()
+    assert case["status"] == "filed" and str(case["filing"]["report_id"]) == shown
