@@ -1,6 +1,7 @@
 """The queue, triage and NCMEC reports pages in a real browser (Debian's Chromium, driven by Playwright): a
-reviewer claims a case and another sees who holds it, a manager reassigns it, a triage item is escalated, and the
-dashboard shows a report's XML and files. The queue and the dashboard are photographed for the README.
+reviewer claims a case and another sees who holds it, a manager reassigns it, a triage item is escalated, another
+is dismissed (shown as the reviewer's viewing settings say), and the dashboard shows a report's XML and files. The
+queue and the dashboard are photographed for the README.
 
 Skipped on a developer's machine where Chromium is not installed (``apt-get install chromium``); never in CI
 (``CI`` set), where ``.ci/run`` installs it and a missing browser fails the test instead."""
@@ -18,15 +19,17 @@ import httpx
 import pytest
 from playwright import async_api as playwright_api
 from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio.client import Client
 
 from api.app import create_app
 from detection.classifier import Priority, make_sandbox_image
-from models.records import Role
+from models.records import Role, TriageItem
 from tests.accounts_helpers import new_user
 from tests.claims_helpers import new_case
 from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
 from tests.test_reports_dashboard import file_report
+from tests.test_review_ui_browser import keep_viewing, views
 from tipline.evidence import EvidenceStore
 from tipline.http_server import serve_app
 from tipline.settings import Settings
@@ -102,24 +105,32 @@ async def test_a_claim_is_seen_by_others_and_a_manager_reassigns_it(
     assert case["claim"]["claimed_by"].startswith("user:") and case["claimed_at"] is not None
 
 
+async def in_triage(api: httpx.AsyncClient, api_keys: dict, seed: int) -> tuple[str, str]:
+    """A classifier item between the org's thresholds, waiting in triage: its screening ref and content id."""
+    name = uuid.uuid4().hex[:10]
+    screened = await api.post("/v1/screenings/upload", headers=headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG),
+                              data={"content_id": f"t-{name}", "creator_id": f"user-{name}"},
+                              files={"file": ("t.png", make_sandbox_image(Priority.HIGH, seed=seed), "image/png")})
+    assert screened.status_code == 202, screened.text
+    ref = screened.json()["screening_ref"]
+    reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR, REVIEW_PAGE_ORG)
+
+    async def waiting() -> bool:
+        return ref in [e["screening_ref"] for e in (await api.get("/v1/triage", headers=reviewer)).json()]
+
+    await eventually(waiting, what="the item in triage")
+    return ref, f"t-{name}"
+
+
 async def test_a_triage_item_is_revealed_and_escalated(
     api: httpx.AsyncClient, api_keys: dict, settings: Settings, monkeypatch: pytest.MonkeyPatch,
     site: tuple[str, playwright_api.Browser]
 ) -> None:
     url, browser = site
-    name = uuid.uuid4().hex[:10]
-    screened = await api.post("/v1/screenings/upload", headers=headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG),
-                              data={"content_id": f"t-{name}", "creator_id": f"user-{name}"},
-                              files={"file": ("t.png", make_sandbox_image(Priority.HIGH, seed=82_002), "image/png")})
-    assert screened.status_code == 202, screened.text
-    ref = screened.json()["screening_ref"]
+    ref, _ = await in_triage(api, api_keys, 82_002)
     reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR, REVIEW_PAGE_ORG)
-
-    async def in_triage() -> bool:
-        return ref in [e["screening_ref"] for e in (await api.get("/v1/triage", headers=reviewer)).json()]
-
-    await eventually(in_triage, what="the item in triage")
-    page = await signed_in_page(browser, url, "/triage", *new_user(monkeypatch, settings, REVIEW_PAGE_ORG))
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    page = await signed_in_page(browser, url, "/triage", username, password)
     card = page.locator(f'.card[data-screening-ref="{ref}"]')
     assert await card.locator("img").count() == 0  # nothing fetched until revealed
     await card.locator("button.reveal").click()
@@ -141,6 +152,51 @@ async def test_a_triage_item_is_revealed_and_escalated(
     case = (await api.get(f"/v1/cases/{outcome['case_ref']}", headers=reviewer)).json()
     [reason] = [r for m in case["media"] for r in m["reasons"] if r["kind"] == "manual_escalation"]
     assert reason["detail"] == "looks like a minor" and reason["by"].startswith("user:")
+    # The case's page names who escalated it by their name, not their account id.
+    await page.goto(f"{url}/review#{outcome['case_ref']}")
+    await expect(page.locator("#media .reasons")).to_contain_text(
+        f"Escalated by a reviewer: looks like a minor · by {username}")
+
+
+async def test_triage_shows_media_as_the_reviewer_chose_and_a_dismissal_is_recorded_against_them(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch,
+    site: tuple[str, playwright_api.Browser]
+) -> None:
+    url, browser = site
+    ref, content_id = await in_triage(api, api_keys, 82_003)
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    # Not the defaults (24px, greyscale, click to reveal): a page that ignored them would show these wrong.
+    keep_viewing(engine, username, blur_px=40, greyscale=False, reveal_on_hover=True, reblur_on_leave=True)
+    page = await signed_in_page(browser, url, "/triage", username, password)
+    media_requests: list[str] = []
+    page.on("request", lambda r: media_requests.append(r.url) if r.url.endswith("/content") else None)
+    card = page.locator(f'.card[data-screening-ref="{ref}"]')
+    await card.locator(".media-box").hover()  # pointing at it reveals it
+    image = card.locator("img")
+    await expect(image).to_have_attribute("src", re.compile("^blob:"))
+    await expect(image).to_have_css("filter", "none")
+    await page.mouse.move(2, 400)  # off the card: hidden again, as strongly blurred as chosen and not grey
+    await expect(image).to_have_css("filter", "blur(40px) grayscale(0)")
+    await card.locator(".media-box").hover()
+    await expect(image).to_have_css("filter", "none")
+    assert len(media_requests) == 1, media_requests  # shown twice, fetched once
+    assert views(engine, ref) == [content_id]  # and one recorded view
+
+    await card.locator(".reason").fill("benign pattern")
+    await card.locator("button.dismiss").click()
+    await expect(page.locator("#notice")).to_have_text("Dismissed.")
+    await expect(card).to_have_count(0)
+    reviewer = headers(api_keys, Role.CHILD_SAFETY_MODERATOR, REVIEW_PAGE_ORG)
+
+    async def dismissed() -> dict | None:
+        listed = (await api.get("/v1/triage", params={"status": "dismissed"}, headers=reviewer)).json()
+        return next((e for e in listed if e["screening_ref"] == ref), None)
+
+    entry = await eventually(dismissed, what="the item listed as dismissed")
+    assert entry["decided_by"].startswith("user:") and entry["case_ref"] is None  # the person, not a key
+    with Session(engine) as session:
+        assert session.get(TriageItem, ref).reason == "benign pattern"
+    assert ref not in [e["screening_ref"] for e in (await api.get("/v1/triage", headers=reviewer)).json()]
 
 
 async def test_the_dashboard_shows_a_reports_xml_and_files(

@@ -28,10 +28,14 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from api.app import create_app
+from detection.banks import BankRepository, NewEntry
+from detection.classifier import Priority, make_sandbox_image
+from detection.media_hashes import hash_media
 from models.accounts import ReviewerAccount, ReviewerWellness
 from models.records import MediaView, Role
 from tests.accounts_helpers import new_user
-from tests.helpers import REVIEW_PAGE_ORG, eventually, headers
+from tests.claims_helpers import new_case
+from tests.helpers import REVIEW_PAGE_ORG, Sandbox, eventually, fake_platform, headers
 from tipline.http_server import serve_app
 from tipline.settings import Settings
 from tipline.synthetic import synthetic_image
@@ -373,3 +377,284 @@ async def test_the_help_overlay_lists_every_shortcut(
         two_step = len(row["keys"]) == 2 and row["keys"][0] in {"a", "r", "i"}
         listed |= {row["keys"][0]} if two_step else set(row["keys"])
     assert listed == HANDLED_KEYS, listed ^ HANDLED_KEYS
+
+
+def keep_viewing(engine: Engine, username: str, **chosen: object) -> None:
+    """The reviewer's viewing settings as the wellness dialog saves them (the dialog itself is tested above)."""
+    with Session(engine) as session:
+        account = session.exec(select(ReviewerAccount).where(ReviewerAccount.username == username)).one()
+        session.merge(ReviewerWellness(account_id=account.id, **chosen))
+        session.commit()
+
+
+# A real WebM, encoded by the browser's own MediaRecorder from a few painted frames: no video library is installed,
+# and the page decides an item is a video by the served type, which the server sniffs from these bytes.
+RECORD_WEBM = """async () => {
+  const canvas = Object.assign(document.createElement("canvas"), {width: 64, height: 48});
+  const paint = canvas.getContext("2d");
+  const recorder = new MediaRecorder(canvas.captureStream(10), {mimeType: "video/webm"});
+  const chunks = [];
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
+  recorder.start();
+  for (let frame = 0; frame < 8; frame++) {
+    paint.fillStyle = `hsl(${frame * 45}, 60%, 50%)`;
+    paint.fillRect(0, 0, 64, 48);
+    await new Promise((resolve) => setTimeout(resolve, 40));  // frame pacing for the encoder, not a wait for state
+  }
+  recorder.stop();
+  await stopped;
+  return Array.from(new Uint8Array(await new Blob(chunks).arrayBuffer()));
+}"""
+
+
+async def upload(api: httpx.AsyncClient, api_keys: dict, creator: str, content_id: str, data: bytes,
+                 content_type: str = "image/png", **fields: str) -> str:
+    response = await api.post("/v1/content/upload", headers=headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG),
+                              files={"file": (content_id, data, content_type)},
+                              data={"content_id": content_id, "creator_id": creator, **fields})
+    assert response.status_code == 202, response.text
+    return response.json()["case_ref"]
+
+
+async def settled(api: httpx.AsyncClient, api_keys: dict, case_ref: str, count: int) -> dict:
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+
+    async def ready() -> dict | None:
+        case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer)).json()
+        media = case.get("media", [])
+        return case if len(media) == count and all(m["analysis"] is not None for m in media) else None
+
+    return await eventually(ready, what=f"the case with its {count} items hashed")
+
+
+async def test_hover_reveals_each_item_once_leaving_hides_it_and_a_video_starts_muted_and_paused(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    keep_viewing(engine, username, reveal_on_hover=True, reblur_on_leave=True, video_muted=True, video_paused=True)
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            webm = bytes(await page.evaluate(RECORD_WEBM))
+            case_ref = await upload(api, api_keys, creator, "photo", synthetic_image(61))
+            await upload(api, api_keys, creator, "clip", webm, "video/webm")
+            await settled(api, api_keys, case_ref, 2)
+            media_requests: list[str] = []
+            page.on("request", lambda r: media_requests.append(r.url) if "/media/" in r.url else None)
+            await page.goto(f"{url}/review#{case_ref}")
+            await page.fill("#username", username)
+            await page.fill("#password", password)
+            await page.click("#signin-button")
+            photo, clip = page.locator('.media[data-media-id="photo"]'), page.locator('.media[data-media-id="clip"]')
+            await expect(photo).to_be_visible()
+            filter_of = "node => getComputedStyle(node).filter"
+
+            # Pointing at the item reveals it; moving off hides it again; pointing again shows the kept bytes.
+            await photo.locator(".frame").hover()
+            await revealed(page, photo)
+            await expect(photo.locator("img")).to_have_css("filter", "none")
+            await page.mouse.move(5, 5)  # over the queue, off every card
+            await expect(photo).not_to_have_class(re.compile(r"\brevealed\b"))
+            assert "blur" in await photo.locator("img").evaluate(filter_of)
+            await photo.locator(".frame").hover()
+            await expect(photo.locator("img")).to_have_css("filter", "none")
+            assert len(media_requests) == 1, media_requests  # one fetch for the item, however often it is shown
+            assert views(engine, case_ref) == ["photo"]  # and one recorded view
+
+            # The video, revealed by pointing at it, starts muted and paused as the settings say.
+            await clip.locator(".frame").hover()
+            video = clip.locator("video")
+            await expect(video).to_have_attribute("src", re.compile("^blob:"))
+            await expect(photo).not_to_have_class(re.compile(r"\brevealed\b"))  # leaving the photo hid it
+            assert await video.evaluate("v => ({muted: v.muted, paused: v.paused, autoplay: v.autoplay})") == {
+                "muted": True, "paused": True, "autoplay": False}
+            await page.mouse.move(5, 5)
+            await expect(clip).not_to_have_class(re.compile(r"\brevealed\b"))
+            assert "blur" in await video.evaluate(filter_of)
+            assert len(media_requests) == 2, media_requests
+            assert sorted(views(engine, case_ref)) == ["clip", "photo"]
+        finally:
+            await browser.close()
+
+
+REASON_WORDS = {"platform_signal": "Platform escalated", "hash_match": "Hash bank match", "classifier": "Classifier",
+                "user_report": "User report", "manual_escalation": "Escalated by a reviewer"}
+
+
+async def a_case_of_every_reason(api: httpx.AsyncClient, api_keys: dict, engine: Engine) -> dict:
+    """One user's case whose five items came each their own way: the platform's upload of a user in a live stream
+    (urgent), a bank match, a classifier's very high priority, a user's report with its text, a reviewer's
+    escalation."""
+    creator = f"user-{uuid.uuid4().hex[:8]}"
+    platform_key = headers(api_keys, Role.PLATFORM, REVIEW_PAGE_ORG)
+    case_ref = await upload(api, api_keys, creator, "live", synthetic_image(71), indicators=json.dumps(
+        {"live_session_active": True}))
+    known = synthetic_image(72, size=(512, 384))
+    bank = BankRepository(engine).create_bank(REVIEW_PAGE_ORG, f"known-{uuid.uuid4().hex[:6]}")
+    BankRepository(engine).add_entries(bank, [NewEntry("pdq", hash_media(known).image.pdq, external_id="k-1",
+                                                       classification="A1")])
+    for content_id, data in (("matched", known), ("flagged", make_sandbox_image(Priority.VERY_HIGH, seed=73))):
+        screened = await api.post("/v1/screenings/upload", headers=platform_key, files={
+            "file": (f"{content_id}.png", data, "image/png")}, data={"content_id": content_id, "creator_id": creator})
+        assert screened.status_code == 202, screened.text
+    async with fake_platform() as platform:
+        reported = await api.post("/v1/user-reports", headers=platform_key, json={
+            "content_id": "reported", "creator_id": creator, "media_url": platform.add("reported", 74),
+            "reporter_id": "reporter-7", "reason": "Child sexual exploitation", "csam": True,
+            "report_text": "He wrote to me: send more or I will post your photos"})
+        assert reported.status_code == 202, reported.text
+        escalated = await api.post("/v1/escalations", headers=headers(api_keys, Role.CHILD_SAFETY_MODERATOR,
+                                                                      REVIEW_PAGE_ORG), json={
+            "content_id": "escalated", "creator_id": creator, "media_url": platform.add("escalated", 75),
+            "reason": "Same face as in the reported photo"})
+        assert escalated.status_code == 202, escalated.text
+        case = await settled(api, api_keys, case_ref, 5)
+    case["bank_name"] = bank.name
+    return case
+
+
+async def test_the_page_shows_why_each_item_is_there_and_the_form_reaches_the_decision(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = await a_case_of_every_reason(api, api_keys, engine)
+    case_ref = case["case_ref"]
+    items = {m["media_id"]: m for m in case["media"]}
+    kinds = {media_id: [r["kind"] for r in m["reasons"]] for media_id, m in items.items()}
+    assert kinds["matched"] == ["hash_match"] and kinds["flagged"] == ["classifier"], kinds
+    assert kinds["reported"] == ["user_report"] and kinds["escalated"] == ["manual_escalation"], kinds
+    assert case["urgency"]["level"] == "urgent", case["urgency"]
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    async with served(settings, temporal_client, engine) as url, playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            await page.goto(f"{url}/review#{case_ref}")
+            await page.fill("#username", username)
+            await page.fill("#password", password)
+            await page.click("#signin-button")
+            await expect(page.locator("#media .media")).to_have_count(5)
+
+            # Each item says why it is here: what, the detail (bank and distance, priority, the report's reason),
+            # who (the reporting user, the escalating reviewer) and when, as the API recorded it.
+            for media_id, item in items.items():
+                reasons = page.locator(f'.media[data-media-id="{media_id}"] .reasons li')
+                await expect(reasons).to_have_count(len(item["reasons"]))
+                for shown, reason in zip(await reasons.all(), item["reasons"], strict=True):
+                    expected = REASON_WORDS[reason["kind"]] + (f": {reason['detail']}" if reason["detail"] else "")
+                    await expect(shown).to_contain_text(expected)
+                    if reason["by"]:
+                        await expect(shown).to_contain_text(f"by {reason['by']}")
+                    if reason["at"]:
+                        at = await page.evaluate("(iso) => new Date(iso).toLocaleString()", reason["at"])
+                        await expect(shown).to_contain_text(at)
+            matched = page.locator('.media[data-media-id="matched"]')
+            await expect(matched.locator(".reasons")).to_contain_text(case["bank_name"])
+            await expect(matched.locator(".reasons")).to_contain_text("distance")
+            await expect(matched.locator(".analysis .match")).to_contain_text(
+                re.compile(rf"Bank {case['bank_name']}: pdq distance \d+ \(A1\)"))
+            await expect(page.locator('.media[data-media-id="flagged"] .reasons')).to_contain_text(
+                "Classifier: VERY_HIGH")
+            reported = page.locator('.media[data-media-id="reported"]')
+            await expect(reported.locator(".reasons")).to_contain_text(
+                "User report: Child sexual exploitation · by reporter-7")
+            await expect(reported.locator(".report-text")).to_have_text(
+                "He wrote to me: send more or I will post your photos")
+            await expect(page.locator('.media[data-media-id="escalated"] .reasons')).to_contain_text(
+                "Escalated by a reviewer: Same face as in the reported photo · by child_safety_moderator")
+
+            # The urgency: its level, each reason and the evidence each points at.
+            await expect(page.locator(".case-head .level")).to_have_text("URGENT")
+            urgency = page.locator("#urgency-reasons li")
+            await expect(urgency).to_have_count(len(case["urgency"]["reasons"]))
+            for shown, reason in zip(await urgency.all(), case["urgency"]["reasons"], strict=True):
+                await expect(shown).to_contain_text(reason["text"])
+                await expect(shown.locator(".evidence")).to_have_text(reason["evidence"])
+            evidence = {e for r in case["urgency"]["reasons"] for e in r["evidence"]}
+            assert {"platform.live_session", "user_report:reported"} <= evidence, case["urgency"]["reasons"]
+
+            # Victim, intended recipient and additional information, typed in the form, reach the decision.
+            await page.keyboard.press("v")  # the item under the cursor, revealed before it is reported
+            first = page.locator("#media .media.current")
+            await revealed(page, first)
+            await page.keyboard.press("3")
+            for key in ["i", "1"]:
+                await page.keyboard.press(key)
+            await page.fill("#victim-screen_name", "little_star_12")
+            await page.fill("#victim-email", "star12@example.net")
+            await page.fill("#recipient-esp_identifier", "kid-account-99")
+            await page.fill("#recipient-first_name", "Sam")
+            await page.fill("#info", "The user contacted the victim through three new accounts this week.")
+            await page.click("#submit")
+            await expect(page.locator("#confirm")).to_be_visible()
+            await expect(page.locator("#confirm-body")).to_contain_text("Victim")
+            await expect(page.locator("#confirm-body")).to_contain_text("three new accounts")
+            await page.click("#confirm-file")
+            await expect(page.locator("#filing-status")).to_contain_text("Filing")
+            reported_id = await first.get_attribute("data-media-id")
+        finally:
+            await browser.close()
+
+    reviewer = headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG)
+    decision = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=reviewer)).json()["decision"]
+    assert [(m["media_id"], m["classification"]) for m in decision["media"] if m["reported"]] == [(reported_id, "B1")]
+    [victim] = decision["victims"]
+    assert victim["screen_name"] == "little_star_12" and [e["value"] for e in victim["emails"]] == [
+        "star12@example.net"]
+    [recipient] = decision["intended_recipients"]
+    assert recipient["esp_identifier"] == "kid-account-99" and recipient["person"]["first_name"] == "Sam"
+    assert decision["additional_info"] == "The user contacted the victim through three new accounts this week."
+
+
+async def test_a_refused_filing_says_what_to_do_and_the_dashboards_retry_files_it(
+    api: httpx.AsyncClient, api_keys: dict, settings: Settings, temporal_client: Client, engine: Engine,
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    case_ref = await new_case(api, api_keys, REVIEW_PAGE_ORG, 91_001)
+    username, password = new_user(monkeypatch, settings, REVIEW_PAGE_ORG)
+    # NCMEC refuses the report once (3100: not authorised to submit, the org's account): the case needs attention.
+    sandbox.state.faults.configure(error_rate=1.0, error_codes=[3100], error_count=1)
+    try:
+        async with served(settings, temporal_client, engine) as url, \
+                playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+            try:
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                await page.goto(f"{url}/review#{case_ref}")
+                await page.fill("#username", username)
+                await page.fill("#password", password)
+                await page.click("#signin-button")
+                await expect(page.locator("#media .media")).to_have_count(1)
+                await page.keyboard.press("v")
+                await revealed(page, page.locator("#media .media.current"))
+                for key in ["3", "i", "1", "Enter"]:
+                    await page.keyboard.press(key)
+                await expect(page.locator("#confirm-file")).to_be_enabled()
+                await page.keyboard.press("Enter")
+
+                # The review page says it failed, why, and where the retry is.
+                await expect(page.locator("#filing-failure")).to_contain_text("3100", timeout=60_000)
+                await expect(page.locator("#filing-next")).to_contain_text("retry the filing under Needs attention")
+                await page.click("#filing-retry-link")
+                await page.wait_for_url(re.compile(r"/dashboard$"))
+
+                # The dashboard lists the case as needing attention; its Retry files it and shows the report id.
+                row = page.locator(f'#attention tr[data-case-ref="{case_ref}"]')
+                await expect(row).to_contain_text("needs attention")
+                await row.locator("button.retry").click()
+                report_id = page.locator("#retry-report-id")
+                await expect(report_id).to_have_text(re.compile(r"^\d+$"), timeout=60_000)
+                shown = await report_id.text_content()
+                await expect(row).to_have_count(0)  # no longer needing attention
+                await expect(page.locator(f'#reports td:text-is("{shown}")')).to_have_count(1)  # listed as filed
+            finally:
+                await browser.close()
+    finally:
+        sandbox.state.faults.reset()
+    case = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1},
+                          headers=headers(api_keys, Role.MODERATOR_MANAGER, REVIEW_PAGE_ORG))).json()
+    assert case["status"] == "filed" and str(case["filing"]["report_id"]) == shown

@@ -86,6 +86,7 @@ async function showSignedIn(current) {
   $("password").value = "";
   $("content").hidden = false;
   showError(null);
+  await loadViewing();  // before the page draws any media
   await onSignedIn(current);
 }
 
@@ -108,30 +109,58 @@ export async function startPage(handler) {
   try { await showSignedIn(await call("/v1/session")); } catch (e) { showSignIn(""); }
 }
 
-// Media stays blurred and grey until the reviewer asks; it is fetched once per reveal (each fetch is a view).
+// How this person wants media shown (GET /v1/me/wellness, the same settings the review page keeps): blur
+// strength and greyscale while hidden, reveal on hover, hide again on leaving, videos muted and paused. Until they
+// arrive, and for a caller who has none (an API key, an auditor), the safest defaults.
+const SAFE_VIEWING = {blur_px: 24, greyscale: true, reveal_on_hover: false, reblur_on_leave: true, video_muted: true,
+                      video_paused: true};
+export let viewing = {...SAFE_VIEWING};
+
+async function loadViewing() {
+  try { viewing = {...SAFE_VIEWING, ...(await call("/v1/me/wellness"))}; } catch (e) { viewing = {...SAFE_VIEWING}; }
+  const root = document.documentElement.style;
+  root.setProperty("--hidden-blur", `${viewing.blur_px}px`);
+  root.setProperty("--hidden-grey", viewing.greyscale ? "1" : "0");
+}
+
+// Media stays hidden until the reviewer asks; it is fetched once per box (each fetch is a recorded view) and kept,
+// so hiding and revealing again fetches nothing. Hidden once fetched, it is blurred and grey as the settings say.
 export function mediaBox(contentUrl, label) {
   const box = el("div", {class: "media-box hidden-media"}, el("div", {class: "placeholder"}, label || "Hidden"));
-  let objectUrl = null;
-  const reveal = el("button", {type: "button", class: "reveal"}, "Reveal");
-  reveal.addEventListener("click", async () => {
-    if (!box.classList.contains("hidden-media")) {
-      box.classList.add("hidden-media");
-      reveal.textContent = "Reveal";
+  let fetching = null;
+  const button = el("button", {type: "button", class: "reveal"}, "Reveal");
+
+  function hide() {
+    box.classList.add("hidden-media");
+    button.textContent = "Reveal";
+    const video = box.querySelector("video");
+    if (video) video.pause();
+  }
+
+  async function show() {
+    fetching = fetching || request(contentUrl).then((response) => response.blob()).then((blob) => {
+      const url = URL.createObjectURL(blob);
+      const media = blob.type.startsWith("video/")
+        ? el("video", {src: url, controls: true, muted: viewing.video_muted, autoplay: !viewing.video_paused,
+                       preload: "metadata"})
+        : el("img", {src: url, alt: label || "media"});
+      if (media.tagName === "VIDEO") media.muted = viewing.video_muted;  // the attribute alone does not mute it
+      box.replaceChildren(media);
+    });
+    try {
+      await fetching;
+    } catch (e) {
+      fetching = null;  // the next reveal tries again
+      showError(e);
       return;
     }
-    try {
-      if (!objectUrl) {
-        const blob = await (await request(contentUrl)).blob();
-        objectUrl = URL.createObjectURL(blob);
-        const media = blob.type.startsWith("video/")
-          ? el("video", {src: objectUrl, controls: true, muted: true, preload: "metadata"})
-          : el("img", {src: objectUrl, alt: label || "media"});
-        if (media.tagName === "VIDEO") media.muted = true;
-        box.replaceChildren(media);
-      }
-      box.classList.remove("hidden-media");
-      reveal.textContent = "Hide";
-    } catch (e) { showError(e); }
-  });
-  return el("div", {class: "media-wrap"}, box, reveal);
+    box.classList.remove("hidden-media");
+    button.textContent = "Hide";
+  }
+
+  button.addEventListener("click", () => (box.classList.contains("hidden-media") ? show() : hide()));
+  const wrap = el("div", {class: "media-wrap"}, box, button);
+  wrap.addEventListener("mouseenter", () => { if (viewing.reveal_on_hover) show(); });
+  wrap.addEventListener("mouseleave", () => { if (viewing.reblur_on_leave) hide(); });
+  return wrap;
 }

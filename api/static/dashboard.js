@@ -103,12 +103,31 @@ async function show(report) {
   ].filter(Boolean));
 }
 
+const POLL_MS = 1000;
+
+// A retry is followed until NCMEC gave the report id or the filing failed again, so the person who clicked sees
+// how it ended without reloading.
 async function retry(caseRef, caseNumber) {
   showError(null);
   try {
     await call(`/v1/cases/${caseRef}/retry`, {method: "POST", body: JSON.stringify({case_number: caseNumber})});
-    $("notice").textContent = "Retrying the filing.";
+    $("notice").textContent = "Retrying the filing…";
     await loadAttention();
+    for (;;) {
+      const c = await call(`/v1/cases/${encodeURIComponent(caseRef)}?case_number=${caseNumber}`);
+      if (c.status === "filed") {
+        $("notice").replaceChildren(`Case #${caseNumber} filed. NCMEC report id `,
+          el("b", {id: "retry-report-id"}, String(c.filing.report_id)));
+        break;
+      }
+      if (c.status === "needs_attention" && c.attention_reason) {
+        $("notice").textContent = "";
+        showError(new Error(`The retry failed too: ${c.attention_reason}`));
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    await Promise.all([load(), loadAttention()]);
   } catch (e) { showError(e); }
 }
 

@@ -62,7 +62,9 @@ function mediaCard(m, index, onChange) {
     el("p", {class: "name"}, m.file_name || m.media_id, m.content_type ? ` · ${m.content_type}` : ""),
     el("ul", {class: "reasons"}, m.reasons.map((r) => el("li", {},
       el("b", {}, REASON_WORDS[r.kind] || r.kind), r.detail ? `: ${r.detail}` : "",
-      r.by ? ` · by ${r.by}` : "", r.at ? ` · ${when(r.at)}` : ""))),
+      // An escalation names the reviewer by account; a user report's `by` is the platform's id of the reporter,
+      // never looked up among reviewers.
+      r.by ? ` · by ${r.kind === "manual_escalation" ? review.names[r.by] || r.by : r.by}` : "", r.at ? ` · ${when(r.at)}` : ""))),
     m.report_text ? el("blockquote", {class: "report-text"}, m.report_text) : null,
     m.analysis ? analysis(m.analysis) : null,
     el("details", {}, el("summary", {}, "File details"), el("dl", {},

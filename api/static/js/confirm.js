@@ -129,11 +129,13 @@ async function follow(ref, number, showError) {
       return;
     }
     if (c.status === "needs_attention") {
+      // What to do, where it is done: the retry lives on the NCMEC reports page (this page has no retry button).
       const next = c.attention_permanent
-        ? "NCMEC refused this report for good: open the case again to decide it anew, or dismiss it."
-        : "Fix the cause (NCMEC account, org settings), then retry filing from the case.";
+        ? ["NCMEC refused this report for good: open the case again to decide it anew, or dismiss it."]
+        : ["Fix the cause (the org's NCMEC account or settings), then retry the filing under Needs attention on ",
+           el("a", {href: "/dashboard", id: "filing-retry-link"}, "NCMEC reports"), "."];
       status.replaceChildren(el("p", {class: "failed"}, "Filing failed: ", el("b", {id: "filing-failure"},
-        c.attention_reason || "unknown reason")), el("p", {}, next));
+        c.attention_reason || "unknown reason")), el("p", {id: "filing-next"}, ...next));
       return;
     }
     status.replaceChildren(el("p", {}, `Filing the CyberTip with NCMEC… (${c.status}` +

@@ -49,6 +49,7 @@ async function showSignedIn(session) {
   try {
     review.vocabulary = await call("/v1/review/vocabulary");
     await loadWellness();
+    await loadNames();
   } finally {
     $("signin").hidden = true;
     $("signed-in").hidden = false;
@@ -56,6 +57,14 @@ async function showSignedIn(session) {
   }
   await loadQueue();
   await openNamed();
+}
+
+// Reasons name people by account ("user:12"); the page shows their names. Without the list (refused or
+// unreachable) the ids are shown as they are.
+async function loadNames() {
+  try {
+    review.names = Object.fromEntries((await call("/v1/reviewers")).map((r) => [r.actor, r.username]));
+  } catch (e) { review.names = {}; }
 }
 
 async function signIn(event) {

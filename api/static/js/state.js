@@ -5,6 +5,7 @@ export const review = {
   vocabulary: null,   // NCMEC's words, from GET /v1/review/vocabulary
   session: null,
   wellness: null,
+  names: {},          // "user:12" -> the reviewer's name, from GET /v1/reviewers
   current: null,      // GET /v1/cases/{ref}
   cursor: 0,
   decisions: {},      // media_id -> {reported, classification, annotations: [], supplemental}
