@@ -361,6 +361,12 @@ async def test_a_case_stuck_with_an_open_report_is_decided_again_after_the_repor
                 if r["report_id"] in (first_report, filed["filing"]["report_id"])}
     assert statuses == {first_report: "retracted", filed["filing"]["report_id"]: "finished"}
     await eventually(lambda: _closed(stack, case_ref), what="the user's workflow closed")
+    # The auditor's timeline names the retraction and the report it withdrew, and the refile after it.
+    timeline = (await stack.api.get(f"/v1/cases/{case_ref}/timeline", headers=stack.as_(Role.AUDITOR))).json()
+    [retracted] = [e for e in timeline["entries"] if e["kind"] == "ncmec.report_retracted"]
+    assert retracted["detail"]["report_id"] == first_report and retracted["detail"]["outcome"] == "retracted"
+    opened = [e["detail"]["report_id"] for e in timeline["entries"] if e["kind"] == "ncmec.report_opened"]
+    assert opened == [first_report, filed["filing"]["report_id"]]
     await record(stack.client, "redecision_after_needs_attention", case_ref)
     await record(stack.client, "child_filing_retracts_then_files", filing_workflow_id(case_ref, 1, 2))
 
