@@ -183,8 +183,9 @@ async def _activity_workers(client: Client, settings: Settings, engine: Engine |
     workers.hashing = hashing
     detection = DetectionActivities(settings, store, engine, hashing)
     triage = TriageActivities(settings, engine, client)
-    retention = RetentionActivities(Purger(engine, store, AuditLog.from_settings(settings, engine), settings.orgs))
-    history = HistoryExportActivities(HistoryExporter(engine, store, client))
+    audit = AuditLog.from_settings(settings, engine)
+    retention = RetentionActivities(Purger(engine, store, audit, settings.orgs))
+    history = HistoryExportActivities(HistoryExporter(engine, store, client, audit))
     # Every request made on a platform's behalf goes through this one guarded client (tipline.egress).
     async with egress_client(settings) as egress:
         media = MediaActivities(settings, store, egress)

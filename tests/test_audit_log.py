@@ -18,8 +18,10 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from models.audit import AuditRow
+from models.history_export import HistoryExport
 from models.records import ClosedCase, Role
-from tests.accounts_helpers import browser, new_user, sign_in
+from tests.accounts_helpers import browser, cli_with_password, new_user, sign_in
+from tests.claims_helpers import new_case, signed_in
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ORG, eventually, headers
 from tests.test_cli import use_settings
@@ -190,7 +192,8 @@ async def test_a_view_and_a_dismissal_are_recorded_against_the_case(
                                json={"case_number": 1, "reason": "synthetic test pattern"})
     assert dismissed.status_code == 200, dismissed.text
     with Session(engine) as session:
-        rows = list(session.exec(select(AuditRow).where(AuditRow.subject == case_ref).order_by(AuditRow.seq)).all())
+        rows = [r for r in session.exec(select(AuditRow).where(AuditRow.subject == case_ref).order_by(AuditRow.seq))
+                if r.action != "case.history_exported"]  # the close's export, below, may or may not be in yet
     assert [(r.action, r.org_id) for r in rows] == [("media.viewed", ORG), ("case.dismissed", ORG)]
     assert all(r.actor.startswith("moderator_manager:") for r in rows)
     assert json.loads(rows[0].detail) == {"media_id": "audited-1"}
@@ -203,3 +206,108 @@ async def test_a_view_and_a_dismissal_are_recorded_against_the_case(
     # The closed case is kept whole, so it stays readable by number after the workflow lets it go.
     closed = await eventually(recorded, what="the closed case's record")
     assert closed.status == "dismissed" and closed.org_id == ORG
+
+    # The close exports the case's histories, and the export is an audit row: what was stored, by digest.
+    async def exported() -> tuple[HistoryExport, AuditRow] | None:
+        with Session(engine) as session:
+            export = session.exec(select(HistoryExport).where(HistoryExport.case_ref == case_ref)).first()
+            row = session.exec(select(AuditRow).where(AuditRow.subject == case_ref,
+                                                      AuditRow.action == "case.history_exported")).first()
+        return (export, row) if export is not None and row is not None else None
+
+    export, row = await eventually(exported, what="the history export and its audit row")
+    assert (row.actor, row.org_id) == ("history_export", ORG)
+    assert json.loads(row.detail) == {"case_number": 1, "sha256": export.sha256, "size": export.size,
+                                      "runs": export.runs, "filing_attempts": 0, "missing_runs": 0}
+
+
+def _rows(engine: Engine, action: str, subject: str) -> list[AuditRow]:
+    with Session(engine) as session:
+        return list(session.exec(select(AuditRow).where(AuditRow.action == action, AuditRow.subject == subject)
+                                 .order_by(AuditRow.seq)).all())
+
+
+def _verify_log_intact(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    main(["audit", "verify-log"])
+    assert "the audit log is intact" in capsys.readouterr().out
+
+
+def test_an_operator_revoking_a_key_is_recorded_against_the_key(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_settings(monkeypatch, settings)
+    main(["apikey", "create", "--org", ORG, "--role", "moderator", "--label", "to revoke"])
+    created = capsys.readouterr().out.strip().splitlines()[-1]
+    main(["apikey", "list", "--org", ORG])
+    [listed] = [line for line in capsys.readouterr().out.splitlines() if "to revoke" in line][-1:]
+    key_id = int(listed.split()[0])
+    main(["apikey", "revoke", str(key_id)])
+    assert f"API key {key_id}" in capsys.readouterr().out
+    [revoked] = _rows(engine, "api_key.revoked", f"key:{key_id}")
+    assert (revoked.actor, revoked.org_id, json.loads(revoked.detail)) == ("cli", ORG, {})
+    assert created not in json.dumps([revoked.subject, revoked.detail]), "the key itself stays out"
+    with pytest.raises(SystemExit):
+        main(["apikey", "revoke", str(2**31 - 1)])  # no such key: nothing revoked, nothing recorded
+    assert _rows(engine, "api_key.revoked", f"key:{2**31 - 1}") == []
+    _verify_log_intact(capsys)
+
+
+async def test_an_operator_resetting_a_password_and_disabling_an_account_is_recorded_by_id(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, engine: Engine, api: httpx.AsyncClient,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    app: FastAPI = api._transport.app  # type: ignore[attr-defined]
+    username, password = new_user(monkeypatch, settings, ORG)
+    async with browser(app) as person:
+        user_id = (await sign_in(person, username, password))["user_id"]
+        new_password = f"pw-{uuid.uuid4().hex}"
+        cli_with_password(monkeypatch, settings, ["user", "reset", username], new_password)
+        assert "1 session(s) ended" in capsys.readouterr().out
+        assert (await person.get("/v1/session")).status_code == 401, "the reset ends the session"
+        await sign_in(person, username, new_password)
+        main(["user", "disable", username])
+        assert "1 session(s) ended" in capsys.readouterr().out
+        refused = await person.post("/v1/session", json={"username": username, "password": new_password})
+        assert refused.status_code == 401
+    [reset] = _rows(engine, "account.password_reset", f"user:{user_id}")
+    [disabled] = _rows(engine, "account.disabled", f"user:{user_id}")
+    assert reset.seq < disabled.seq
+    for row in (reset, disabled):
+        assert (row.actor, row.org_id, json.loads(row.detail)) == ("cli", ORG, {"sessions_ended": 1})
+        assert username not in json.dumps([row.actor, row.subject, row.detail]), "names stay out"
+        assert password not in row.detail and new_password not in row.detail
+    _verify_log_intact(capsys)
+
+
+async def test_claims_releases_and_reassignments_are_recorded_against_the_case(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, engine: Engine, api: httpx.AsyncClient,
+        api_keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    app: FastAPI = api._transport.app  # type: ignore[attr-defined]
+    case_ref = await new_case(api, api_keys, ORG, 82_001)
+    claim = f"/v1/cases/{case_ref}/claim"
+    async with (signed_in(app, monkeypatch, settings, ORG, "child_safety_moderator") as first,
+                signed_in(app, monkeypatch, settings, ORG, "child_safety_moderator") as second,
+                signed_in(app, monkeypatch, settings, ORG, "moderator_manager") as manager):
+        assert (await first.send("POST", claim)).status_code == 200
+        assert (await first.send("POST", claim)).status_code == 200  # the holder again: nothing changes
+        assert (await second.send("POST", claim)).status_code == 409  # refused: nothing changes
+        assert (await first.send("DELETE", claim)).status_code == 204
+        assert (await first.send("DELETE", claim)).status_code == 204  # nobody holds it: nothing changes
+        assert (await first.send("POST", claim)).status_code == 200
+        assert (await manager.send("PUT", claim, {"user_id": second.user_id})).status_code == 200
+        assert (await manager.send("DELETE", claim)).status_code == 204  # a manager takes it from its holder
+        people = [first, second, manager]
+    with Session(engine) as session:
+        rows = list(session.exec(select(AuditRow).where(AuditRow.subject == case_ref).order_by(AuditRow.seq)).all())
+    assert [(r.action, r.actor, json.loads(r.detail)) for r in rows] == [
+        ("case.claimed", first.actor, {"case_number": 1}),
+        ("case.released", first.actor, {"case_number": 1, "released_from": first.actor}),
+        ("case.claimed", first.actor, {"case_number": 1}),
+        ("case.reassigned", manager.actor, {"case_number": 1, "holder": second.actor,
+                                            "previous_holder": first.actor}),
+        ("case.released", manager.actor, {"case_number": 1, "released_from": second.actor}),
+    ]
+    assert all(r.org_id == ORG for r in rows)
+    assert not any(p.username in json.dumps([r.actor, r.detail]) for p in people for r in rows), "names stay out"
+    use_settings(monkeypatch, settings)
+    _verify_log_intact(capsys)

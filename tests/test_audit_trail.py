@@ -7,6 +7,9 @@ its histories were exported at each close and replay on today's code, and diverg
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,23 +17,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+from models.audit import AuditRow
 from models.case import CaseStart, CaseState, ContentItem, MediaSource, PlatformIndicators
 from models.history_export import HistoryExport
-from models.records import Role
-from models.retention import CaseTombstone
+from models.records import FiledFile, FiledReport, Role
+from models.retention import CaseTombstone, EvidenceLink
 from models.retention_messages import CaseKey
 from tests.helpers import ORG, OTHER_ORG, Sandbox, eventually, headers
 from tests.test_cli import use_settings
-from tipline.audit_bundle import verify_bundle
+from tipline.audit_bundle import verify_bundle, write_bundle
 from tipline.audit_cases import export_bundle, replay_case
 from tipline.audit_log import AuditLog
 from tipline.audit_signing import parse_public_key, public_key_text, signing_key
+from tipline.case_histories import fetch_case_histories
 from tipline.cli import main
 from tipline.evidence import EvidenceStore
 from tipline.purge import Purger
@@ -261,6 +267,122 @@ async def test_a_signed_bundle_verifies_offline_and_one_byte_changed_fails(
                                        "--public-key", public_key_text(signing_key(settings).public_key())])
     assert failed.value.code != 0
     assert "altered" in capsys.readouterr().err
+
+
+async def test_the_export_command_writes_a_bundle_holding_the_whole_case_and_records_the_export(
+    trail: TrailCase, settings: Settings, engine: Engine, temporal_client: Client, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    use_settings(monkeypatch, settings)
+    monkeypatch.setenv("TIPLINE_TEMPORAL_ADDRESS", settings.temporal_address)
+    out = tmp_path / "cli.bundle"
+    await asyncio.to_thread(main, ["audit", "export", trail.case_ref, "--out", str(out)])
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.stat().st_mode & 0o777 == 0o600
+    # On the deployment, verify checks against the public half of its own key file.
+    await asyncio.to_thread(main, ["audit", "verify", str(out)])
+    assert "the bundle is intact" in capsys.readouterr().out
+    data = out.read_bytes()
+    files = json.loads(data.partition(b"\n")[2])["files"]
+
+    # Every run: the user's workflow (each continue-as-new run) and both filing attempts, as Temporal has them.
+    live = await fetch_case_histories(temporal_client, trail.case_ref)
+    histories = {(h["workflow_id"], h["run_id"]): h for h in
+                 (json.loads(text) for name, text in files.items() if name.startswith("histories/"))}
+    assert {(r.workflow_id, r.run_id) for r in live.runs} <= set(histories)
+    assert len({k for k, h in histories.items() if h["workflow_type"] == "CaseWorkflow"}) >= 2
+    assert {w for w, _ in histories if "/filing/" in w} == {f"{trail.case_ref}/filing/1/1",
+                                                             f"{trail.case_ref}/filing/1/2"}
+    assert all(h["history"]["events"] for h in histories.values())
+
+    with Session(engine) as session:
+        reports = list(session.exec(select(FiledReport).where(FiledReport.workflow_id == trail.case_ref)).all())
+        filed = list(session.exec(select(FiledFile).where(
+            col(FiledFile.report_pk).in_([r.id for r in reports]))).all())
+        links = session.exec(select(EvidenceLink).where(EvidenceLink.case_ref == trail.case_ref)).all()
+        exports = session.exec(select(HistoryExport).where(HistoryExport.case_ref == trail.case_ref)).all()
+        [recorded] = session.exec(select(AuditRow).where(AuditRow.subject == trail.case_ref,
+                                                         AuditRow.action == "case.bundle_exported")
+                                  .order_by(AuditRow.seq.desc()).limit(1)).all()
+        before = list(session.exec(select(AuditRow).where(AuditRow.subject == trail.case_ref,
+                                                          AuditRow.seq < recorded.seq).order_by(AuditRow.seq)).all())
+    # Each report's XML and NCMEC's receipt; each file's details.
+    assert reports and all(r.finish_receipt_xml for r in reports)
+    for report in reports:
+        stem = f"{report.case_number}-{report.attempt}-{report.ncmec_report_id}"
+        assert files[f"reports/{stem}.xml"] == report.report_xml
+        assert files[f"receipts/{stem}.xml"] == report.finish_receipt_xml
+    by_pk = {r.id: r for r in reports}
+    assert filed and all(f.file_details_xml for f in filed)
+    for file in filed:
+        assert files[f"file_details/{by_pk[file.report_pk].ncmec_report_id}-{file.media_id}.xml"] == \
+            file.file_details_xml
+    assert sorted((f["sha256"], f["md5"]) for f in json.loads(files["files.json"])) == sorted(
+        (f.evidence_sha256, f.md5) for f in filed)
+    # The evidence digests: every object the case preserved, each export of its histories, what was filed.
+    evidence = json.loads(files["evidence.json"])
+    assert sorted(evidence["preserved_sha256"]) == sorted(link.sha256 for link in links)
+    assert len(evidence["preserved_sha256"]) == ITEMS + 1
+    assert sorted(e["sha256"] for e in evidence["history_exports"]) == sorted(e.sha256 for e in exports)
+    assert {e["case_number"] for e in evidence["history_exports"]} == {1, 2}
+    assert evidence["filed_sha256"] == sorted({f.evidence_sha256 for f in filed})
+    # The case's audit-log rows up to the export, seals and all, in order.
+    audit = json.loads(files["audit_log.json"])
+    assert [(a["seq"], a["action"], a["seal"]) for a in audit] == [(r.seq, r.action, r.seal) for r in before]
+    assert {"media.viewed", "case.decided", "case.filing_retried", "case.dismissed",
+            "case.history_exported"} <= {a["action"] for a in audit}
+
+    # The export itself is an audit row: what the bundle holds, counted, and its digest; no contents.
+    assert (recorded.actor, recorded.org_id) == ("cli", ORG)
+    assert json.loads(recorded.detail) == {
+        "bundle_sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "files": len(files),
+        "histories": len(histories), "reports": len(reports), "receipts": len(reports), "file_details": len(filed),
+        "audit_rows": len(audit)}
+    await asyncio.to_thread(main, ["audit", "verify-log"])
+    assert "the audit log is intact" in capsys.readouterr().out
+
+
+def test_verify_never_makes_a_key_and_without_one_names_the_option(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """On an auditor's machine: no deployment key file. Verify must not make one (a new key, that signed
+    nothing), and must say what to give it."""
+    signer = Ed25519PrivateKey.generate()
+    bundle = tmp_path / "case.bundle"
+    bundle.write_bytes(write_bundle("case-x", {"evidence.json": "{}"}, signer, datetime.now(UTC)))
+    auditor = tmp_path / "auditor"
+    use_settings(monkeypatch, settings)
+    monkeypatch.setenv("TIPLINE_DATA_DIR", str(auditor))
+    monkeypatch.delenv("TIPLINE_AUDIT_SIGNING_KEY_FILE", raising=False)
+    with pytest.raises(SystemExit) as failed:
+        main(["audit", "verify", str(bundle)])
+    assert failed.value.code not in (0, None)
+    assert "--public-key" in str(failed.value.code) and "tipline audit public-key" in str(failed.value.code)
+    assert not auditor.exists(), "verify made a key (or its folder) on the auditor's machine"
+
+    public = public_key_text(signer.public_key())
+    main(["audit", "verify", str(bundle), "--public-key", public])
+    assert "the bundle is intact" in capsys.readouterr().out
+    key_file = tmp_path / "public.key"
+    key_file.write_text(public + "\n")
+    main(["audit", "verify", str(bundle), "--public-key", str(key_file)])
+    assert "the bundle is intact" in capsys.readouterr().out
+
+    # A key file settings name, when there is one: the deployment's own, or another that signed nothing here.
+    private = tmp_path / "signing.key"
+    private.write_text(base64.b64encode(signer.private_bytes_raw()).decode() + "\n")
+    monkeypatch.setenv("TIPLINE_AUDIT_SIGNING_KEY_FILE", str(private))
+    main(["audit", "verify", str(bundle)])
+    assert "the bundle is intact" in capsys.readouterr().out
+    private.write_text(base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode() + "\n")
+    with pytest.raises(SystemExit) as other:
+        main(["audit", "verify", str(bundle)])
+    assert "fails verification" in str(other.value.code)
+    assert "signature: does not verify" in capsys.readouterr().err
+    private.write_text("not a key\n")
+    with pytest.raises(SystemExit) as unreadable:
+        main(["audit", "verify", str(bundle)])
+    assert "--public-key" in str(unreadable.value.code)
 
 
 async def test_the_purge_deletes_the_exported_histories_and_the_tombstone_keeps_their_digests(

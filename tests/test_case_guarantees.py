@@ -52,6 +52,7 @@ from models.screening import TriageClosed, TriageRecord
 from tests.conftest import make_org
 from tests.helpers import FakePlatform, Sandbox, eventually, fake_platform, new_callback_secret
 from tests.history_payloads import decrypt_in_place, patch_ids
+from tipline.audit_log import AuditLog
 from tipline.evidence import EvidenceStore
 from tipline.filing_watch import notice_stopped_filings
 from tipline.history_export import HistoryExporter
@@ -648,7 +649,8 @@ async def test_a_history_export_that_cannot_be_stored_is_retried_without_holding
     """A closed case's histories are exported by a workflow of their own, retried until stored: the user's workflow
     goes on (here: it completes), and the export lands once the store is back, however many tries that takes."""
     local = stack.settings.model_copy(update={"task_queue": f"tipline-h1-export-{uuid.uuid4().hex[:8]}"})
-    exporter = HistoryExporter(engine, EvidenceStore.from_settings(local), temporal_client)
+    exporter = HistoryExporter(engine, EvidenceStore.from_settings(local), temporal_client,
+                               AuditLog.from_settings(local, engine))
     store_back = asyncio.Event()
     refused: list[int] = []
 

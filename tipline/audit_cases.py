@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,14 +14,16 @@ from temporalio.client import Client
 from temporalio.worker import WorkflowRunner
 
 from models.history_export import HistoryExport
-from models.records import utcnow
+from models.records import RefKind, utcnow
 from models.retention import CaseTombstone, EvidenceLink
 from tipline.audit_bundle import Verified, bundle_files, verify_bundle, write_bundle
+from tipline.audit_log import AuditLog
 from tipline.audit_replay import RunReplay, replay_runs
 from tipline.audit_signing import parse_public_key, signing_key
 from tipline.codec import data_converter
 from tipline.evidence import EvidenceStore
 from tipline.history_decode import decode_run
+from tipline.registry import RefRegistry
 from tipline.settings import Settings
 from tipline.timeline import build_timeline
 from tipline.timeline_source import case_histories, case_records
@@ -61,7 +64,9 @@ def _evidence(engine: Engine, case_ref: str) -> dict:
         }
 
 
-async def export_bundle(settings: Settings, engine: Engine, client: Client | None, case_ref: str) -> bytes:
+async def export_bundle(settings: Settings, engine: Engine, client: Client | None, case_ref: str, *,
+                        actor: str = "cli") -> bytes:
+    """The case's signed bundle; the export is an audit row (what it holds, counted, and its digest)."""
     store = EvidenceStore.from_settings(settings)
     converter = data_converter(settings)
     histories, exported = await case_histories(client, engine, store, case_ref)
@@ -72,7 +77,22 @@ async def export_bundle(settings: Settings, engine: Engine, client: Client | Non
     evidence = await asyncio.to_thread(_evidence, engine, case_ref)
     evidence["filed_sha256"] = sorted({f.evidence_sha256 for f in records.files})
     files = await bundle_files(histories.runs, records, evidence, timeline, converter.payload_codec)
-    return write_bundle(case_ref, files, signing_key(settings), utcnow())
+    data = write_bundle(case_ref, files, signing_key(settings), utcnow())
+    await asyncio.to_thread(_audit_export, settings, engine, case_ref, actor, data, files)
+    return data
+
+
+def _audit_export(settings: Settings, engine: Engine, case_ref: str, actor: str, data: bytes,
+                  files: dict[str, str]) -> None:
+    def count(folder: str) -> int:
+        return sum(1 for name in files if name.startswith(folder + "/"))
+
+    AuditLog.from_settings(settings, engine).append(
+        "case.bundle_exported", actor=actor, org_id=RefRegistry.from_settings(settings, engine).org_of(
+            RefKind.CASE, case_ref), subject=case_ref, bundle_sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data), files=len(files), histories=count("histories"), reports=count("reports"),
+        receipts=count("receipts"), file_details=count("file_details"),
+        audit_rows=len(json.loads(files["audit_log.json"])))
 
 
 def verify_bundle_file(path: Path, public_key: str) -> Verified:

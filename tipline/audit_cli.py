@@ -69,9 +69,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
     key = args.public_key
     if key is None:
-        from tipline.audit_signing import public_key_text, signing_key
-
-        key = public_key_text(signing_key(_settings(args)).public_key())
+        key = _deployment_public_key(args)
     elif Path(key).is_file():
         key = Path(key).read_text()
     try:
@@ -83,6 +81,24 @@ def cmd_verify(args: argparse.Namespace) -> None:
     if not verified.ok:
         raise SystemExit(f"the bundle fails verification: {len(verified.problems)} problem(s)")
     print(f"the bundle is intact: {verified.files} files of {verified.case_ref}, signed by this key")
+
+
+def _deployment_public_key(args: argparse.Namespace) -> str:
+    """The public half of the signing key file settings name, if it exists: verify never makes a key, which on an
+    auditor's machine would be a new one that no bundle was signed with."""
+    from tipline.audit_signing import existing_signing_key, key_path, public_key_text
+
+    settings = _settings(args)
+    try:
+        key = existing_signing_key(settings)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"the signing key file {key_path(settings)} is unreadable ({error}); give the "
+                         "deployment's public key with --public-key") from None
+    if key is None:
+        raise SystemExit(f"no public key to check the bundle against: give --public-key (the text or a file of "
+                         f"what `tipline audit public-key` prints on the deployment); there is no signing key "
+                         f"file at {key_path(settings)} (TIPLINE_AUDIT_SIGNING_KEY_FILE)")
+    return public_key_text(key.public_key())
 
 
 def cmd_public_key(args: argparse.Namespace) -> None:
@@ -105,7 +121,8 @@ def add_audit_case_commands(audit: argparse._SubParsersAction) -> None:
     verify = audit.add_parser("verify", help="check a bundle offline; name what is wrong")
     verify.add_argument("bundle")
     verify.add_argument("--public-key", help="the key `tipline audit public-key` printed (text or a file); "
-                        "default: this deployment's")
+                        "default: the public half of the signing key file, if this machine has it (never made "
+                        "here: without either, verify exits 1)")
     verify.set_defaults(run=cmd_verify)
     audit.add_parser("public-key", help="print the public key bundles are signed with").set_defaults(
         run=cmd_public_key)

@@ -28,6 +28,16 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     path = key_path(settings)
     if not path.exists():
         create_once(path, base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode() + "\n")
+    return _read(path)
+
+
+def existing_signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The deployment's key if its file exists; never creates one (an auditor's machine has none of its own)."""
+    path = key_path(settings)
+    return _read(path) if path.is_file() else None
+
+
+def _read(path: Path) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text().strip()))
 
 

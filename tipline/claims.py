@@ -32,8 +32,9 @@ def claim_of(engine: Engine, workflow_id: str, case_number: int) -> CaseClaim | 
         return session.get(CaseClaim, (workflow_id, case_number))
 
 
-def claim(engine: Engine, case: CaseKey, actor: str, now: datetime) -> CaseClaim:
-    """Take the case for ``actor``; the holder claiming again gets their claim back unchanged."""
+def claim(engine: Engine, case: CaseKey, actor: str, now: datetime) -> tuple[CaseClaim, bool]:
+    """Take the case for ``actor``; the holder claiming again gets their claim back unchanged. Says whether the
+    case was taken now (False: ``actor`` held it already)."""
     for _ in range(2):  # a second pass only when another claim created the row between our read and insert
         with Session(engine) as session:
             # Conditional on nobody holding it: of two reviewers claiming at once, exactly one update matches.
@@ -46,7 +47,7 @@ def claim(engine: Engine, case: CaseKey, actor: str, now: datetime) -> CaseClaim
                 row = session.get(CaseClaim, (case.workflow_id, case.case_number))
                 if row is not None:
                     if row.claimed_by == actor:
-                        return row
+                        return row, False
                     raise ClaimHeld(row.claimed_by or "", row.claimed_at)
                 session.add(CaseClaim(org_id=case.org_id, workflow_id=case.workflow_id,
                                       case_number=case.case_number, claimed_by=actor, claimed_at=now,
@@ -65,29 +66,34 @@ def claim(engine: Engine, case: CaseKey, actor: str, now: datetime) -> CaseClaim
                 continue
             row = session.get(CaseClaim, (case.workflow_id, case.case_number))
             assert row is not None
-            return row
+            return row, True
     raise ClaimHeld("", None)  # pragma: no cover - the row exists after the first pass
 
 
-def release(engine: Engine, case: CaseKey, actor: str, *, override: bool, now: datetime) -> None:
-    """Give the case up; ``override`` (a manager) releases anyone's claim. Releasing an unheld case does nothing."""
+def release(engine: Engine, case: CaseKey, actor: str, *, override: bool, now: datetime) -> str | None:
+    """Give the case up; ``override`` (a manager) releases anyone's claim. Releasing an unheld case does nothing.
+    Returns whom the case was released from (None: nobody held it)."""
     with Session(engine) as session:
         row = session.get(CaseClaim, (case.workflow_id, case.case_number), with_for_update=True)
         if row is None or row.claimed_by is None:
-            return
+            return None
         if row.claimed_by != actor and not override:
             raise ClaimHeld(row.claimed_by, row.claimed_at)
+        holder = row.claimed_by
         row.claimed_by, row.claimed_at = None, None
         session.add(row)
         _log(session, case, ClaimAction.RELEASE, actor, None, now)
         session.commit()
+        return holder
 
 
-def reassign(engine: Engine, case: CaseKey, actor: str, holder: str, now: datetime) -> CaseClaim:
+def reassign(engine: Engine, case: CaseKey, actor: str, holder: str, now: datetime) -> tuple[CaseClaim, str | None]:
+    """Give the case to ``holder``; returns the claim and who held the case before (None: nobody)."""
     with Session(engine) as session:
         row = session.get(CaseClaim, (case.workflow_id, case.case_number), with_for_update=True)
         if row is None:
             row = CaseClaim(org_id=case.org_id, workflow_id=case.workflow_id, case_number=case.case_number)
+        previous = row.claimed_by
         if row.claimed_by != holder:
             row.claimed_by, row.claimed_at = holder, now
         row.first_claimed_at = row.first_claimed_at or now
@@ -95,7 +101,7 @@ def reassign(engine: Engine, case: CaseKey, actor: str, holder: str, now: dateti
         _log(session, case, ClaimAction.REASSIGN, actor, holder, now)
         session.commit()
         session.refresh(row)
-        return row
+        return row, previous
 
 
 def record_decided(engine: Engine, case: CaseKey, now: datetime) -> None:

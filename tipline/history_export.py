@@ -23,6 +23,7 @@ from models.filing import filing_workflow_id
 from models.history_export import HistoryExport
 from models.history_export_messages import EXPORT_FORMAT, ExportedHistory, ExportHistoryInput
 from models.records import utcnow
+from tipline.audit_log import AuditLog
 from tipline.case_histories import CaseHistories, RunHistory, _fetch, fetch_case_histories, filing_case_number
 from tipline.evidence import EvidenceStore
 
@@ -46,11 +47,16 @@ class LoadedExport:
     missing: list[str]
 
 
+# The actor of the audit row each export writes: the case workflow exports at close, nobody asks for it.
+HISTORY_EXPORT_ACTOR = "history_export"
+
+
 class HistoryExporter:
-    def __init__(self, engine: Engine, store: EvidenceStore, client: Client) -> None:
+    def __init__(self, engine: Engine, store: EvidenceStore, client: Client, audit: AuditLog) -> None:
         self.engine = engine
         self.store = store
         self.client = client
+        self.audit = audit
 
     async def export(self, request: ExportHistoryInput) -> ExportedHistory:
         histories = await fetch_case_histories(self.client, request.case_ref, request.case_number)
@@ -68,8 +74,14 @@ class HistoryExporter:
                 histories.missing.append(child_id)
         data = export_document(request, histories, utcnow())
         await asyncio.to_thread(self._record, request, data, len(histories.runs))
-        return ExportedHistory(sha256=hashlib.sha256(data).hexdigest(), runs=len(histories.runs),
-                               missing=sorted(histories.missing))
+        exported = ExportedHistory(sha256=hashlib.sha256(data).hexdigest(), runs=len(histories.runs),
+                                   missing=sorted(histories.missing))
+        # Recorded once the export is stored; a retried activity stores again and says so again.
+        await asyncio.to_thread(lambda: self.audit.append(
+            "case.history_exported", actor=HISTORY_EXPORT_ACTOR, org_id=request.org_id, subject=request.case_ref,
+            case_number=request.case_number, sha256=exported.sha256, size=len(data), runs=exported.runs,
+            filing_attempts=request.filing_attempts, missing_runs=len(exported.missing)))
+        return exported
 
     def _record(self, request: ExportHistoryInput, data: bytes, runs: int) -> None:
         ref = self.store.put_bytes(data)

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.claims import MANAGING_ROLES, case_key, held_problem, holder_name, holder_name_field
-from api.deps import DbEngine, DbSession, NcmecReviewer, Principal, Temporal
+from api.deps import AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Temporal
 from api.ownership import OwnedCaseRef
 from api.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
 from api.requests import RequestBody
@@ -20,6 +20,7 @@ from models.case import OPEN_STATUSES
 from models.claims import CaseClaim
 from models.records import NCMEC_ROLES, Role, utcnow
 from tipline import claims
+from tipline.audit_log import AuditLog
 from tipline.claims import CaseKey, ClaimHeld
 
 router = APIRouter(tags=["review"], responses=PROBLEM_RESPONSES)
@@ -60,32 +61,37 @@ async def _result(engine: DbEngine, principal: Principal, case_ref: str, row: Ca
              summary="Take the case (its oldest open case number); the holder claiming again gets the same claim",
              responses={409: PROBLEM_RESPONSES[404]})
 async def claim_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
-                     engine: DbEngine) -> ClaimResult:
+                     engine: DbEngine, audit: AuditTrail) -> ClaimResult:
     case = await _open_case(temporal, principal, case_ref)
     try:
-        row = await run_in_threadpool(claims.claim, engine, case, principal.actor, utcnow())
+        row, taken = await run_in_threadpool(claims.claim, engine, case, principal.actor, utcnow())
     except ClaimHeld as held:
         raise held_problem(held.holder, held.since) from None
+    if taken:  # the holder claiming again changes nothing, and is not recorded again
+        await _audit(audit, "case.claimed", principal, case)
     return await _result(engine, principal, case_ref, row)
 
 
 @router.delete("/v1/cases/{case_ref}/claim", status_code=204,
                summary="Give the case up (its holder), or take it from its holder (Moderator Manager, Admin)")
 async def release_case(case_ref: OwnedCaseRef, principal: NcmecReviewer, temporal: Temporal,
-                       engine: DbEngine) -> Response:
+                       engine: DbEngine, audit: AuditTrail) -> Response:
     case = await _open_case(temporal, principal, case_ref)
     try:
-        await run_in_threadpool(lambda: claims.release(engine, case, principal.actor,
-                                                       override=principal.role in MANAGING_ROLES, now=utcnow()))
+        holder = await run_in_threadpool(lambda: claims.release(engine, case, principal.actor,
+                                                                override=principal.role in MANAGING_ROLES,
+                                                                now=utcnow()))
     except ClaimHeld as held:
         raise held_problem(held.holder, held.since) from None
+    if holder is not None:  # releasing a case nobody held changes nothing
+        await _audit(audit, "case.released", principal, case, released_from=holder)
     return Response(status_code=204)
 
 
 @router.put("/v1/cases/{case_ref}/claim", response_model=ClaimResult,
             summary="Give the case to another reviewer of the org (Moderator Manager, Admin)")
 async def reassign_case(case_ref: OwnedCaseRef, body: ReassignIn, principal: NcmecReviewer, temporal: Temporal,
-                        engine: DbEngine, session: DbSession) -> ClaimResult:
+                        engine: DbEngine, session: DbSession, audit: AuditTrail) -> ClaimResult:
     # After the ownership check, so another org's case gets its 404 whatever the caller's role.
     if principal.role not in MANAGING_ROLES:
         raise ProblemError(403, "Only a Moderator Manager or Admin may reassign a case",
@@ -96,8 +102,16 @@ async def reassign_case(case_ref: OwnedCaseRef, body: ReassignIn, principal: Ncm
         raise ProblemError(422, "The case cannot go to that account", errors=[FieldProblem(
             field="user_id", message="not an active account of this org with a reviewing role")])
     case = await _open_case(temporal, principal, case_ref)
-    row = await run_in_threadpool(claims.reassign, engine, case, principal.actor, f"user:{target.id}", utcnow())
+    row, previous = await run_in_threadpool(claims.reassign, engine, case, principal.actor, f"user:{target.id}",
+                                            utcnow())
+    await _audit(audit, "case.reassigned", principal, case, holder=f"user:{target.id}", previous_holder=previous)
     return await _result(engine, principal, case_ref, row)
+
+
+async def _audit(audit: AuditLog, action: str, principal: Principal, case: CaseKey, **holders: str | None) -> None:
+    # Holders are actors ("user:<id>", "<role>:<key id>"): ids, never names.
+    await run_in_threadpool(lambda: audit.append(action, actor=principal.actor, org_id=principal.org_id,
+                                                 subject=case.workflow_id, case_number=case.case_number, **holders))
 
 
 @router.get("/v1/reviewers", response_model=list[Reviewer],
