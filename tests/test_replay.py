@@ -122,3 +122,20 @@ def test_new_filings_send_files_in_batches() -> None:
     text = recorded.read_text()
     assert FILES_IN_BATCHES_PATCH in patch_ids(text)
     assert '"name":"send_files"' in text and '"name":"upload_file"' not in text
+
+
+SDK_UPDATE_ORDER = sorted((Path(__file__).parent / "fixtures" / "sdk_update_order").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SDK_UPDATE_ORDER, ids=[p.stem for p in SDK_UPDATE_ORDER])
+async def test_an_update_accepted_by_a_cold_worker_after_a_timer_command_still_diverges(path: Path) -> None:
+    """Not Tipline's code: a worker that took the case over cold got the review deadline's timer and a decision
+    in one task and accepted the decision after scheduling the escalation; replay accepts it first (cf.
+    temporalio/sdk-python#1591). The run had the patch that orders the workflow's own steps, so no workflow
+    change fixes it. When this replays, the SDK fixed it: drop the README's caveat and move the file to
+    tests/fixtures/histories."""
+    assert DEADLINE_BEFORE_REVIEWS_PATCH in patch_ids(await asyncio.to_thread(path.read_text))
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
+    result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
+    assert "Update machine does not handle this event" in str(result.replay_failure)
