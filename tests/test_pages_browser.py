@@ -217,7 +217,8 @@ async def test_the_dashboard_shows_a_reports_xml_and_files(
     await expect(page.locator("#report-xml")).to_contain_text("<screenName>user")
     await expect(page.locator("#receipt")).to_have_text("<reportDoneResponse/>")
     files = page.locator(".files li")
-    await expect(files).to_have_count(2)
+    await expect(files).to_have_count(3)
+    await expect(files.filter(has_text="supplemental")).to_have_count(1)  # filed beside the reported file
     conversation = files.filter(has_text="conversation")
     await conversation.locator("button.show-csv").click()
     await expect(conversation.locator("pre.csv")).to_be_visible()

@@ -32,7 +32,7 @@ def report_xml(screen_name: str) -> str:
 
 def file_report(engine: Engine, store: EvidenceStore, org: str, *, day: int, environment: str, status: str,
                 receipt: bool = False) -> tuple[int, int, dict[str, bytes]]:
-    """A report as the filing activities record one, with a media file and a conversation CSV."""
+    """A report as the filing activities record one: a reported file, a supplemental one, a conversation CSV."""
     image = synthetic_image(90_000 + day + len(org))
     csv = conversation_csv([])
     name = uuid.uuid4().hex[:8]
@@ -47,14 +47,15 @@ def file_report(engine: Engine, store: EvidenceStore, org: str, *, day: int, env
         session.add(report)
         session.flush()
         assert report.id is not None
-        files = {f"f-{name}": image, f"c-{name}": csv}
+        supplemental = synthetic_image(95_000 + day + len(org))
+        files = {f"f-{name}": image, f"s-{name}": supplemental, f"c-{name}": csv}
         for file_id, data in files.items():
             evidence = store.put_bytes(data)
             conversation = file_id.startswith("c-")
+            media_id = conversation_media_id("t1") if conversation else f"{file_id[0]}m-{name}"
             session.add(FiledFile(report_pk=report.id, evidence_sha256=evidence.sha256, ncmec_file_id=file_id,
-                                  md5=evidence.md5, uploaded_at=DAY,
-                                  media_id=conversation_media_id("t1") if conversation else f"m-{name}",
-                                  file_relevance="Supplemental Reported" if conversation else "Reported",
+                                  md5=evidence.md5, uploaded_at=DAY, media_id=media_id,
+                                  file_relevance="Reported" if file_id.startswith("f-") else "Supplemental Reported",
                                   file_details_xml="<fileDetails/>"))
         session.commit()
         return report.id, ncmec_id, files
@@ -95,7 +96,7 @@ async def test_filters_and_paging_stay_in_the_org(api: httpx.AsyncClient, api_ke
     [user] = finished["reported_users"]
     assert user["screen_name"].startswith("user") and user["esp_identifier"] == f"id-{user['screen_name']}"
     assert user["emails"] == [f"{user['screen_name']}@example.com"]
-    assert {f["kind"] for f in finished["files"]} == {"media", "conversation"}
+    assert {f["kind"] for f in finished["files"]} == {"media", "supplemental", "conversation"}
 
 
 async def test_xml_receipt_and_files_are_downloadable_by_the_owning_org_only(
@@ -115,6 +116,8 @@ async def test_xml_receipt_and_files_are_downloadable_by_the_owning_org_only(
     by_kind = {f["kind"]: f for f in report["files"]}
     media = await api.get(by_kind["media"]["content_url"], headers=headers(api_keys, Role.ADMIN, owner))
     assert media.content == files[by_kind["media"]["ncmec_file_id"]] and media.headers["content-type"] == "image/png"
+    extra = await api.get(by_kind["supplemental"]["content_url"], headers=headers(api_keys, Role.ADMIN, owner))
+    assert extra.content == files[by_kind["supplemental"]["ncmec_file_id"]]  # a supplemental file, apart
     csv = await api.get(by_kind["conversation"]["content_url"], headers=headers(api_keys, Role.ADMIN, owner))
     assert csv.content == files[by_kind["conversation"]["ncmec_file_id"]]
     assert csv.headers["content-type"].startswith("text/csv") and ".csv" in csv.headers["content-disposition"]
