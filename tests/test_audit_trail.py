@@ -104,14 +104,12 @@ async def trail(api: httpx.AsyncClient, api_keys: dict, settings: Settings, engi
         sandbox.state.faults.reset()
     response = await api.post(f"/v1/cases/{case_ref}/retry", json={"case_number": 1}, headers=reviewer)
     assert response.status_code == 200, response.text
+    # The user's next item, sent while case 1 files (the user's workflow is open then: once case 1 is filed it
+    # closes, its history export going on in a workflow of its own): it is the user's case 2.
+    await temporal_client.get_workflow_handle(case_ref).signal("add_content", item(ITEMS))
     await eventually(lambda: _status(api, api_keys, case_ref, 1, "filed"), timeout=60, what="case 1 filed")
 
     # The user's next case: one more item, dismissed.
-    # Signal-with-start, as intake sends it: the user's workflow may have closed with case 1 (its history export
-    # goes on in a workflow of its own), and the next item then starts the user's next run.
-    await temporal_client.start_workflow("CaseWorkflow", CaseStart(org_id=ORG, user_id=user, history_event_limit=100),
-                                         id=case_ref, task_queue=settings.task_queue, start_signal="add_content",
-                                         start_signal_args=[item(ITEMS)])
 
     async def second_ready() -> bool:
         case = await _case(api, api_keys, case_ref, 2)
