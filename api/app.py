@@ -37,6 +37,7 @@ from api.routers import (
     triage,
     urgency_preview,
 )
+from api.upload_analysis import UploadAnalyzer
 from api.uploads import MULTIPART_OVERHEAD_BYTES
 from models.records import utcnow
 from tipline.audit_log import AuditLog
@@ -115,6 +116,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None, engine: En
     # Session expiry and login throttling read this clock; tests may move it.
     app.state.clock = utcnow
     app.state.api_keys = ApiKeyCache(app.state.engine, settings.api_key_cache_seconds)
+    app.state.upload_analyzer = UploadAnalyzer(settings, app.state.evidence_store, app.state.engine)
     app.state.payload_codec = TiplineCodec(key_source(settings))
     problems.install(app)
     # Only the codec server answers another origin, and only the Temporal UI's.

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from api.key_cache import ApiKeyCache
 from api.problems import ProblemError
+from api.upload_analysis import UploadAnalyzer
 from models.records import NCMEC_ROLES, ApiKey, Role, utcnow
 from tipline.accounts import signed_in
 from tipline.audit_log import AuditLog
@@ -126,6 +127,10 @@ async def get_registry(request: Request) -> RefRegistry:
     return request.app.state.registry
 
 
+async def get_upload_analyzer(request: Request) -> UploadAnalyzer:
+    return request.app.state.upload_analyzer
+
+
 async def get_audit_log(request: Request) -> AuditLog:
     return request.app.state.audit_log
 
@@ -209,5 +214,6 @@ Temporal = Annotated[Client, Depends(get_temporal)]
 Store = Annotated[EvidenceStore, Depends(get_store)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Registry = Annotated[RefRegistry, Depends(get_registry)]
+Analyzer = Annotated[UploadAnalyzer, Depends(get_upload_analyzer)]
 DbEngine = Annotated[Engine, Depends(get_engine)]
 AuditTrail = Annotated[AuditLog, Depends(get_audit_log)]

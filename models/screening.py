@@ -7,8 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.case import ContentItem, EvidenceRef, MediaAnalysis
+from models.case import ContentItem, EnqueueReason, EvidenceRef, MediaAnalysis
 from models.routing import ClassifierThresholds, Route
+
+
+def detection_reason(analysis: MediaAnalysis, at: datetime) -> EnqueueReason:
+    """Why detection put an item in a case: its closest bank match, else the classifier's priority."""
+    if analysis.matches:
+        best = min(analysis.matches, key=lambda m: m.distance)
+        detail = f"bank {best.bank_name}: {best.hash_type} distance {best.distance}"
+        return EnqueueReason(kind="hash_match", detail=detail, at=at)
+    return EnqueueReason(kind="classifier", detail=analysis.classifier_priority, at=at)
 
 
 class ScreeningStart(BaseModel):

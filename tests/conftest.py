@@ -54,6 +54,9 @@ expect.set_options(timeout=20_000)
 REPO = Path(__file__).resolve().parents[1]
 # NCMEC's schema is data the project never copies; it sits beside the checkout.
 XSD_PATH = (REPO.parent / "shared" / "ncmec" / "cyber_tipline.xsd").resolve()
+# Uploads are analysed by the case's detection workers in tests, as every URL item is: a test of what hashing and
+# matching do to a case controls those workers. tests/test_upload_analysis.py turns the API's analysis on.
+os.environ.setdefault("TIPLINE_API_ANALYZES_UPLOADS", "false")
 POSTGRES_URL = os.environ.get("TIPLINE_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 SANDBOX_USER = "acme-esp"
 SANDBOX_PASSWORD = "sandbox-" + uuid.uuid4().hex

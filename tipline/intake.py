@@ -109,8 +109,13 @@ def _parts(items: list[ContentItem], budget: int) -> list[list[ContentItem]]:
     return parts
 
 
-async def enqueue_content(client: Client, registry: RefRegistry, settings: Settings, item: ContentItem) -> str:
-    case_ref = await signal_case(client, registry, settings, item.org_id, item.user_id, "add_content", item)
+async def enqueue_content(client: Client, registry: RefRegistry, settings: Settings, item: ContentItem, *,
+                          case_ref: str | None = None) -> str:
+    """Put ``item`` in its user's case (``case_ref`` when the caller already looked it up)."""
+    if case_ref is None:
+        case_ref = await signal_case(client, registry, settings, item.org_id, item.user_id, "add_content", item)
+    else:
+        await signal_with_start(client, settings, case_ref, item.org_id, item.user_id, "add_content", item)
     log.info("content.enqueued", org_id=item.org_id, workflow_id=case_ref, content=fingerprint(item.content_id),
-             reason=item.reason.kind)
+             reason=item.reason.kind, analyzed=item.analysis is not None)
     return case_ref

@@ -362,6 +362,12 @@ class Settings(BaseSettings):
     # The media bytes of one upload.
     max_upload_bytes: int = Field(default=32 << 20, ge=1024)
 
+    # Uploads are hashed and matched by the API, which holds their bytes (api/upload_analysis.py), at most this
+    # many at a time per API process; the rest, and every upload while the banks load, go to the detection
+    # workers. Off: every upload is hashed on the detection queue. The API then holds the banks in memory too.
+    api_analyzes_uploads: bool = True
+    api_analysis_slots: int = Field(default=2, ge=1, le=64)
+
     # Reviewer sign-in (tipline.accounts). A session ends after this long unused, and after the absolute limit
     # however busy it is.
     session_idle_minutes: float = Field(default=30, gt=0)

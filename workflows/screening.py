@@ -20,7 +20,14 @@ with workflow.unsafe.imports_passed_through():
     from models.case import ContentItem, EnqueueReason, MediaAnalysis, MediaSource
     from models.filing import AnalyzeMediaInput, PreserveMediaInput
     from models.routing import Route, route_screened_item
-    from models.screening import ScreeningOutcome, ScreeningStart, TriageClosed, TriageDecision, TriageRecord
+    from models.screening import (
+        ScreeningOutcome,
+        ScreeningStart,
+        TriageClosed,
+        TriageDecision,
+        TriageRecord,
+        detection_reason,
+    )
     from workflows import task_queues
 
 # Hashing, matching, classifying and fetching: a few tries, then the item waits in triage with the reason.
@@ -182,11 +189,7 @@ class _Unscreenable(Exception):
 
 
 def _detection_reason(analysis: MediaAnalysis) -> EnqueueReason:
-    if analysis.matches:
-        best = min(analysis.matches, key=lambda m: m.distance)
-        detail = f"bank {best.bank_name}: {best.hash_type} distance {best.distance}"
-        return EnqueueReason(kind="hash_match", detail=detail, at=workflow.now())
-    return EnqueueReason(kind="classifier", detail=analysis.classifier_priority, at=workflow.now())
+    return detection_reason(analysis, workflow.now())
 
 
 def _cause(error: ActivityError) -> str:

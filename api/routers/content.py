@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, Json, ValidationError
 from temporalio.client import Client
 
-from api.deps import AppSettings, Platform, Registry, Store, Temporal
+from api.deps import Analyzer, AppSettings, Platform, Registry, Store, Temporal
 from api.problems import PROBLEM_RESPONSES, BodyTooLarge
 from api.requests import CONTENT_TYPE_PATTERN, PRINTABLE_PATTERN, RequestBody
 from api.uploads import ReceivedUpload, UploadLimits, receive_upload
@@ -25,6 +26,7 @@ from models.case import (
 )
 from models.conversation_csv import ConversationMessage
 from models.platform_metadata import FileMetadata, IpAddress, UserMetadata
+from models.screening import detection_reason
 from tipline.intake import enqueue_batch, enqueue_content, signal_case
 from tipline.logging import get_logger
 from tipline.registry import RefRegistry
@@ -144,9 +146,17 @@ Upload = Annotated[UploadedContent, Depends(uploaded_content)]
 @router.post("/upload", status_code=status.HTTP_202_ACCEPTED, response_model=ContentAccepted,
              summary="Send a content item with its media bytes", openapi_extra=UPLOAD_OPENAPI)
 async def upload_content(principal: Platform, temporal: Temporal, registry: Registry, settings: AppSettings,
-                         upload: Upload) -> ContentAccepted:
-    return await _enqueue(temporal, registry, settings, principal.org_id, upload.metadata,
-                          MediaSource(evidence=upload.evidence))
+                         analyzer: Analyzer, upload: Upload) -> ContentAccepted:
+    org_id, metadata = principal.org_id, upload.metadata
+    case_ref = await asyncio.to_thread(registry.case_ref_for, org_id, metadata.creator_id)
+    # Hashed and matched here, where the bytes are, when the API can: the case then needs no detection worker.
+    analysis = await analyzer.analyze(org_id, case_ref, upload.evidence)
+    reason = detection_reason(analysis, datetime.now(UTC)) if analysis is not None and analysis.matches else None
+    item = content_item(org_id, metadata, MediaSource(evidence=upload.evidence), reason)
+    if analysis is not None:
+        item = item.model_copy(update={"analysis": analysis})
+    await enqueue_content(temporal, registry, settings, item, case_ref=case_ref)
+    return ContentAccepted(case_ref=case_ref, content_id=metadata.content_id)
 
 
 def content_item(org_id: str, metadata: ContentMetadata, media: MediaSource,
