@@ -949,6 +949,8 @@ async def exercise(options: Options, settings: Settings, engine: Engine, client:
         figures.stuck = await stuck_workflows(client, settings.task_queue)
         worker.kill()
         print_figures(figures, users, chaos, wall, options)
+        analyzer = app.state.upload_analyzer
+        print(f"uploads hashed by the API: {analyzer.analysed}; handed to the detection workers: {analyzer.handed_on}")
         if options.save_histories is not None:
             # The user's workflow ids: a filing child's id starts with its parent's.
             wrong = {line.split(":")[0] for line in figures.queue_rows_behind} | set(figures.stuck)

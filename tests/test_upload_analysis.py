@@ -88,6 +88,8 @@ async def test_an_upload_arrives_in_its_case_hashed_and_matched_with_no_detectio
     [busy] = await media_of(api, busy_case, reviewer)
     assert busy["analysis"] is None
 
+    assert (analyzer.analysed, analyzer.handed_on) == (1, 2)
+
     # The item sent while the banks loaded is still there, waiting for a detection worker: not lost, not judged.
     [waiting] = await media_of(api, waiting_case, reviewer)
     assert waiting["analysis"] is None and waiting["evidence"] is not None and not waiting["broken"]
