@@ -3,7 +3,9 @@
 A user's workflow id is its case ref; its runs chain back through ``continued_execution_run_id``, and the filing
 attempts it started are children named ``{case_ref}/filing/{n}/{attempt}`` (models.filing.filing_workflow_id).
 The chain is followed from the newest run, not listed from visibility (which is eventually consistent): a run
-Temporal already forgot ends the chain and is reported missing.
+Temporal already forgot ends the chain and is reported missing. A user's workflow also closes once all their
+cases are done, and their next content starts it again under the same id, with no link to the runs before: those
+earlier lives are found by listing the id's runs from visibility, and each is followed back the same way.
 """
 
 from __future__ import annotations
@@ -87,21 +89,17 @@ def _children(run: RunHistory) -> list[str]:
 async def fetch_case_histories(client: Client, case_ref: str, case_number: int | None = None) -> CaseHistories:
     """Every run of ``case_ref`` oldest first, then its filing children (only case ``case_number``'s if given)."""
     found = CaseHistories()
-    chain: list[RunHistory] = []
-    run = await _fetch(client, case_ref, None)
-    if run is None:
+    newest = await _fetch(client, case_ref, None)
+    if newest is None:
         found.missing.append(case_ref)
-    while run is not None:
-        chain.append(run)
-        previous = run.continued_from
-        if previous is None:
-            break
-        run = await _fetch(client, case_ref, previous)
-        if run is None:
-            found.missing.append(f"{case_ref}@{previous}")
-    chain.reverse()
-    found.runs.extend(chain)
-    children = sorted({child for parent in chain for child in _children(parent)
+    runs = await _chain_back(client, case_ref, newest, found.missing)
+    for run_id in await _listed_runs(client, case_ref):
+        if run_id not in {run.run_id for run in runs}:
+            runs += await _chain_back(client, case_ref, await _fetch(client, case_ref, run_id), found.missing,
+                                      known={run.run_id for run in runs})
+    runs.sort(key=lambda run: run.events[0].event_time.ToDatetime())
+    found.runs.extend(runs)
+    children = sorted({child for parent in runs for child in _children(parent)
                        if case_number is None or filing_case_number(child) == case_number},
                       key=lambda c: (filing_case_number(c) or 0, int(c.rsplit("/", 1)[-1])))
     for child_id in children:
@@ -111,3 +109,28 @@ async def fetch_case_histories(client: Client, case_ref: str, case_number: int |
         else:
             found.runs.append(child)
     return found
+
+
+async def _chain_back(client: Client, case_ref: str, run: RunHistory | None, missing: list[str], *,
+                      known: frozenset[str] | set[str] = frozenset()) -> list[RunHistory]:
+    """``run`` and the runs it continued from, up to one in ``known`` or one Temporal forgot (reported missing)."""
+    chain: list[RunHistory] = []
+    while run is not None and run.run_id not in known:
+        chain.append(run)
+        previous = run.continued_from
+        if previous is None or previous in known:
+            break
+        run = await _fetch(client, case_ref, previous)
+        if run is None:
+            missing.append(f"{case_ref}@{previous}")
+    return chain
+
+
+async def _listed_runs(client: Client, case_ref: str) -> list[str]:
+    """The run ids visibility lists for the id (it may lag behind: the chains are what is sure)."""
+    if '"' in case_ref or "\\" in case_ref:  # a case ref never holds them; a query must not be built from one
+        return []
+    try:
+        return [execution.run_id async for execution in client.list_workflows(f'WorkflowId = "{case_ref}"')]
+    except RPCError:
+        return []
