@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -34,6 +36,7 @@ class Figures:
     replay_items: int = 0
     replay_intake_seconds: float = 0.0
     replay_runs: list[tuple[int, float]] = field(default_factory=list)  # (events, seconds) per run, oldest first
+    later_kinds: Counter[str] = field(default_factory=Counter)  # the events of the items after each user's first
 
     def lines(self) -> list[str]:
         lines = []
@@ -45,6 +48,10 @@ class Figures:
                          f"items, each sent {SPACING} s after the one before was hashed): "
                          f"{self.spaced_events / items:.1f} on average (start included); "
                          f"{marginal:.1f} for each item after a user's first")
+            later = self.spaced_users * (self.spaced_items - 1)
+            if later:
+                lines.append("  of which, per later item: " + ", ".join(
+                    f"{kind.lower()} {count / later:.1f}" for kind, count in self.later_kinds.most_common()))
         if self.replay_runs:
             events = sum(e for e, _ in self.replay_runs)
             seconds = sum(s for _, s in self.replay_runs)
@@ -73,8 +80,10 @@ async def event_count(client: Client, workflow_id: str) -> int:
     return sum(len(history.events) for history in await history_of_every_run(client, workflow_id))
 
 
-async def spaced_user(api: Api, client: Client, user_id: str, items: int, first_seed: int) -> tuple[int, int]:
-    """One user's items, one at a time; returns the events after the first item and after the last."""
+async def spaced_user(api: Api, client: Client, user_id: str, items: int,
+                      first_seed: int) -> tuple[int, int, Counter[str]]:
+    """One user's items, one at a time; returns the events after the first item and after the last, and the kinds
+    of the events the later items added."""
     sent: set[str] = set()
     analysed = api.reader(analysed_only=True)
     case_ref = ""
@@ -88,7 +97,9 @@ async def spaced_user(api: Api, client: Client, user_id: str, items: int, first_
         await asyncio.sleep(SPACING)  # the arrival pattern being measured, not a wait for state
         if n == 0:
             after_first = await event_count(client, case_ref)
-    return after_first, await event_count(client, case_ref)
+    events = [event for history in await history_of_every_run(client, case_ref) for event in history.events]
+    kinds = Counter(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in events[after_first:])
+    return after_first, len(events), kinds
 
 
 async def replay_seconds(replayer: Replayer, history: WorkflowHistory) -> float:
@@ -106,8 +117,9 @@ async def measure(api: Api, client: Client, spaced_users: int, spaced_items: int
     if spaced_users and spaced_items:
         counts = await asyncio.gather(*(spaced_user(api, client, f"spaced-{run}-user-{u}", spaced_items,
                                                     2_000_000 + 100 * u) for u in range(spaced_users)))
-        figures.events_after_first = sum(first for first, _ in counts)
-        figures.spaced_events = sum(last for _, last in counts)
+        figures.events_after_first = sum(first for first, _, _ in counts)
+        figures.spaced_events = sum(last for _, last, _ in counts)
+        figures.later_kinds = sum((kinds for _, _, kinds in counts), Counter())
     if replay_items:
         case_refs: list[str] = []
 
