@@ -225,18 +225,24 @@ async def api_clients(urls: list[str], settings: Settings, concurrency: int) -> 
         yield Api(http=http, keys=keys)
 
 
-async def measure_api(api: Api, options: Options, run: str) -> Result:
+async def measure_api(api: Api, group: Children, options: Options, run: str) -> tuple[Result, dict[str, float]]:
     warmup = make_items(2, 2, f"warm-{run}", first_seed=1_000_000)
     items = make_items(options.items, options.users, f"api-{run}")
     analysed = api.reader(analysed_only=True)
     await measure(warmup, options.concurrency, api.send, api.reader(), analysed)
-    return await measure(items, options.concurrency, api.send, api.reader(), analysed)
+    before = group.cpu_seconds()
+    result = await measure(items, options.concurrency, api.send, api.reader(), analysed)
+    return result, cpu_used(before, group.cpu_seconds())
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 # ---- path 2: a bare signal-with-start loop -------------------------------------------------------------------
 
 
-async def measure_bare(group: Children, client: Client, options: Options, run: str) -> Result:
+async def measure_bare(group: Children, client: Client, options: Options, run: str) -> tuple[Result, dict[str, float]]:
     task_queue = f"bench-inbox-{run}"
     group.start("bare-worker", ["benchmarks/bare_inbox.py", client.service_client.config.target_host, task_queue])
     await wait_until_polling(group, client, [(task_queue, WORKFLOW_QUEUE, 1)])
@@ -253,8 +259,10 @@ async def measure_bare(group: Children, client: Client, options: Options, run: s
 
     try:
         await measure(make_items(2, 2, f"warm-{run}", first_seed=1_000_000), options.concurrency, send, seen)
-        return await measure(make_items(options.items, options.users, f"bare-{run}"), options.concurrency,
-                             send, seen)
+        before = group.cpu_seconds()
+        result = await measure(make_items(options.items, options.users, f"bare-{run}"), options.concurrency,
+                               send, seen)
+        return result, cpu_used(before, group.cpu_seconds())
     finally:
         group.stop(["bare-worker"])
 
@@ -268,7 +276,8 @@ def slow_workflow_tasks(log_dir: Path) -> int:
 
 
 def print_report(options: Options, database: str, api: Result, bare: Result,
-                 history: intake_history.Figures, loads: dict[str, str], slow_tasks: int) -> None:
+                 history: intake_history.Figures, loads: dict[str, str], slow_tasks: int,
+                 cpu: tuple[dict[str, float], dict[str, float]]) -> None:
     rows = [
         ("accepted, per second", f"{api.accepted_rate:,.1f}", f"{bare.accepted_rate:,.1f}"),
         ("visible in their cases, per second", f"{api.visible_rate:,.1f}", f"{bare.visible_rate:,.1f}"),
@@ -294,6 +303,8 @@ def print_report(options: Options, database: str, api: Result, bare: Result,
         print(f"{label:36}{api_value:>20}{bare_value:>24}")
     print(f"{'API / bare, accepted per second':36}{api.accepted_rate / bare.accepted_rate:>20.2f}")
     print(f"{'API / bare, visible per second':36}{api.visible_rate / bare.visible_rate:>20.2f}")
+    for path, used in zip(("API path (until all hashed)", "bare path"), cpu, strict=True):
+        print(f"CPU seconds of the {path}: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items()))
     print()
     for line in history.lines():
         print(line)
@@ -315,20 +326,20 @@ async def main() -> None:
                         urls = await start_tipline(group, client, settings, options)
                         async with api_clients(urls, settings, options.concurrency) as api:
                             loads["before the API path"] = load_average()
-                            api_result = await measure_api(api, options, run)
+                            api_result, api_cpu = await measure_api(api, group, options, run)
                             loads["after the API path"] = load_average()
                             history = await intake_history.measure(api, client, options.spaced_users,
                                                                    options.spaced_items, options.replay_items, run)
                         group.stop([name for name in list(group.running) if name != "bare-worker"])
                         loads["before the bare path"] = load_average()
-                        bare_result = await measure_bare(group, client, options, run)
+                        bare_result, bare_cpu = await measure_bare(group, client, options, run)
                         loads["after the bare path"] = load_average()
                     except Exception:
                         for name in list(group.running):
                             print(f"--- {name} (last lines) ---\n{group.log_tail(name)}", file=sys.stderr)
                         raise
         slow_tasks = slow_workflow_tasks(workdir)
-    print_report(options, database, api_result, bare_result, history, loads, slow_tasks)
+    print_report(options, database, api_result, bare_result, history, loads, slow_tasks, (api_cpu, bare_cpu))
 
 
 if __name__ == "__main__":

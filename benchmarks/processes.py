@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -72,9 +73,34 @@ class Children:
                 process.kill()
                 process.wait()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each child with its own subprocesses (a session each: hashing pools included),
+        the dev server (a child of this process that is not one of them), and this load generator."""
+        by_session: dict[int, float] = {}
+        for session, _, seconds in _processes():
+            by_session[session] = by_session.get(session, 0.0) + seconds
+        ours = {name: by_session.get(process.pid, 0.0) for name, process in self.running.items()}
+        own = {process.pid for process in self.running.values()}
+        dev_server = sum(seconds for session, parent, seconds in _processes()
+                         if parent == os.getpid() and session not in own)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {**ours, "dev server": dev_server, "load generator": usage.ru_utime + usage.ru_stime}
+
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.log_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _processes() -> Iterator[tuple[int, int, float]]:
+    """(session, parent pid, CPU seconds) of every process /proc shows."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        yield int(fields[3]), int(fields[1]), sum(int(value) for value in fields[11:15]) / tick
 
 
 @contextlib.contextmanager
