@@ -31,7 +31,9 @@ Phases, one after another:
    ``--spaced-items`` items one at a time; each is sent once the one before is hashed, and a pause later, so
    each arrives in a workflow task of its own. The events of their workflows' histories over the items.
 3. **Replay of a long case**: ``--replay-items`` items to one user, then its histories (every run, the case
-   continues as new) replayed with ``temporalio.worker.Replayer`` on the worker's workflows and sandbox runner.
+   continues as new) replayed with ``temporalio.worker.Replayer`` on the worker's workflows and sandbox runner,
+   and the deployment's converter: the payloads are encrypted with the data folder's key, which
+   ``throwaway_converter()`` lacks. Each process's CPU seconds per path come from ``/proc``.
 4. **Bare signal-with-start.** The API and case workers stop; the bare worker starts. The same number of
    signal-with-starts over the same number of workflow ids with the same concurrency, straight from the
    Temporal client: *accepted* when the last call returns, *visible* once a query on every workflow shows all
