@@ -3,7 +3,7 @@ bare signal-with-start loop in the same run, history events per item, and the re
 A script, not a test:
 
     .venv/bin/python benchmarks/bench_intake.py [--items 2000] [--users 200] [--concurrency 20]
-        [--api-processes 1] [--case-workers 1] [--detection-workers 1] [--postgres URL | --sqlite]
+        [--api-processes 1] [--case-workers 1] [--detection-workers 1] [--generators 0] [--postgres URL | --sqlite]
         [--spaced-users 5] [--spaced-items 6] [--replay-items 500]
 
 Issue 16's figures: ``--items 10000 --users 1000 --replay-items 5000``.
@@ -15,7 +15,9 @@ One Temporal dev server (in memory, search attributes registered) serves the run
   detection queue (``tipline worker`` with ``TIPLINE_WORKER_QUEUES``), each with the default settings
   (e.g. 2 hashing processes per detection worker);
 - the bare loop's worker (``benchmarks/bare_inbox.py``), started once the case workers have stopped;
-- this process: the load generator, its clients spread round-robin over the API processes.
+- the load generator: this process, its clients spread round-robin over the API processes; or, with
+  ``--generators N``, N processes (``intake_generator.py``) sharing the concurrency, told to go at once.
+  Warm-up, polling and the history phases always run from this process.
 
 All of them share one data folder (orgs file and keys written here first), a scratch PostgreSQL database
 (``--postgres``, default ``postgresql://127.0.0.1:5432/postgres``: created on that server, dropped afterwards)
@@ -51,9 +53,8 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +65,8 @@ from temporalio.client import Client  # noqa: E402
 from api.deps import create_api_key  # noqa: E402
 from benchmarks import bare_inbox, intake_history  # noqa: E402
 from benchmarks.bench_parts import load_average, scratch_database, temporal_server  # noqa: E402
-from benchmarks.intake_measure import Item, Result, make_items, measure  # noqa: E402
+from benchmarks.intake_measure import Item, Result, SendAll, in_process, make_items, measure  # noqa: E402
+from benchmarks.intake_senders import Api, bare_send  # noqa: E402
 from benchmarks.processes import (  # noqa: E402
     ACTIVITY_QUEUE,
     WORKFLOW_QUEUE,
@@ -100,6 +102,7 @@ class Options:
     spaced_users: int
     spaced_items: int
     replay_items: int
+    generators: int
 
 
 def parse_options() -> Options:
@@ -111,6 +114,8 @@ def parse_options() -> Options:
     add("--api-processes", type=int, default=1, help="API processes (default 1)")
     add("--case-workers", type=int, default=1, help="worker processes for the cases and platform queues (default 1)")
     add("--detection-workers", type=int, default=1, help="worker processes for the detection queue (default 1)")
+    add("--generators", type=int, default=0,
+        help="load generator processes sharing --concurrency (default 0: this process sends)")
     database = parser.add_mutually_exclusive_group()
     database.add_argument("--postgres", metavar="URL", default=DEFAULT_POSTGRES,
                           help=f"PostgreSQL server to create a scratch database on (default {DEFAULT_POSTGRES})")
@@ -119,13 +124,16 @@ def parse_options() -> Options:
     add("--spaced-items", type=int, default=6, help="items each of them receives, one at a time (default 6)")
     add("--replay-items", type=int, default=500, help="items of the replayed case (default 500; 0 skips it)")
     args = parser.parse_args()
+    if args.generators < 0 or args.generators > args.concurrency:
+        parser.error("--generators must be between 0 and --concurrency")
     if min(args.items, args.users, args.concurrency, args.api_processes, args.case_workers,
            args.detection_workers) < 1 or args.users > args.items:
         parser.error("counts must be positive, and --users at most --items")
     return Options(items=args.items, users=args.users, concurrency=args.concurrency,
                    api_processes=args.api_processes, case_workers=args.case_workers,
                    detection_workers=args.detection_workers, postgres=None if args.sqlite else args.postgres,
-                   spaced_users=args.spaced_users, spaced_items=args.spaced_items, replay_items=args.replay_items)
+                   spaced_users=args.spaced_users, spaced_items=args.spaced_items, replay_items=args.replay_items,
+                   generators=args.generators)
 
 
 # ---- the parts: dev server, database, settings, processes ----------------------------------------------------
@@ -177,41 +185,6 @@ async def start_tipline(group: Children, client: Client, settings: Settings, opt
 # ---- path 1: the API into cases ------------------------------------------------------------------------------
 
 
-@dataclass
-class Api:
-    """The load generator's clients of the API processes; call ``n`` goes to process ``n`` modulo their count."""
-
-    http: list[httpx.AsyncClient]
-    keys: dict[Role, str]
-    calls: int = 0
-
-    def next(self) -> httpx.AsyncClient:
-        self.calls += 1
-        return self.http[self.calls % len(self.http)]
-
-    async def send(self, item: Item) -> str:
-        response = await self.next().post(
-            "/v1/content/upload", headers={"X-API-Key": self.keys[Role.PLATFORM]},
-            data={"content_id": item.content_id, "creator_id": item.user_id},
-            files={"file": (f"{item.content_id}.png", item.image, "image/png")})
-        if response.status_code != 202:
-            raise RuntimeError(f"upload of {item.content_id}: {response.status_code} {response.text[:300]}")
-        return str(response.json()["case_ref"])
-
-    def reader(self, *, analysed_only: bool = False) -> Callable[[str], Awaitable[set[str]]]:
-        """The media ids ``GET /v1/cases/{case_ref}`` lists; with ``analysed_only`` those already hashed."""
-
-        async def seen(case_ref: str) -> set[str]:
-            response = await self.next().get(f"/v1/cases/{case_ref}",
-                                              headers={"X-API-Key": self.keys[Role.CHILD_SAFETY_MODERATOR]})
-            if response.status_code != 200:
-                raise RuntimeError(f"GET /v1/cases/{case_ref}: {response.status_code} {response.text[:300]}")
-            return {media["media_id"] for media in response.json()["media"]
-                    if media["analysis"] is not None or not analysed_only}
-
-        return seen
-
-
 @contextlib.asynccontextmanager
 async def api_clients(urls: list[str], settings: Settings, concurrency: int) -> AsyncIterator[Api]:
     engine = make_engine(settings.resolved_database_url)
@@ -227,13 +200,35 @@ async def api_clients(urls: list[str], settings: Settings, concurrency: int) -> 
         yield Api(http=http, keys=keys)
 
 
+def sender(group: Children, options: Options, send: Callable[[Item], Awaitable[str]],
+           spec: dict[str, object]) -> SendAll:
+    """From this process, or with ``--generators`` from that many processes, the concurrency shared among them
+    and the items dealt out in turn."""
+    if not options.generators:
+        return in_process(options.concurrency, send)
+    count = options.generators
+
+    async def send_all(items: Sequence[Item]) -> tuple[list[float], dict[str, str], float]:
+        specs = [{**spec, "concurrency": options.concurrency // count + (n < options.concurrency % count),
+                  "items": [[item.user_id, item.content_id, item.seed] for item in items[n::count]]}
+                 for n in range(count)]
+        answers, started = await group.generate(specs)
+        latencies = [seconds for answer in answers for seconds in answer["latencies"]]
+        case_of = {user: case for answer in answers for user, case in answer["case_of"].items()}
+        return latencies, case_of, started
+
+    return send_all
+
+
 async def measure_api(api: Api, group: Children, options: Options, run: str) -> tuple[Result, dict[str, float]]:
     warmup = make_items(2, 2, f"warm-{run}", first_seed=1_000_000)
     items = make_items(options.items, options.users, f"api-{run}")
     analysed = api.reader(analysed_only=True)
-    await measure(warmup, options.concurrency, api.send, api.reader(), analysed)
+    await measure(warmup, options.concurrency, in_process(options.concurrency, api.send), api.reader(), analysed)
+    send_all = sender(group, options, api.send, {"mode": "api", "urls": [str(h.base_url) for h in api.http],
+                                                 "key": api.keys[Role.PLATFORM]})
     before = group.cpu_seconds()
-    result = await measure(items, options.concurrency, api.send, api.reader(), analysed)
+    result = await measure(items, options.concurrency, send_all, api.reader(), analysed)
     return result, cpu_used(before, group.cpu_seconds())
 
 
@@ -250,20 +245,19 @@ async def measure_bare(group: Children, client: Client, options: Options, run: s
     await wait_until_polling(group, client, [(task_queue, WORKFLOW_QUEUE, 1)])
 
     async def send(item: Item) -> str:
-        workflow_id = f"bench-inbox-{run}-{item.user_id}"
-        await client.start_workflow(bare_inbox.WORKFLOW, id=workflow_id, task_queue=task_queue,
-                                    start_signal=bare_inbox.SIGNAL, start_signal_args=[item.content_id],
-                                    execution_timeout=timedelta(hours=1))
-        return workflow_id
+        return await bare_send(client, task_queue, run, item)
 
     async def seen(workflow_id: str) -> set[str]:
         return set(await client.get_workflow_handle(workflow_id).query(bare_inbox.QUERY, result_type=list[str]))
 
     try:
-        await measure(make_items(2, 2, f"warm-{run}", first_seed=1_000_000), options.concurrency, send, seen)
+        await measure(make_items(2, 2, f"warm-{run}", first_seed=1_000_000), options.concurrency,
+                      in_process(options.concurrency, send), seen)
+        send_all = sender(group, options, send, {"mode": "bare", "address": client.service_client.config.target_host,
+                                                 "task_queue": task_queue, "run": run})
         before = group.cpu_seconds()
         result = await measure(make_items(options.items, options.users, f"bare-{run}"), options.concurrency,
-                               send, seen)
+                               send_all, seen)
         return result, cpu_used(before, group.cpu_seconds())
     finally:
         group.stop(["bare-worker"])
@@ -293,7 +287,8 @@ def print_report(options: Options, database: str, api: Result, bare: Result,
     print(f"Tipline intake, separate processes: {options.items:,} items over {options.users:,} users, "
           f"concurrency {options.concurrency}")
     print(f"processes: {options.api_processes} API, {options.case_workers} case worker(s) (cases, platform), "
-          f"{options.detection_workers} detection worker(s), 1 bare worker, this load generator, the dev server")
+          f"{options.detection_workers} detection worker(s), 1 bare worker, the dev server, "
+          + (f"{options.generators} load generator processes" if options.generators else "this load generator"))
     print(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min): "
           + "; ".join(f"{when} {value}" for when, value in loads.items()))
     print(f"database: {database}")

@@ -15,11 +15,10 @@ from temporalio.worker import Replayer
 
 from benchmarks import intake_measure as clocks
 from benchmarks.intake_measure import Item, make_items, wait_until_visible
-from tipline.synthetic import synthetic_image
 from worker import WORKFLOW_RUNNER, WORKFLOWS
 
 if TYPE_CHECKING:
-    from benchmarks.bench_intake import Api
+    from benchmarks.intake_senders import Api
 
 # After an item is hashed in its case, what its workflow does next (the queue row, the summary) finishes well
 # within this; the next item then finds the workflow waiting, as an item a user posts minutes later would.
@@ -89,8 +88,7 @@ async def spaced_user(api: Api, client: Client, user_id: str, items: int,
     case_ref = ""
     after_first = 0
     for n in range(items):
-        item = Item(user_id=user_id, content_id=f"{user_id}-post-{n}", image=synthetic_image(first_seed + n,
-                                                                                             size=(64, 48)))
+        item = Item.of(user_id, f"{user_id}-post-{n}", first_seed + n)
         case_ref = await api.send(item)
         sent.add(item.content_id)
         await wait_until_visible({case_ref: set(sent)}, 1, analysed)
@@ -128,7 +126,8 @@ async def measure(api: Api, client: Client, spaced_users: int, spaced_items: int
             return case_refs[-1]
 
         items = make_items(replay_items, 1, f"long-{run}", first_seed=3_000_000)
-        intake = await clocks.measure(items, 20, send, api.reader(), api.reader(analysed_only=True),
+        intake = await clocks.measure(items, 20, clocks.in_process(20, send), api.reader(),
+                                      api.reader(analysed_only=True),
                                       pause=LONG_CASE_POLL)
         figures.replay_items = replay_items
         figures.replay_intake_seconds = intake.analysed_seconds or 0.0

@@ -19,14 +19,36 @@ POLL_PAUSE = 0.02
 class Item:
     user_id: str
     content_id: str
-    image: bytes
+    seed: int  # of its image, so a generator process makes the same one
+    image: bytes  # made before any clock starts
+
+    @classmethod
+    def of(cls, user_id: str, content_id: str, seed: int) -> Item:
+        return cls(user_id=user_id, content_id=content_id, seed=seed, image=synthetic_image(seed, size=IMAGE_SIZE))
 
 
 def make_items(count: int, users: int, prefix: str, first_seed: int = 0) -> list[Item]:
     """``count`` items round-robin over ``users`` users, so items in flight together mostly go to different cases."""
-    return [Item(user_id=f"{prefix}-user-{n % users:04d}", content_id=f"{prefix}-post-{n:05d}",
-                 image=synthetic_image(first_seed + n, size=IMAGE_SIZE))
-            for n in range(count)]
+    return [Item.of(f"{prefix}-user-{n % users:04d}", f"{prefix}-post-{n:05d}", first_seed + n) for n in range(count)]
+
+
+# Sends the items; returns each call's seconds, each user's case, and when (perf_counter) the first call went out.
+SendAll = Callable[[Sequence[Item]], Awaitable[tuple[list[float], dict[str, str], float]]]
+
+
+def in_process(concurrency: int, send: Callable[[Item], Awaitable[str]]) -> SendAll:
+    """Send from this process, at most ``concurrency`` at once."""
+
+    async def send_all(items: Sequence[Item]) -> tuple[list[float], dict[str, str], float]:
+        case_of: dict[str, str] = {}
+
+        async def send_one(item: Item) -> None:
+            case_of[item.user_id] = await send(item)
+
+        started = time.perf_counter()
+        return await run_bounded(items, concurrency, send_one), case_of, started
+
+    return send_all
 
 
 def expected_by_user(items: Sequence[Item]) -> dict[str, set[str]]:
@@ -98,18 +120,12 @@ async def wait_until_visible(expected: dict[str, set[str]], concurrency: int,
             await asyncio.sleep(pause)
 
 
-async def measure(items: Sequence[Item], concurrency: int, send: Callable[[Item], Awaitable[str]],
+async def measure(items: Sequence[Item], concurrency: int, send_all: SendAll,
                   seen: Callable[[str], Awaitable[set[str]]],
                   analysed: Callable[[str], Awaitable[set[str]]] | None = None, pause: float = POLL_PAUSE) -> Result:
-    """Send every item, then wait until each case (keyed by what ``send`` returned) shows its items, and then,
-    with ``analysed``, until it shows them all hashed too."""
-    case_of: dict[str, str] = {}
-
-    async def send_one(item: Item) -> None:
-        case_of[item.user_id] = await send(item)
-
-    started = time.perf_counter()
-    latencies = await run_bounded(items, concurrency, send_one)
+    """Send every item, then wait until each case (keyed by what sending returned) shows its items, and then,
+    with ``analysed``, until it shows them all hashed too. Polling runs ``concurrency`` cases at a time."""
+    latencies, case_of, started = await send_all(items)
     accepted = time.perf_counter() - started
     expected = {case_of[user]: content_ids for user, content_ids in expected_by_user(items).items()}
     await wait_until_visible(expected, concurrency, seen, pause)

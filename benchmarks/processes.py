@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -14,6 +15,8 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from subprocess import PIPE
+from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import TaskQueueType
@@ -75,24 +78,57 @@ class Children:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by each child with its own subprocesses (a session each: hashing pools included),
-        the dev server (a child of this process that is not one of them), and this load generator."""
+        the dev server, and the load generator: this process and the generator processes it has waited for."""
         by_session: dict[int, float] = {}
-        for session, _, seconds in _processes():
+        dev_server = 0.0
+        for command, session, parent, seconds in _processes():
             by_session[session] = by_session.get(session, 0.0) + seconds
-        ours = {name: by_session.get(process.pid, 0.0) for name, process in self.running.items()}
-        own = {process.pid for process in self.running.values()}
-        dev_server = sum(seconds for session, parent, seconds in _processes()
-                         if parent == os.getpid() and session not in own)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {**ours, "dev server": dev_server, "load generator": usage.ru_utime + usage.ru_stime}
+            if command == "temporal" and parent == os.getpid():
+                dev_server += seconds
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        generator = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        return {**{name: by_session.get(process.pid, 0.0) for name, process in self.running.items()},
+                "dev server": dev_server, "load generator": generator}
+
+    async def generate(self, specs: Sequence[dict[str, object]]) -> tuple[list[dict[str, Any]], float]:
+        """Run one ``intake_generator.py`` per spec: each gets its spec, says it is ready, is told to go at once with
+        the others, and answers one JSON line. Returns the answers and when (perf_counter) they were told to go."""
+        processes = []
+        for n, spec in enumerate(specs):
+            with (self.log_dir / f"generator-{n}.log").open("ab") as log:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "benchmarks/intake_generator.py", cwd=ROOT, env=self.env, stdin=PIPE,
+                    stdout=PIPE, stderr=log, limit=1 << 26)  # the answer is one line: every call's seconds
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(spec).encode() + b"\n")
+            processes.append(process)
+        try:
+            for process in processes:
+                assert process.stdout is not None
+                line = await asyncio.wait_for(process.stdout.readline(), READY_TIMEOUT)
+                if line.strip() != b"ready":
+                    raise RuntimeError(f"a generator did not get ready; see {self.log_dir}/generator-*.log")
+            started = time.perf_counter()
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write(b"go\n")
+                await process.stdin.drain()
+            answers = [json.loads(await process.stdout.readline()) for process in processes if process.stdout]
+            return answers, started
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.terminate()
+                await process.wait()
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.log_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def _processes() -> Iterator[tuple[int, int, float]]:
-    """(session, parent pid, CPU seconds) of every process /proc shows."""
+def _processes() -> Iterator[tuple[str, int, int, float]]:
+    """(command, session, parent pid, CPU seconds) of every process /proc shows."""
     tick = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -100,7 +136,8 @@ def _processes() -> Iterator[tuple[int, int, float]]:
         except OSError:  # gone meanwhile
             continue
         fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
-        yield int(fields[3]), int(fields[1]), sum(int(value) for value in fields[11:15]) / tick
+        command = text[text.index("(") + 1:text.rindex(")")]
+        yield command, int(fields[3]), int(fields[1]), sum(int(value) for value in fields[11:15]) / tick
 
 
 @contextlib.contextmanager
