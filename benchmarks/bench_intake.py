@@ -81,6 +81,7 @@ from tipline.audit_signing import signing_key  # noqa: E402
 from tipline.codec import data_converter  # noqa: E402
 from tipline.db import make_engine  # noqa: E402
 from tipline.ids import id_minter  # noqa: E402
+from tipline.payload_keys import key_source  # noqa: E402
 from tipline.settings import NcmecCredentials, OrgSettings, ReporterSettings, Settings, orgs_toml  # noqa: E402
 from tipline.synthetic import synthetic_image  # noqa: E402
 from workflows import task_queues as tq  # noqa: E402
@@ -152,6 +153,7 @@ def bench_settings(data_dir: Path, database_url: str, temporal_address: str) -> 
     (data_dir / "orgs.toml").write_text(orgs_toml([org]))
     settings = Settings(data_dir=data_dir, database_url=database_url, temporal_address=temporal_address,
                         task_queue=f"bench-cases-{uuid.uuid4().hex[:8]}")
+    key_source(settings)
     id_minter(settings)
     signing_key(settings)
     return settings
