@@ -38,8 +38,8 @@ from typing import TypeVar
 
 import httpx
 
-# Run as a script: its own folder is on the path, and bench_intake puts the checkout there too.
-from bench_intake import SlowTaskCounter, core_runtime, load_average, scratch_database, temporal_server
+# Run as a script: its own folder is on the path, and bench_parts puts the checkout there too.
+from bench_parts import SlowTaskCounter, core_runtime, load_average, scratch_database, temporal_server
 
 from api.app import create_app
 from api.deps import create_api_key
