@@ -19,7 +19,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from tests.history_payloads import patch_ids
 from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
-from workflows.case import DEADLINE_BEFORE_REVIEWS_PATCH, REVIEWS_AT_SAFE_POINT_PATCH
+from workflows.case import DEADLINE_BEFORE_REVIEWS_PATCH, REVIEWS_A_TASK_LATER_PATCH, REVIEWS_AT_SAFE_POINT_PATCH
 from workflows.case_filing import FILES_IN_BATCHES_PATCH
 from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
 
@@ -109,7 +109,7 @@ async def test_the_known_divergent_histories_predate_the_fix_for_their_divergenc
 def test_new_runs_queue_reviews() -> None:
     """Every recorded run of the user's workflow from today's code took the queued-review path."""
     recorded = [p for p in HISTORIES if p.stem.startswith("review_queued_while_hashing")]
-    assert len(recorded) == 2 and all(REVIEWS_AT_SAFE_POINT_PATCH in patch_ids(p.read_text()) for p in recorded)
+    assert len(recorded) == 4 and all(REVIEWS_AT_SAFE_POINT_PATCH in patch_ids(p.read_text()) for p in recorded)
 
 
 def test_new_runs_act_on_a_passed_deadline_before_queued_reviews() -> None:
@@ -128,14 +128,22 @@ SDK_UPDATE_ORDER = sorted((Path(__file__).parent / "fixtures" / "sdk_update_orde
 
 
 @pytest.mark.parametrize("path", SDK_UPDATE_ORDER, ids=[p.stem for p in SDK_UPDATE_ORDER])
-async def test_an_update_accepted_by_a_cold_worker_after_a_timer_command_still_diverges(path: Path) -> None:
-    """Not Tipline's code: a worker that took the case over cold got the review deadline's timer and a decision
-    in one task and accepted the decision after scheduling the escalation; replay accepts it first (cf.
-    temporalio/sdk-python#1591). The run had the patch that orders the workflow's own steps, so no workflow
-    change fixes it. When this replays, the SDK fixed it: drop the README's caveat and move the file to
-    tests/fixtures/histories."""
-    assert DEADLINE_BEFORE_REVIEWS_PATCH in patch_ids(await asyncio.to_thread(path.read_text))
+async def test_an_update_accepted_by_a_cold_worker_after_other_commands_diverges_in_runs_before_the_fix(
+        path: Path) -> None:
+    """A worker that took the case over cold got a decision in a task with other work (the review deadline's
+    timer; a failed activity whose handling ran a local activity) and accepted the decision after that work's
+    commands; replay accepts it first (cf. temporalio/sdk-python#1591). Both runs applied a review in the task
+    that accepted it; runs since apply it a task later, whichever order the SDK delivers it in. When these
+    replay, the SDK fixed it: move the files to tests/fixtures/histories."""
+    ids = patch_ids(await asyncio.to_thread(path.read_text))
+    assert DEADLINE_BEFORE_REVIEWS_PATCH in ids and REVIEWS_A_TASK_LATER_PATCH not in ids
     replayer = Replayer(workflows=WORKFLOWS, data_converter=throwaway_converter())
     result = await replayer.replay_workflow(await load(path), raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
-    assert "Update machine does not handle this event" in str(result.replay_failure)
+    assert any(sign in str(result.replay_failure) for sign in (
+        "Update machine does not handle this event", "Missing associated machine for LocalActivity"))
+
+
+def test_new_runs_apply_a_review_in_a_later_task() -> None:
+    recorded = [p for p in HISTORIES if p.stem.endswith("_a_task_later")]
+    assert len(recorded) == 3 and all(REVIEWS_A_TASK_LATER_PATCH in patch_ids(p.read_text()) for p in recorded)

@@ -152,7 +152,7 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
             case_two = await handle.query("case_numbered", 2, result_type=CaseState)
             assert case_two is not None and [m.media_id for m in case_two.media] == ["second"]
             history = await handle.fetch_history()
-            await record(temporal_client, f"review_queued_while_hashing_{request_kind}", handle.id)
+            await record(temporal_client, f"review_queued_while_hashing_{request_kind}_a_task_later", handle.id)
     replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
@@ -199,6 +199,7 @@ async def test_a_decision_that_reaches_a_cold_worker_with_the_review_deadline_es
         async with cold_workflow_worker(temporal_client, local, engine):
             accepted = await handle.get_update_handle("late-decision").result(rpc_timeout=timedelta(seconds=30))
             assert accepted["status"] == "filing"
+            await handle.signal("review_queued")  # as the API does after every review
 
             async def decided() -> CaseState | None:
                 case = await handle.query("case_numbered", 1, result_type=CaseState)
@@ -207,9 +208,43 @@ async def test_a_decision_that_reaches_a_cold_worker_with_the_review_deadline_es
             case_one = await eventually(decided, timeout=30, what="the decision applied")
             assert case_one.escalated_at is not None, "the review was overdue when the decision came"
             history = await handle.fetch_history()
-            await record(temporal_client, "decision_with_the_review_deadline_at_a_cold_worker", handle.id)
+            await record(temporal_client, "decision_with_the_review_deadline_at_a_cold_worker_a_task_later", handle.id)
+
     replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
     failed_tasks = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
     assert not failed_tasks, failed_tasks[0].workflow_task_failed_event_attributes.failure.message
+
+
+async def test_a_review_is_applied_in_a_task_after_the_one_that_accepted_it(
+        temporal_client: Client, settings: Settings, engine: Engine) -> None:
+    """Whichever order a cold worker's SDK delivers an update in among a task's other work, nothing that task does
+    depends on it: the case applies it only in a later task, the one the API's ``review_queued`` signal brings."""
+    local = settings.model_copy(update={"task_queue": f"tipline-later-{uuid.uuid4().hex[:8]}"})
+    store = EvidenceStore.from_settings(local)
+    user_id = f"later-user-{uuid.uuid4().hex[:6]}"
+    name, review = review_of_case_one("decision")
+    async with case_worker(temporal_client, local, engine):
+        handle = await temporal_client.start_workflow(
+            "CaseWorkflow", CaseStart(org_id=ORG, user_id=user_id, review=ReviewPolicy()),
+            id=f"case-later-{uuid.uuid4().hex[:10]}", task_queue=local.task_queue, start_signal="add_content",
+            start_signal_args=[item(store, user_id, "first", fresh_seed())])
+
+        async def idle() -> bool:  # hashed, assessed and published: nothing in flight that would bring a task
+            case = await handle.query("case", result_type=CaseState)
+            return case.media_listed and case.urgency is not None and all(m.analysis for m in case.media)
+
+        await eventually(idle, timeout=60, what="the case hashed and waiting for review")
+        accepted = await handle.execute_update(name, review, rpc_timeout=timedelta(seconds=30))
+        assert accepted["status"] == "filing"
+        held = await handle.query("case_numbered", 1, result_type=CaseState)
+        assert held is not None and held.status is CaseStatus.AWAITING_REVIEW and held.decision is None
+        await handle.signal("review_queued")
+
+        async def applied() -> CaseState | None:
+            case = await handle.query("case_numbered", 1, result_type=CaseState)
+            return case if case is not None and case.decision is not None else None
+
+        assert (await eventually(applied, timeout=30, what="the decision applied")).status is not \
+            CaseStatus.AWAITING_REVIEW

@@ -70,6 +70,12 @@ REVIEWS_AT_SAFE_POINT_PATCH = "reviews-applied-at-the-top-of-the-loop"
 # runs the decision first, temporalio/sdk-python#1591): acting on the deadline first gives both orders the same
 # commands. The case is raised as overdue, as it was, and the decision applies right after (chaos seed 1).
 DEADLINE_BEFORE_REVIEWS_PATCH = "review-deadline-before-queued-reviews"
+# Marks runs that apply a review only in a workflow task after the one that accepted it. On a worker that takes a
+# case over cold, the SDK may deliver an update after the task's other work has issued commands (a local
+# activity, a timer), where replay delivers it first (temporalio/sdk-python#1591): chaos seeds 1, twice. Nothing
+# the task does may depend on the review, so nothing does: it waits, unseen by the loop, for the next task, which
+# the API starts with the ``review_queued`` signal right after the update (or any other event does).
+REVIEWS_A_TASK_LATER_PATCH = "reviews-applied-in-a-later-task"
 
 ReviewRequest = ReviewDecision | Dismissal | RetryFiling
 
@@ -81,6 +87,8 @@ class PendingReview:
     # held when the request came. Anything else moves on to the user's next case. Never read from state that
     # activity results change: the handler's place among them is what differs between a run and its replay.
     seen: frozenset[str]
+    # The history's length in the workflow task that accepted it: applied only in a later task.
+    accepted_at_length: int = 0
 
 
 @workflow.defn
@@ -122,6 +130,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._reviews_at_safe_point = False
         self._urgency_table_v2 = False
         self._deadline_before_reviews = False
+        self._reviews_a_task_later = False
         self._pending_reviews: list[PendingReview] = []
         self._seen_by_reviewer: frozenset[str] | None = None
         # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
@@ -278,11 +287,24 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         if self._reviews_at_safe_point:
             shown = getattr(request, "media_seen", None)
             seen = frozenset(shown if shown is not None else (m.media_id for m in case.media))
-            self._pending_reviews.append(PendingReview(request, seen))
+            self._pending_reviews.append(PendingReview(request, seen, workflow.info().get_current_history_length()))
         else:
             self._apply_review(request)
-        self._changed = True
+        if not self._reviews_a_task_later:
+            self._changed = True  # later runs: the loop must not even wake for it in this task
         return DecisionAccepted(case_id=case_id, status=status)
+
+    @workflow.signal
+    def review_queued(self) -> None:
+        """Sent by the API right after a review's update: the task it brings is one that may apply the review."""
+
+    def _reviews_due(self) -> list[PendingReview]:
+        """The queued reviews this workflow task may apply: all of them in older runs, else those accepted in an
+        earlier task."""
+        if not self._reviews_a_task_later:
+            return self._pending_reviews
+        length = workflow.info().get_current_history_length()
+        return [review for review in self._pending_reviews if review.accepted_at_length < length]
 
     def _apply_review(self, request: ReviewRequest) -> None:
         if isinstance(request, ReviewDecision):
@@ -293,8 +315,10 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             self._apply_retry(request)
 
     def _apply_pending_reviews(self) -> None:
-        pending, self._pending_reviews = self._pending_reviews, []
-        for review in pending:
+        due = self._reviews_due()
+        applied = {id(review) for review in due}
+        self._pending_reviews = [review for review in self._pending_reviews if id(review) not in applied]
+        for review in due:
             if self._case_to_act_on(review.request.case_number) is self.state:
                 self._seen_by_reviewer = review.seen
             self._apply_review(review.request)
@@ -352,6 +376,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             # Asked here, once, so the marker's place in the history never depends on what the case holds.
             self._urgency_table_v2 = workflow.patched(URGENCY_TABLE_PATCH)
             self._deadline_before_reviews = workflow.patched(DEADLINE_BEFORE_REVIEWS_PATCH)
+            self._reviews_a_task_later = workflow.patched(REVIEWS_A_TASK_LATER_PATCH)
         if start.state is None and start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
             self.listing_media = True
@@ -385,7 +410,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         # On a timeout (a review deadline, a side effect's retry time) the steps below see what is due.
         try:
             await workflow.wait_condition(
-                lambda: self._changed or bool(self._pending_reviews or self._awaiting_preservation
+                lambda: self._changed or bool(self._reviews_due() or self._awaiting_preservation
                                               or self._awaiting_analysis or self._analysis_retry_fired)
                 or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW,
                 timeout=timeout,

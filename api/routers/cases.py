@@ -49,11 +49,13 @@ from models.review_rules import unseen_report_errors
 from models.urgency import UrgencyAssessment, UrgencyLevel
 from tipline.audit_log import AuditLog
 from tipline.claims import claim_of, record_decided
+from tipline.logging import get_logger
 from tipline.settings import Settings, UnknownOrg
 from tipline.temporal import case_ui_url
 from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPONSES)
+log = get_logger(__name__)
 
 
 class QueueEntry(BaseModel):
@@ -423,7 +425,7 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
     # The update id makes a retried HTTP request return the first answer instead of deciding twice.
     update_id = f"{update.__name__}-{idempotency_key or uuid.uuid4()}"
     try:
-        return await handle.execute_update(update, argument, id=update_id)
+        accepted = await handle.execute_update(update, argument, id=update_id)
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -436,3 +438,11 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
         if error.status is RPCStatusCode.NOT_FOUND:
             raise ProblemError(404, "No such case, or it is closed") from None
         raise
+    # The case applies a review in a workflow task after the one that accepted it (workflows/case.py,
+    # REVIEWS_A_TASK_LATER_PATCH): this signal brings that task now. Lost, the review waits for the case's next
+    # event (a timer, content, a filing's report), so it is worth one try, not an error.
+    try:
+        await handle.signal("review_queued")
+    except RPCError as error:
+        log.warning("case.review_signal_failed", workflow_id=handle.id, status=error.status.name)
+    return accepted
