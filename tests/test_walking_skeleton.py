@@ -70,6 +70,9 @@ async def test_three_items_become_one_case_and_one_finished_cybertip(
     }
     accepted = await api.post(f"/v1/cases/{case_ref}/decision", json=decision, headers=reviewer_key)
     assert accepted.status_code == 200, accepted.text
+    # The answer comes once the case shows the decision (it applies it a task later): a reload sees it decided.
+    reloaded = (await api.get(f"/v1/cases/{case_ref}", params={"case_number": 1}, headers=reviewer_key)).json()
+    assert reloaded["status"] != "awaiting_review" and reloaded["decision"] is not None, reloaded["status"]
 
     async def filed_case() -> dict | None:
         case = (await api.get(f"/v1/cases/{case_ref}", headers=reviewer_key)).json()

@@ -294,6 +294,11 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             self._changed = True  # later runs: the loop must not even wake for it in this task
         return DecisionAccepted(case_id=case_id, status=status)
 
+    @workflow.query
+    def queued_reviews(self) -> list[int]:
+        """The numbers of the cases with a review accepted and not yet applied."""
+        return [review.request.case_number or self.state.case_number for review in self._pending_reviews]
+
     @workflow.signal
     def review_queued(self) -> None:
         """Sent by the API right after a review's update: the task it brings is one that may apply the review."""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -56,6 +56,8 @@ from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPONSES)
 log = get_logger(__name__)
+# How long a decision's answer waits for the case to apply it (workflows/case.py applies it a task later).
+APPLIED_WAIT_SECONDS = 5.0
 
 
 class QueueEntry(BaseModel):
@@ -443,6 +445,18 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
     # event (a timer, content, a filing's report), so it is worth one try, not an error.
     try:
         await handle.signal("review_queued")
-    except RPCError as error:
-        log.warning("case.review_signal_failed", workflow_id=handle.id, status=error.status.name)
+        await _until_applied(handle, argument.case_number)
+    except (RPCError, WorkflowQueryFailedError) as error:
+        log.warning("case.review_signal_failed", workflow_id=handle.id, error=type(error).__name__)
     return accepted
+
+
+async def _until_applied(handle: WorkflowHandle[Any, Any], case_number: int | None) -> None:
+    """Answer once the case shows the review, as a reviewer reloading it expects; a busy case is given a few
+    seconds, then the answer goes out anyway (the review is accepted and will apply)."""
+    deadline = asyncio.get_running_loop().time() + APPLIED_WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        queued: list[int] = await handle.query("queued_reviews", result_type=list[int])
+        if not queued or (case_number is not None and case_number not in queued):
+            return
+        await asyncio.sleep(0.05)
