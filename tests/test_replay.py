@@ -19,7 +19,12 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from tests.history_payloads import patch_ids
 from tipline.codec import throwaway_converter
 from worker import WORKFLOWS
-from workflows.case import DEADLINE_BEFORE_REVIEWS_PATCH, REVIEWS_A_TASK_LATER_PATCH, REVIEWS_AT_SAFE_POINT_PATCH
+from workflows.case import (
+    DEADLINE_BEFORE_REVIEWS_PATCH,
+    ONE_WAKE_TIMER_PATCH,
+    REVIEWS_A_TASK_LATER_PATCH,
+    REVIEWS_AT_SAFE_POINT_PATCH,
+)
 from workflows.case_filing import FILES_IN_BATCHES_PATCH
 from workflows.case_media import ANALYSIS_RETRY_TIMER_PATCH
 
@@ -144,6 +149,12 @@ async def test_an_update_accepted_by_a_cold_worker_after_other_commands_diverges
         "Update machine does not handle this event", "Missing associated machine for LocalActivity"))
 
 
-def test_new_runs_apply_a_review_in_a_later_task() -> None:
+def test_new_runs_apply_a_review_in_a_later_task_and_keep_one_wake_timer() -> None:
     recorded = [p for p in HISTORIES if p.stem.endswith("_a_task_later")]
-    assert len(recorded) == 3 and all(REVIEWS_A_TASK_LATER_PATCH in patch_ids(p.read_text()) for p in recorded)
+    assert len(recorded) == 3
+    for path in recorded:
+        assert {REVIEWS_A_TASK_LATER_PATCH, ONE_WAKE_TIMER_PATCH} <= patch_ids(path.read_text()), path.stem
+    # The deadline's timer fired on the kept timer, and the decision still came after it.
+    [deadline_path] = [p for p in recorded if p.stem.startswith("decision_with_the_review_deadline")]
+    deadline = deadline_path.read_text()
+    assert '"eventType":"EVENT_TYPE_TIMER_FIRED"' in deadline.replace(" ", "")

@@ -76,6 +76,9 @@ DEADLINE_BEFORE_REVIEWS_PATCH = "review-deadline-before-queued-reviews"
 # the task does may depend on the review, so nothing does: it waits, unseen by the loop, for the next task, which
 # the API starts with the ``review_queued`` signal right after the update (or any other event does).
 REVIEWS_A_TASK_LATER_PATCH = "reviews-applied-in-a-later-task"
+# Marks runs that keep one timer for the loop's next wake-up (the review deadline, a side effect's retry) while
+# that time stands, instead of starting and cancelling one on every wait: two history events less per arrival.
+ONE_WAKE_TIMER_PATCH = "one-wake-timer"
 
 ReviewRequest = ReviewDecision | Dismissal | RetryFiling
 
@@ -131,6 +134,10 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._urgency_table_v2 = False
         self._deadline_before_reviews = False
         self._reviews_a_task_later = False
+        self._one_wake_timer = False
+        self._wake_timer: asyncio.Task[None] | None = None
+        self._wake_timer_at: datetime | None = None
+        self._wake_timer_fired = False
         self._pending_reviews: list[PendingReview] = []
         self._seen_by_reviewer: frozenset[str] | None = None
         # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
@@ -382,6 +389,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             self._urgency_table_v2 = workflow.patched(URGENCY_TABLE_PATCH)
             self._deadline_before_reviews = workflow.patched(DEADLINE_BEFORE_REVIEWS_PATCH)
             self._reviews_a_task_later = workflow.patched(REVIEWS_A_TASK_LATER_PATCH)
+            self._one_wake_timer = workflow.patched(ONE_WAKE_TIMER_PATCH)
         if start.state is None and start.case_number == 1 and not start.prior_report_ids:
             await self._continue_user_history()
             self.listing_media = True
@@ -411,17 +419,40 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     async def _wait_for_something_to_do(self) -> None:
         wake_at = [t for t in (self._review_deadline_to_watch(), self._next_retry_at()) if t is not None]
+        if self._one_wake_timer:
+            await self._wait_until_something_or(min(wake_at) if wake_at else None)
+            return
         timeout = max(min(wake_at) - self._now(), timedelta(seconds=1)) if wake_at else None
         # On a timeout (a review deadline, a side effect's retry time) the steps below see what is due.
         try:
-            await workflow.wait_condition(
-                lambda: self._changed or bool(self._reviews_due() or self._awaiting_preservation
-                                              or self._awaiting_analysis or self._analysis_retry_fired)
-                or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW,
-                timeout=timeout,
-            )
+            await workflow.wait_condition(self._something_to_do, timeout=timeout)
         except TimeoutError:
             self._clock = max(self._clock, min(wake_at))
+
+    def _something_to_do(self) -> bool:
+        return (self._changed or bool(self._reviews_due() or self._awaiting_preservation
+                                      or self._awaiting_analysis or self._analysis_retry_fired)
+                or self.listing_media or self.state.status is not CaseStatus.AWAITING_REVIEW)
+
+    async def _wait_until_something_or(self, wake_at: datetime | None) -> None:
+        """Wait for work or for ``wake_at``, on a timer kept across waits while ``wake_at`` stays the same."""
+        if not self._wake_timer_fired and wake_at != self._wake_timer_at:
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
+            self._wake_timer, self._wake_timer_at = None, wake_at
+            if wake_at is not None:
+                self._wake_timer = asyncio.create_task(self._wake_after(max(wake_at - self._now(),
+                                                                            timedelta(seconds=1))))
+        await workflow.wait_condition(lambda: self._wake_timer_fired or self._something_to_do())
+        if self._wake_timer_fired:
+            # The steps below see what is due at the time the timer was for.
+            assert self._wake_timer_at is not None
+            self._clock = max(self._clock, self._wake_timer_at)
+            self._wake_timer_fired, self._wake_timer, self._wake_timer_at = False, None, None
+
+    async def _wake_after(self, delay: timedelta) -> None:
+        await workflow.sleep(delay)
+        self._wake_timer_fired = True
 
     def _now(self) -> datetime:
         """Workflow time, and never earlier than a wake-up time whose timer fired."""
