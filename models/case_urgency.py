@@ -47,17 +47,18 @@ class MediaSignalCache:
     """Each item's ``MediaSignal``, built once and again only when the item gained a reason.
 
     A case reassesses its urgency on every change; validating a signal for each of 20,000 items every time
-    made each workflow task of a large case cost ~170 ms, growing with the case."""
+    made each workflow task of a large case cost ~170 ms, growing with the case. The item itself is kept and
+    compared: the same content id may come back later as another item, in a later case."""
 
     def __init__(self) -> None:
-        self._signals: dict[str, tuple[int, MediaSignal]] = {}
+        self._signals: dict[str, tuple[MediaItem, int, MediaSignal]] = {}
 
     def __call__(self, item: MediaItem) -> MediaSignal:
         known = self._signals.get(item.media_id)
-        if known is not None and known[0] == len(item.reasons):
-            return known[1]
+        if known is not None and known[0] is item and known[1] == len(item.reasons):
+            return known[2]
         signal = media_signal(item)
-        self._signals[item.media_id] = (len(item.reasons), signal)
+        self._signals[item.media_id] = (item, len(item.reasons), signal)
         return signal
 
 

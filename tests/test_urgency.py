@@ -555,3 +555,22 @@ def test_a_cached_media_signal_follows_the_reasons_an_item_gains() -> None:
     assert again == case_urgency_signals(case, NOW)
     assert again.media[0].hash_matched
     assert "media.novel" not in {r.rule_id for r in assess_urgency(again).reasons}
+
+
+def test_a_cached_media_signal_is_not_reused_for_another_item_of_the_same_id() -> None:
+    """A content id may come back as a new item in a later case, with the same number of reasons."""
+    from models.case import CaseState, ContentItem, EnqueueReason, MediaItem, MediaSource
+    from models.case_urgency import MediaSignalCache, case_urgency_signals
+
+    def item(received_at: datetime, kind: str) -> MediaItem:
+        content = ContentItem(content_id="m1", org_id="o", user_id="u", media=MediaSource(url="https://p.test/m1"),
+                              received_at=received_at)
+        return MediaItem(media_id="m1", content=content, reasons=[EnqueueReason(kind=kind)])  # type: ignore[arg-type]
+
+    cache = MediaSignalCache()
+    earlier = CaseState(workflow_id="w", org_id="o", user_id="u", opened_at=NOW,
+                        media=[item(NOW - timedelta(days=30), "hash_match")])
+    later = CaseState(workflow_id="w", org_id="o", user_id="u", opened_at=NOW, case_number=2,
+                      media=[item(NOW, "user_report")])
+    case_urgency_signals(earlier, NOW, signal_of=cache)
+    assert case_urgency_signals(later, NOW, signal_of=cache) == case_urgency_signals(later, NOW)

@@ -498,6 +498,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                 self.state.user_metadata = (media.content.user if known is None
                                             else merge_user_metadata(known, media.content.user))
         self._media_index = {m.media_id: m for m in moving}
+        self._media_signals = MediaSignalCache()  # the reviewed case's items are no longer assessed
         self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
         self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
         self._analysis_to_retry = [i for i in self._analysis_to_retry if i in unsettled]
