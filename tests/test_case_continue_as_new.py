@@ -43,8 +43,9 @@ LONG_LIFE_ORG = "longlife"
 PLATFORM_ITEMS = int(os.environ.get("TIPLINE_CAN_PLATFORM_ITEMS", "600"))
 PAGE = 50
 SUGGEST_AFTER_EVENTS = int(os.environ.get("TIPLINE_CAN_SUGGEST_EVENTS", "100"))
-# Polling a case of thousands of items costs the worker too: poll such a case less often, and wait longer.
-POLL = 1.0 if PLATFORM_ITEMS <= 1000 else 5.0
+# Polling a case of thousands of items costs the worker too: poll such a case less often, and wait longer. Each
+# poll of 20,000 items is seconds of this one process's time (the query's 20 MB, the API's view of it).
+POLL = 1.0 if PLATFORM_ITEMS <= 1000 else max(5.0, PLATFORM_ITEMS / 2000)
 SLACK = max(1.0, PLATFORM_ITEMS / 1000)
 FAILED_ENDINGS = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED,
                   WorkflowExecutionStatus.TIMED_OUT}

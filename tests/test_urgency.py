@@ -532,3 +532,45 @@ def test_the_v1_table_gives_what_it_always_gave(fields: dict, level: str, score:
     assert [reason.rule_id for reason in assessment.reasons] == rule_ids
     if "text.imminent_harm" in rule_ids:
         assert "imminent harm or self-harm" in (assessment.suggested_reason or "")
+
+
+def test_a_cached_media_signal_follows_the_reasons_an_item_gains() -> None:
+    """The workflow reassesses a case with its signals cached per item: a hash match found after the item was
+    first assessed must still take it out of "novel" media, exactly as signals built afresh would."""
+    from models.case import CaseState, ContentItem, EnqueueReason, MediaItem, MediaSource
+    from models.case_urgency import MediaSignalCache, case_urgency_signals
+
+    content = ContentItem(content_id="m1", org_id="o", user_id="u", media=MediaSource(url="https://p.test/m1"),
+                          received_at=NOW)
+    item = MediaItem(media_id="m1", content=content,
+                     reasons=[EnqueueReason(kind="classifier", detail="VERY_HIGH")])
+    case = CaseState(workflow_id="w", org_id="o", user_id="u", opened_at=NOW, media=[item])
+    cache = MediaSignalCache()
+    first = case_urgency_signals(case, NOW, signal_of=cache)
+    assert first == case_urgency_signals(case, NOW)
+    assert "media.novel" in {r.rule_id for r in assess_urgency(first).reasons}
+
+    item.reasons.append(EnqueueReason(kind="hash_match", detail="bank b: pdq distance 0"))
+    again = case_urgency_signals(case, NOW, signal_of=cache)
+    assert again == case_urgency_signals(case, NOW)
+    assert again.media[0].hash_matched
+    assert "media.novel" not in {r.rule_id for r in assess_urgency(again).reasons}
+
+
+def test_a_cached_media_signal_is_not_reused_for_another_item_of_the_same_id() -> None:
+    """A content id may come back as a new item in a later case, with the same number of reasons."""
+    from models.case import CaseState, ContentItem, EnqueueReason, MediaItem, MediaSource
+    from models.case_urgency import MediaSignalCache, case_urgency_signals
+
+    def item(received_at: datetime, kind: str) -> MediaItem:
+        content = ContentItem(content_id="m1", org_id="o", user_id="u", media=MediaSource(url="https://p.test/m1"),
+                              received_at=received_at)
+        return MediaItem(media_id="m1", content=content, reasons=[EnqueueReason(kind=kind)])  # type: ignore[arg-type]
+
+    cache = MediaSignalCache()
+    earlier = CaseState(workflow_id="w", org_id="o", user_id="u", opened_at=NOW,
+                        media=[item(NOW - timedelta(days=30), "hash_match")])
+    later = CaseState(workflow_id="w", org_id="o", user_id="u", opened_at=NOW, case_number=2,
+                      media=[item(NOW, "user_report")])
+    case_urgency_signals(earlier, NOW, signal_of=cache)
+    assert case_urgency_signals(later, NOW, signal_of=cache) == case_urgency_signals(later, NOW)

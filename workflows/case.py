@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RetryFiling,
         ReviewDecision,
     )
-    from models.case_urgency import case_urgency_signals
+    from models.case_urgency import MediaSignalCache, case_urgency_signals
     from models.deadlines import ncmec_deletion_time
     from models.filing import CaseSummaryUpdate, EscalationNotice, FilingReport
     from models.platform_metadata import merge_user_metadata
@@ -125,6 +125,9 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._awaiting_analysis = [m.media_id for m in self.state.media
                                    if m.evidence is not None and m.analysis is None]
         self._analysis_to_retry: list[str] = []
+        # The same assessment as signals built afresh, without rebuilding every item's on every change.
+        self._media_signals = MediaSignalCache()
+        self._decided_media_ids: dict[int, tuple[list[MediaItem], int, frozenset[str]]] = {}
         self._analysis_retry_timer: asyncio.Task[None] | None = None
         self._analysis_retry_fired = False
         self._analysis_retry_on_timer = False
@@ -370,7 +373,16 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
     def _in_decided_case(self, content_id: str) -> bool:
         """Already in a case the reviewer decided: the same content must not be queued (and reported) again."""
         closed = [self.last_closed] if self.last_closed is not None else []
-        return any(case.media_item(content_id) is not None for case in [*self.decided.values(), *closed])
+        return any(content_id in self._media_ids_of(case) for case in [*self.decided.values(), *closed])
+
+    def _media_ids_of(self, case: CaseState) -> frozenset[str]:
+        """A decided case's media ids, kept while its media list stays the same: each item arriving while a
+        case of thousands files was checked against every one of them."""
+        known = self._decided_media_ids.get(case.case_number)
+        if known is None or known[0] is not case.media or known[1] != len(case.media):
+            known = (case.media, len(case.media), frozenset(m.media_id for m in case.media))
+            self._decided_media_ids[case.case_number] = known
+        return known[2]
 
     @staticmethod
     def _has_content(case: CaseState) -> bool:
@@ -547,6 +559,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                 self.state.user_metadata = (media.content.user if known is None
                                             else merge_user_metadata(known, media.content.user))
         self._media_index = {m.media_id: m for m in moving}
+        self._media_signals = MediaSignalCache()  # the reviewed case's items are no longer assessed
         self._awaiting_preservation = [i for i in self._awaiting_preservation if i in unsettled]
         self._awaiting_analysis = [i for i in self._awaiting_analysis if i in unsettled]
         self._analysis_to_retry = [i for i in self._analysis_to_retry if i in unsettled]
@@ -616,7 +629,8 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         # Cases started before the urgency table changed keep the old one, so their histories replay.
         v2 = self._urgency_table_v2 or workflow.patched(URGENCY_TABLE_PATCH)
         policy = DEFAULT_POLICY if v2 else URGENCY_POLICY_V1
-        state.urgency = assess_urgency(case_urgency_signals(state, workflow.now()), policy)
+        state.urgency = assess_urgency(case_urgency_signals(state, workflow.now(), signal_of=self._media_signals),
+                                       policy)
         if state.status is CaseStatus.AWAITING_REVIEW:
             state.review_deadline = state.opened_at + self.review.window(state.urgency.level)
         else:
