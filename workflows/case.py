@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         MediaItem,
         RetryFiling,
         ReviewDecision,
+        ReviewOutcome,
+        ReviewSubmission,
     )
     from models.case_urgency import MediaSignalCache, case_urgency_signals
     from models.deadlines import ncmec_deletion_time
@@ -81,6 +83,8 @@ REVIEWS_A_TASK_LATER_PATCH = "reviews-applied-in-a-later-task"
 ONE_WAKE_TIMER_PATCH = "one-wake-timer"
 
 ReviewRequest = ReviewDecision | Dismissal | RetryFiling
+# Answers kept for retried review submissions (and carried across continue-as-new): the latest this many.
+KEPT_REVIEW_OUTCOMES = 50
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._wake_timer_at: datetime | None = None
         self._wake_timer_fired = False
         self._pending_reviews: list[PendingReview] = []
+        self._review_outcomes = {outcome.request_id: outcome for outcome in start.review_outcomes}
         self._seen_by_reviewer: frozenset[str] | None = None
         # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
         # time of an earlier task after one, where replay reports the task's own (chaos seed 23).
@@ -288,7 +293,39 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         case.attention_reason = None
         self._changed = True
 
-    def _take_review(self, request: ReviewRequest) -> DecisionAccepted:
+    @workflow.signal
+    def submit_review(self, submission: ReviewSubmission) -> None:
+        """A reviewer's decision, dismissal or retry, as the API sends it: validated and queued as the updates
+        are, its answer kept for the ``review_outcome`` query. A retried request gets its first answer."""
+        if submission.request_id in self._review_outcomes:
+            return
+        request = submission.request
+        validate = (self._validate_decision if isinstance(request, ReviewDecision) else
+                    self._validate_dismissal if isinstance(request, Dismissal) else self._validate_retry)
+        try:
+            validate(request)
+        except ApplicationError as refusal:
+            outcome = ReviewOutcome(request_id=submission.request_id, refused=refusal.type or "InvalidDecision",
+                                    message=refusal.message)
+        except Exception as error:  # noqa: BLE001 - a request the checks cannot read must not fail the case's task
+            workflow.logger.warning("review submission refused: %s", type(error).__name__)
+            outcome = ReviewOutcome(request_id=submission.request_id, refused="InvalidDecision",
+                                    message=f"the request could not be checked ({type(error).__name__})")
+        else:
+            outcome = ReviewOutcome(request_id=submission.request_id,
+                                    accepted=self._take_review(request, by_signal=True))
+        self._review_outcomes[submission.request_id] = outcome
+        # In the history for auditors (the timeline): which submission the case took and which it refused.
+        workflow.upsert_memo({"review_outcome": {"request_id": submission.request_id,
+                                                 "outcome": "accepted" if outcome.accepted else outcome.refused}})
+        while len(self._review_outcomes) > KEPT_REVIEW_OUTCOMES:
+            del self._review_outcomes[next(iter(self._review_outcomes))]
+
+    @workflow.query
+    def review_outcome(self, request_id: str) -> ReviewOutcome | None:
+        return self._review_outcomes.get(request_id)
+
+    def _take_review(self, request: ReviewRequest, *, by_signal: bool = False) -> DecisionAccepted:
         """Accept a reviewer's request; the run applies it at the top of its loop (older runs: at once)."""
         case = self._case_to_act_on(request.case_number)
         assert case is not None
@@ -297,11 +334,13 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         if self._reviews_at_safe_point:
             shown = getattr(request, "media_seen", None)
             seen = frozenset(shown if shown is not None else (m.media_id for m in case.media))
-            self._pending_reviews.append(PendingReview(request, seen, workflow.info().get_current_history_length()))
+            # A signal's place in the task is the history's, the same on replay: it may apply in this very task.
+            accepted_at = 0 if by_signal else workflow.info().get_current_history_length()
+            self._pending_reviews.append(PendingReview(request, seen, accepted_at))
         else:
             self._apply_review(request)
-        if not self._reviews_a_task_later:
-            self._changed = True  # later runs: the loop must not even wake for it in this task
+        if by_signal or not self._reviews_a_task_later:
+            self._changed = True  # later runs: the loop must not even wake for an update in this task
         return DecisionAccepted(case_id=case_id, status=status)
 
     @workflow.query
@@ -621,7 +660,8 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                          carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
                          state=self.state, decided_cases=list(self.decided.values()), last_closed=self.last_closed,
                          listing_media=self.listing_media, media_cursor=self.media_cursor,
-                         media_pages=self.media_pages, history_event_limit=self.history_event_limit)
+                         media_pages=self.media_pages, history_event_limit=self.history_event_limit,
+                         review_outcomes=list(self._review_outcomes.values()))
 
     def _reassess_urgency(self) -> None:
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""
