@@ -104,7 +104,15 @@ def item(store: EvidenceStore, user_id: str, content_id: str, seed: int) -> Cont
 
 
 async def submitted(handle: WorkflowHandle, submission: ReviewSubmission) -> ReviewOutcome:
+    """As the API sends a review: the submission, then, once the case noted it, the signal for the task that
+    answers it."""
     await handle.signal("submit_review", submission)
+
+    async def noted() -> bool:
+        return await handle.query("submission_noted", submission.request_id, result_type=bool)
+
+    await eventually(noted, timeout=30, what="the submission noted")
+    await handle.signal("review_queued")
 
     async def answered() -> ReviewOutcome | None:
         return await handle.query("review_outcome", submission.request_id, result_type=ReviewOutcome | None)

@@ -59,6 +59,7 @@ router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPON
 log = get_logger(__name__)
 # How long a review's answer waits for the case to answer it, then to apply it (at the top of its loop).
 OUTCOME_WAIT_SECONDS = 10.0
+WAKE_AGAIN_SECONDS = 1.0
 NOT_ANSWERED_YET: dict[int | str, dict[str, Any]] = {503: {
     "model": Problem, "content": {PROBLEM_JSON: {}},
     "description": "The case has not answered yet: send the request again with the same Idempotency-Key"}}
@@ -463,19 +464,29 @@ async def _submit(handle: WorkflowHandle[Any, Any], submission: ReviewSubmission
 
 
 async def _outcome_of(handle: WorkflowHandle[Any, Any], request_id: str) -> ReviewOutcome | None:
-    """The case's answer to the request, once its worker has handled the signal; None past the wait."""
+    """The case's answer to the request; None past the wait. The case notes a submission in one workflow task
+    and answers it in a later one: once the note is there, the ``review_queued`` signal brings that task (sent
+    again every second or so, in case it landed in the noting task itself)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OUTCOME_WAIT_SECONDS
+    noted, woken_at = False, 0.0
     while True:
+        outcome = None
         try:
             outcome = await handle.query(CaseWorkflow.review_outcome, request_id,
                                          rpc_timeout=timedelta(seconds=OUTCOME_WAIT_SECONDS))
+            if outcome is None and not noted:
+                noted = await handle.query(CaseWorkflow.submission_noted, request_id,
+                                           rpc_timeout=timedelta(seconds=OUTCOME_WAIT_SECONDS))
+            if outcome is None and noted and loop.time() - woken_at > WAKE_AGAIN_SECONDS:
+                await handle.signal(CaseWorkflow.review_queued)
+                woken_at = loop.time()
         except WorkflowQueryFailedError:
-            outcome = None  # a worker that cannot answer yet (taking the case over)
+            pass  # a worker that cannot answer yet (taking the case over)
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise
-            outcome = None  # no worker polling just now: ask again until the deadline
+            # no worker polling just now: ask again until the deadline
         if outcome is not None or loop.time() >= deadline:
             return outcome
         await asyncio.sleep(0.05)
