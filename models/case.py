@@ -368,46 +368,8 @@ class CaseStart(BaseModel):
     media_pages: int = 0
     # Continue as new at this many history events even if Temporal never suggests it (its hard limit: 51,200).
     history_event_limit: int = Field(default=20_000, ge=100, le=40_000)
-    # The answers to the latest review submissions, so a request retried after continue-as-new gets its answer.
-    review_outcomes: list[ReviewOutcome] = Field(default_factory=list)
 
 
 class DecisionAccepted(BaseModel):
     case_id: str
     status: CaseStatus
-
-
-class ReviewSubmission(BaseModel):
-    """A reviewer's request sent as a signal (``CaseWorkflow.submit_review``): exactly one of the three.
-
-    A signal is an event in the history, so a worker that takes the case over cold handles it in the same place
-    as replay does; an update's acceptance is placed by the SDK among the task's commands, and a cold worker was
-    seen to place it differently from replay (temporalio/sdk-python#1591)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str = Field(min_length=1, max_length=300, description="The same id for a retried request")
-    decision: ReviewDecision | None = None
-    dismissal: Dismissal | None = None
-    retry: RetryFiling | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ReviewSubmission:
-        if sum(r is not None for r in (self.decision, self.dismissal, self.retry)) != 1:
-            raise ValueError("a submission holds exactly one of decision, dismissal or retry")
-        return self
-
-    @property
-    def request(self) -> ReviewDecision | Dismissal | RetryFiling:
-        request = self.decision or self.dismissal or self.retry
-        assert request is not None
-        return request
-
-
-class ReviewOutcome(BaseModel):
-    """What the case answered a submission: accepted, or refused with the reason (StaleCase or InvalidDecision)."""
-
-    request_id: str
-    accepted: DecisionAccepted | None = None
-    refused: str | None = Field(default=None, description="The refusal's kind: StaleCase or InvalidDecision")
-    message: str | None = None

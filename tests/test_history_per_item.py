@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -24,7 +24,9 @@ SPACED_ITEMS = 5
 def analysed_item(store: EvidenceStore, user_id: str, n: int) -> ContentItem:
     return ContentItem(content_id=f"item-{n}", org_id=ORG, user_id=user_id,
                        media=MediaSource(evidence=store.put_bytes(synthetic_image(fresh_seed(), size=(40, 32)))),
-                       received_at=datetime.now(UTC), analysis=MediaAnalysis(phash="0" * 16))
+                       received_at=datetime.now(UTC), analysis=MediaAnalysis(phash="0" * 16),
+                       # An hour apart: a burst of uploads would rightly raise the case's urgency and its deadline.
+                       uploaded_at=datetime.now(UTC) - timedelta(hours=n))
 
 
 async def settled_with(handle: WorkflowHandle, items: int) -> int:

@@ -137,8 +137,8 @@ async def test_an_update_accepted_by_a_cold_worker_after_other_commands_still_di
     """A worker that took the case over cold got a decision by update in a task with other work (the review
     deadline's timer; a failed activity whose handling ran a local activity) and accepted it after that work's
     commands; replay accepts it first (cf. temporalio/sdk-python#1591). Applying the review a task later (the
-    ``_a_task_later`` runs) did not help: the acceptance's place is the SDK's. Reviews now come as signals
-    (README, "Reviews arrive as signals"). When these replay, the SDK fixed it: move them to histories/."""
+    ``_a_task_later`` runs) did not help: the acceptance's place among the commands is the SDK's (README, "A
+    review is applied a task later"). When these replay, the SDK fixed it: move them to histories/."""
     text = await asyncio.to_thread(path.read_text)
     assert DEADLINE_BEFORE_REVIEWS_PATCH in patch_ids(text) and "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in text
     assert path.stem.endswith("_a_task_later") == (REVIEWS_A_TASK_LATER_PATCH in patch_ids(text))

@@ -138,15 +138,3 @@ async def test_a_broken_item_is_marked_and_cannot_be_reported(api: httpx.AsyncCl
     assert response.status_code == 422, response.text
     [error] = response.json()["errors"]
     assert error["field"] == "media[0].reported" and "broken" in error["message"]
-
-
-async def test_a_refused_decision_is_on_the_timeline_as_refused_not_as_decided(
-    api: httpx.AsyncClient, api_keys: dict, waiting_case: tuple[str, str]
-) -> None:
-    case_ref, _ = waiting_case
-    late = {"case_number": 7, "incident_type": INCIDENT, "media": [{"media_id": "m1", "reported": True}]}
-    response = await api.post(f"/v1/cases/{case_ref}/decision", json=late, headers=headers(api_keys, Role.ADMIN))
-    assert response.status_code == 409, response.text
-    timeline = (await api.get(f"/v1/cases/{case_ref}/timeline", headers=headers(api_keys, Role.AUDITOR))).json()
-    entries = [e["kind"] for e in timeline["entries"]]
-    assert "case.review_refused" in entries and "case.decided" not in entries, entries

@@ -22,12 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.worker import Replayer, Worker
 
 from activities.case_index import CaseIndexActivities
@@ -42,9 +37,7 @@ from models.case import (
     MediaDecision,
     MediaSource,
     ReviewDecision,
-    ReviewOutcome,
     ReviewPolicy,
-    ReviewSubmission,
 )
 from models.filing import AnalyzeMediaBatch
 from tests.conftest import ORG
@@ -103,23 +96,6 @@ def item(store: EvidenceStore, user_id: str, content_id: str, seed: int) -> Cont
                        file_name=f"{content_id}.png", content_type="image/png", received_at=datetime.now(UTC))
 
 
-async def submitted(handle: WorkflowHandle, submission: ReviewSubmission) -> ReviewOutcome:
-    """As the API sends a review: the submission, then, once the case noted it, the signal for the task that
-    answers it."""
-    await handle.signal("submit_review", submission)
-
-    async def noted() -> bool:
-        return await handle.query("submission_noted", submission.request_id, result_type=bool)
-
-    await eventually(noted, timeout=30, what="the submission noted")
-    await handle.signal("review_queued")
-
-    async def answered() -> ReviewOutcome | None:
-        return await handle.query("review_outcome", submission.request_id, result_type=ReviewOutcome | None)
-
-    return await eventually(answered, timeout=30, what="the case's answer to the submission")
-
-
 def review_of_case_one(kind: str) -> tuple[str, Dismissal | ReviewDecision]:
     """A review as the API sends it while the second item is still hashing: only the first was there to see."""
     if kind == "dismissal":
@@ -130,15 +106,14 @@ def review_of_case_one(kind: str) -> tuple[str, Dismissal | ReviewDecision]:
                                     media_seen=["first"])
 
 
-@pytest.mark.parametrize("request_kind", ["dismissal", "decision", "decision_by_signal"])
+@pytest.mark.parametrize("request_kind", ["dismissal", "decision"])
 async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_replays(
         request_kind: str, temporal_client: Client, settings: Settings, engine: Engine) -> None:
     local = settings.model_copy(update={"task_queue": f"tipline-race-{uuid.uuid4().hex[:8]}"})
     store = EvidenceStore.from_settings(local)
     user_id = f"race-user-{uuid.uuid4().hex[:6]}"
     gate = Gate()
-    by_signal = request_kind.endswith("_by_signal")
-    name, review = review_of_case_one(request_kind.removesuffix("_by_signal"))
+    name, review = review_of_case_one(request_kind)
     async with hashing_worker(temporal_client, local, engine, gate):
         async with cold_workflow_worker(temporal_client, local, engine):
             handle = await temporal_client.start_workflow(
@@ -157,20 +132,11 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
             assert await asyncio.to_thread(gate.entered.wait, 30), "the second hashing never started"
 
             # Accepted at once, though the run is busy hashing; applied when the run gets back to its loop.
-            if by_signal:  # as the API sends it
-                assert isinstance(review, ReviewDecision)
-                accepted = (await submitted(handle, ReviewSubmission(request_id="first", decision=review))).accepted
-                assert accepted is not None and accepted.status is CaseStatus.FILING
-                again = await submitted(handle, ReviewSubmission(request_id="second", decision=review))
-                assert again.refused == "StaleCase" and "case_number" in (again.message or "")
-                retried = await submitted(handle, ReviewSubmission(request_id="first", decision=review))
-                assert retried.accepted == accepted  # the same request again: its first answer
-            else:
-                accepted = await handle.execute_update(name, review, rpc_timeout=timedelta(seconds=30))
-                assert accepted["status"] == ("dismissed" if request_kind == "dismissal" else "filing")
-                with pytest.raises(WorkflowUpdateFailedError) as twice:
-                    await handle.execute_update(name, review, rpc_timeout=timedelta(seconds=30))
-                assert "case_number" in str(twice.value.cause)
+            accepted = await handle.execute_update(name, review, rpc_timeout=timedelta(seconds=30))
+            assert accepted["status"] == ("dismissed" if request_kind == "dismissal" else "filing")
+            with pytest.raises(WorkflowUpdateFailedError) as twice:
+                await handle.execute_update(name, review, rpc_timeout=timedelta(seconds=30))
+            assert "case_number" in str(twice.value.cause)
             held = await handle.query("case_numbered", 1, result_type=CaseState)
             assert held is not None and held.status is CaseStatus.AWAITING_REVIEW
         # The worker that accepted it is gone; the hashing ends meanwhile; a cold worker takes both over.
@@ -186,9 +152,7 @@ async def test_a_review_accepted_mid_gathering_is_applied_by_a_cold_worker_and_r
             case_two = await handle.query("case_numbered", 2, result_type=CaseState)
             assert case_two is not None and [m.media_id for m in case_two.media] == ["second"]
             history = await handle.fetch_history()
-            recorded_as = ("review_submitted_by_signal_while_hashing" if by_signal
-                           else f"review_queued_while_hashing_{request_kind}_a_task_later")
-            await record(temporal_client, recorded_as, handle.id)
+            await record(temporal_client, f"review_queued_while_hashing_{request_kind}_a_task_later", handle.id)
     replayed = await Replayer(workflows=WORKFLOWS, data_converter=temporal_client.data_converter).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure

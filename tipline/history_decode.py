@@ -103,11 +103,6 @@ async def decode_run(run: RunHistory, converter: DataConverter) -> DecodedRun:
         elif kind == "START_CHILD_WORKFLOW_EXECUTION_INITIATED":
             a = event.start_child_workflow_execution_initiated_event_attributes
             decoded.append(DecodedEvent(**base, name=a.workflow_type.name, extra={"workflow_id": a.workflow_id}))
-        elif kind == "WORKFLOW_PROPERTIES_MODIFIED":
-            memo = event.workflow_properties_modified_event_attributes.upserted_memo.fields
-            values = {key: (await _values(converter, Payloads(payloads=[payload])) or [None])[0]
-                      for key, payload in sorted(memo.items())}
-            decoded.append(DecodedEvent(**base, name="memo", values=[values]))
         elif kind == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             decoded.append(DecodedEvent(**base, extra={k: _attribute(v) for k, v in sorted(fields.items())}))

@@ -55,8 +55,6 @@ class _RunReader:
         self.media_by_sha = media_by_sha
         self.urgency_seen = urgency_seen
         self.entries: list[TimelineEntry] = []
-        # Review submissions (signals) by request id, until the case's answer to each (a memo upsert) comes.
-        self.submissions: dict[str, tuple[DecodedEvent, dict]] = {}
 
     def add(self, event: DecodedEvent, kind: str, summary: str, *, case_number: int | None = None,
             actor: str | None = None, **detail: Any) -> None:
@@ -118,8 +116,6 @@ class _RunReader:
                      media_id=media_id, reason=reason.get("kind"), reason_detail=reason.get("detail"),
                      evidence_sha256=sha, url=bool(_get(value, "media", "url")),
                      hashed_at_screening=_get(value, "analysis") is not None)
-        elif event.name == "submit_review" and isinstance(value, dict):
-            self.submissions[str(value.get("request_id"))] = (event, value)  # entered once the case answers
         elif event.name == "add_conversation":
             self.add(event, "conversation.arrived", f"conversation {_get(value, 'thread_id')} arrived",
                      thread_id=_get(value, "thread_id"), messages=len(_get(value, "messages") or []))
@@ -130,39 +126,20 @@ class _RunReader:
                      status=_get(case, "status"), report_id=_get(case, "filing", "report_id"),
                      attention_reason=_get(case, "attention_reason"))
 
-    def _workflow_properties_modified(self, event: DecodedEvent) -> None:
-        outcome = _get(event.values[0] if event.values else {}, "review_outcome") or {}
-        submitted = self.submissions.pop(outcome.get("request_id"), None)
-        if submitted is None:
-            return
-        signal, submission = submitted
-        kind = next((k for k in ("decision", "dismissal", "retry") if _get(submission, k)), None)
-        request = _get(submission, kind) if kind else {}
-        if outcome.get("outcome") == "accepted":
-            self._review(signal, {"decision": "decide", "dismissal": "dismiss", "retry": "retry_filing"}.get(
-                kind or "", ""), request)
-        else:
-            who = _get(request, "reviewer_id")
-            self.add(signal, "case.review_refused", f"{who}'s {kind} was refused ({outcome.get('outcome')})",
-                     case_number=_get(request, "case_number"), actor=who, refusal=outcome.get("outcome"))
-
     def _workflow_execution_update_accepted(self, event: DecodedEvent) -> None:
-        self._review(event, event.name or "", event.values[0] if event.values else {})
-
-    def _review(self, event: DecodedEvent, name: str, request: Any) -> None:
-        """A review the case took: by an update (runs until 2026-12-04) or by a signal the case accepted."""
+        request = event.values[0] if event.values else {}
         who, number = _get(request, "reviewer_id"), _get(request, "case_number")
-        if name == "decide":
+        if event.name == "decide":
             media = _get(request, "media") or []
             reported = [m.get("media_id") for m in media if isinstance(m, dict) and m.get("reported")]
             self.add(event, "case.decided", f"{who} decided to report {len(reported)} item(s) "
                      f"({_get(request, 'incident_type')})", case_number=number, actor=who,
                      incident_type=_get(request, "incident_type"), reported=reported,
                      escalate=_get(request, "escalate_to_high_priority"))
-        elif name == "dismiss":
+        elif event.name == "dismiss":
             self.add(event, "case.dismissed", f"{who} dismissed the case", case_number=number, actor=who,
                      reason=_get(request, "reason"))
-        elif name == "retry_filing":
+        elif event.name == "retry_filing":
             self.add(event, "filing.retry_requested", f"{who} asked for the filing to be retried",
                      case_number=number, actor=who)
 

@@ -30,8 +30,6 @@ with workflow.unsafe.imports_passed_through():
         MediaItem,
         RetryFiling,
         ReviewDecision,
-        ReviewOutcome,
-        ReviewSubmission,
     )
     from models.case_urgency import MediaSignalCache, case_urgency_signals
     from models.deadlines import ncmec_deletion_time
@@ -83,8 +81,6 @@ REVIEWS_A_TASK_LATER_PATCH = "reviews-applied-in-a-later-task"
 ONE_WAKE_TIMER_PATCH = "one-wake-timer"
 
 ReviewRequest = ReviewDecision | Dismissal | RetryFiling
-# Answers kept for retried review submissions (and carried across continue-as-new): the latest this many.
-KEPT_REVIEW_OUTCOMES = 50
 
 
 @dataclass(frozen=True)
@@ -146,8 +142,6 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         self._wake_timer_at: datetime | None = None
         self._wake_timer_fired = False
         self._pending_reviews: list[PendingReview] = []
-        self._review_outcomes = {outcome.request_id: outcome for outcome in start.review_outcomes}
-        self._submissions: list[tuple[ReviewSubmission, int]] = []
         self._seen_by_reviewer: frozenset[str] | None = None
         # Never behind a timer this run has seen fire: a worker taking over cold has been seen to report the
         # time of an earlier task after one, where replay reports the task's own (chaos seed 23).
@@ -294,65 +288,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         case.attention_reason = None
         self._changed = True
 
-    @workflow.signal
-    def submit_review(self, submission: ReviewSubmission) -> None:
-        """A reviewer's decision, dismissal or retry, as the API sends it. Only noted here: a worker that takes a
-        case over cold may run this handler after the task's other work where replay runs it first, so the run
-        checks and answers it in a later task (``_review_desk``)."""
-        known = submission.request_id in self._review_outcomes or any(
-            noted.request_id == submission.request_id for noted, _ in self._submissions)
-        if not known:
-            self._submissions.append((submission, workflow.info().get_current_history_length()))
-
-    async def _review_desk(self) -> None:
-        """Answers submissions beside the loop, so a reviewer is answered even while a long step (preserving a
-        large video) holds the loop; the loop applies what was accepted at its top, as for updates."""
-        while True:
-            await workflow.wait_condition(self._submissions_due)
-            self._answer_submissions()
-
-    def _submissions_due(self) -> bool:
-        length = workflow.info().get_current_history_length()
-        return any(noted_at < length for _, noted_at in self._submissions)
-
-    def _answer_submissions(self) -> None:
-        """Check each submission noted in an earlier task with the updates' own validators, queue what passes,
-        and keep the answer for the ``review_outcome`` query (and the memo, for auditors)."""
-        length = workflow.info().get_current_history_length()
-        due = [submission for submission, noted_at in self._submissions if noted_at < length]
-        self._submissions = [(s, at) for s, at in self._submissions if at >= length]
-        for submission in due:
-            outcome = self._answer(submission)
-            self._review_outcomes[submission.request_id] = outcome
-            workflow.upsert_memo({"review_outcome": {"request_id": submission.request_id,
-                                                     "outcome": "accepted" if outcome.accepted else outcome.refused}})
-        while len(self._review_outcomes) > KEPT_REVIEW_OUTCOMES:
-            del self._review_outcomes[next(iter(self._review_outcomes))]
-
-    def _answer(self, submission: ReviewSubmission) -> ReviewOutcome:
-        request = submission.request
-        validate = (self._validate_decision if isinstance(request, ReviewDecision) else
-                    self._validate_dismissal if isinstance(request, Dismissal) else self._validate_retry)
-        try:
-            validate(request)
-        except ApplicationError as refusal:
-            return ReviewOutcome(request_id=submission.request_id, refused=refusal.type or "InvalidDecision",
-                                 message=refusal.message)
-        except Exception as error:  # noqa: BLE001 - a request the checks cannot read must not fail the case's task
-            workflow.logger.warning("review submission refused: %s", type(error).__name__)
-            return ReviewOutcome(request_id=submission.request_id, refused="InvalidDecision",
-                                 message=f"the request could not be checked ({type(error).__name__})")
-        return ReviewOutcome(request_id=submission.request_id, accepted=self._take_review(request, by_signal=True))
-
-    @workflow.query
-    def submission_noted(self, request_id: str) -> bool:
-        return request_id in self._review_outcomes or any(s.request_id == request_id for s, _ in self._submissions)
-
-    @workflow.query
-    def review_outcome(self, request_id: str) -> ReviewOutcome | None:
-        return self._review_outcomes.get(request_id)
-
-    def _take_review(self, request: ReviewRequest, *, by_signal: bool = False) -> DecisionAccepted:
+    def _take_review(self, request: ReviewRequest) -> DecisionAccepted:
         """Accept a reviewer's request; the run applies it at the top of its loop (older runs: at once)."""
         case = self._case_to_act_on(request.case_number)
         assert case is not None
@@ -361,20 +297,17 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
         if self._reviews_at_safe_point:
             shown = getattr(request, "media_seen", None)
             seen = frozenset(shown if shown is not None else (m.media_id for m in case.media))
-            # Answered at the loop's top, a submission may apply in this very task.
-            accepted_at = 0 if by_signal else workflow.info().get_current_history_length()
-            self._pending_reviews.append(PendingReview(request, seen, accepted_at))
+            self._pending_reviews.append(PendingReview(request, seen, workflow.info().get_current_history_length()))
         else:
             self._apply_review(request)
-        if by_signal or not self._reviews_a_task_later:
-            self._changed = True  # later runs: the loop must not even wake for an update in this task
+        if not self._reviews_a_task_later:
+            self._changed = True  # later runs: the loop must not even wake for it in this task
         return DecisionAccepted(case_id=case_id, status=status)
 
     @workflow.query
     def queued_reviews(self) -> list[int]:
         """The numbers of the cases with a review accepted and not yet applied."""
-        return ([review.request.case_number or self.state.case_number for review in self._pending_reviews]
-                + [noted.request.case_number or self.state.case_number for noted, _ in self._submissions])
+        return [review.request.case_number or self.state.case_number for review in self._pending_reviews]
 
     @workflow.signal
     def review_queued(self) -> None:
@@ -459,8 +392,6 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseState:
-        # Issues commands only when a submission comes, which no history recorded before submissions holds.
-        self._review_desk_task = asyncio.create_task(self._review_desk())
         self._child_filing = workflow.patched(USER_WORKFLOW_PATCH)
         if not self._child_filing:
             return await self._run_one_case_inline(start)
@@ -487,7 +418,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
             await self._publish_changes()
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._pending_reviews and not self._submissions:  # the next round takes them first
+                if not self._pending_reviews:  # else the next round applies them, then continues as new
                     workflow.continue_as_new(self._continued_start())
             if not self._user_has_open_cases():
                 # A signal may have arrived while the last step ran: look once more before closing.
@@ -496,7 +427,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
 
     def _user_has_open_cases(self) -> bool:
         return (self._has_content(self.state) or bool(self.decided) or self.listing_media
-                or bool(self.next_case or self.next_conversations or self._pending_reviews or self._submissions))
+                or bool(self.next_case or self.next_conversations or self._pending_reviews))
 
     async def _wait_for_something_to_do(self) -> None:
         wake_at = [t for t in (self._review_deadline_to_watch(), self._next_retry_at()) if t is not None]
@@ -690,8 +621,7 @@ class CaseWorkflow(InlineCaseSteps, CaseMediaSteps, CaseFilingSteps, DecidedCase
                          carried_conversations=self.next_conversations, policy=self.policy, review=self.review,
                          state=self.state, decided_cases=list(self.decided.values()), last_closed=self.last_closed,
                          listing_media=self.listing_media, media_cursor=self.media_cursor,
-                         media_pages=self.media_pages, history_event_limit=self.history_event_limit,
-                         review_outcomes=list(self._review_outcomes.values()))
+                         media_pages=self.media_pages, history_event_limit=self.history_event_limit)
 
     def _reassess_urgency(self) -> None:
         """Recompute urgency from everything the case holds now, and the review deadline it implies."""

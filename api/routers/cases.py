@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,14 +13,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.claims import ClaimOut, case_key, claim_out, ensure_may_decide, holder_name, holder_names
 from api.deps import AppSettings, AuditTrail, DbEngine, DbSession, NcmecReviewer, Principal, Store, Temporal, get_engine
 from api.evidence_views import MEDIA_RESPONSES, evidence_response, viewed_by, viewed_media
 from api.ownership import OwnedCaseRef
-from api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, ProblemError, field_problems
+from api.problems import PROBLEM_RESPONSES, ProblemError, field_problems
 from api.requests import IdempotencyKey, RequestBody
 from cybertipline.enums import FileAnnotation, IncidentType, IndustryClassification, ReportAnnotation
 from models.case import (
@@ -37,8 +38,6 @@ from models.case import (
     MediaDecision,
     RetryFiling,
     ReviewDecision,
-    ReviewOutcome,
-    ReviewSubmission,
     SideEffectFailure,
     broken_reason,
 )
@@ -57,12 +56,7 @@ from workflows.case import CaseWorkflow
 
 router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPONSES)
 log = get_logger(__name__)
-# How long a review's answer waits for the case to answer it, then to apply it (at the top of its loop).
-OUTCOME_WAIT_SECONDS = 10.0
-WAKE_AGAIN_SECONDS = 1.0
-NOT_ANSWERED_YET: dict[int | str, dict[str, Any]] = {503: {
-    "model": Problem, "content": {PROBLEM_JSON: {}},
-    "description": "The case has not answered yet: send the request again with the same Idempotency-Key"}}
+# How long a decision's answer waits for the case to apply it (workflows/case.py applies it a task later).
 APPLIED_WAIT_SECONDS = 5.0
 
 
@@ -276,7 +270,7 @@ async def get_media_content(case_ref: OwnedCaseRef, media_id: str, principal: Nc
                                    media_id=media_id)
 
 
-@router.post("/{case_ref}/decision", response_model=DecisionAccepted, responses=NOT_ANSWERED_YET,
+@router.post("/{case_ref}/decision", response_model=DecisionAccepted,
              summary="File the case: the reviewer's classification, then the CyberTip is built and sent",
              description="A signed-in person reports (`reported: true`) only items they have viewed themselves "
                          "(GET the item's content_url; the view log under their account), else 422 naming "
@@ -306,37 +300,33 @@ async def decide(case_ref: OwnedCaseRef, body: DecisionIn, principal: NcmecRevie
         if unseen:
             raise ProblemError(422, "Reveal each item before reporting it", "; ".join(unseen), field_problems(unseen))
     handle = await _own_case(temporal, principal, case_ref)
-    accepted = await _submit(handle, ReviewSubmission(request_id=_request_id("decide", idempotency_key),
-                                                         decision=decision))
+    accepted = await _update(handle, CaseWorkflow.decide, decision, idempotency_key)
     await _audit(audit, "case.decided", principal, case_ref, body.case_number,
                  reported=sum(1 for m in body.media if m.reported))
     await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
     return accepted
 
 
-@router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, responses=NOT_ANSWERED_YET,
-             summary="Close the case without filing")
+@router.post("/{case_ref}/dismissal", response_model=DecisionAccepted, summary="Close the case without filing")
 async def dismiss(case_ref: OwnedCaseRef, body: DismissalIn, principal: NcmecReviewer, temporal: Temporal,
                   audit: AuditTrail, engine: DbEngine, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     await ensure_may_decide(engine, principal, case_ref, body.case_number)
     handle = await _own_case(temporal, principal, case_ref)
     dismissal = Dismissal(reviewer_id=principal.actor, case_number=body.case_number, reason=body.reason,
                           media_seen=await _settled_media(temporal, principal, case_ref, body.case_number))
-    accepted = await _submit(handle, ReviewSubmission(request_id=_request_id("dismiss", idempotency_key),
-                                                         dismissal=dismissal))
+    accepted = await _update(handle, CaseWorkflow.dismiss, dismissal, idempotency_key)
     await _audit(audit, "case.dismissed", principal, case_ref, body.case_number)
     await run_in_threadpool(record_decided, engine, case_key(principal, case_ref, body.case_number), utcnow())
     return accepted
 
 
-@router.post("/{case_ref}/retry", response_model=DecisionAccepted, responses=NOT_ANSWERED_YET,
+@router.post("/{case_ref}/retry", response_model=DecisionAccepted,
              summary="Resume a filing that needs attention, once its cause is fixed")
 async def retry(case_ref: OwnedCaseRef, body: RetryIn, principal: NcmecReviewer, temporal: Temporal,
                 audit: AuditTrail, idempotency_key: IdempotencyKey = None) -> DecisionAccepted:
     handle = await _own_case(temporal, principal, case_ref)
-    retry = RetryFiling(reviewer_id=principal.actor, case_number=body.case_number)
-    accepted = await _submit(handle, ReviewSubmission(request_id=_request_id("retry_filing", idempotency_key),
-                                                     retry=retry))
+    accepted = await _update(handle, CaseWorkflow.retry_filing,
+                             RetryFiling(reviewer_id=principal.actor, case_number=body.case_number), idempotency_key)
     await _audit(audit, "case.filing_retried", principal, case_ref, body.case_number)
     return accepted
 
@@ -432,64 +422,33 @@ async def _settled_media(temporal: Client, principal: Principal, case_ref: str, 
     return _settled(await _open_state(temporal, principal, case_ref, case_number))
 
 
-def _request_id(kind: str, idempotency_key: str | None) -> str:
-    return f"{kind}-{idempotency_key or uuid.uuid4()}"
-
-
-async def _submit(handle: WorkflowHandle[Any, Any], submission: ReviewSubmission) -> DecisionAccepted:
-    """Send a reviewer's request to the case as a signal (README, "Reviews arrive as signals") and answer with
-    what the case made of it. The request id makes a retried HTTP request get the first answer, never a second
-    effect."""
+async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
+                  idempotency_key: str | None) -> DecisionAccepted:
+    # The update id makes a retried HTTP request return the first answer instead of deciding twice.
+    update_id = f"{update.__name__}-{idempotency_key or uuid.uuid4()}"
     try:
-        await handle.signal(CaseWorkflow.submit_review, submission)
-        outcome = await _outcome_of(handle, submission.request_id)
+        accepted = await handle.execute_update(update, argument, id=update_id)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        if isinstance(cause, ApplicationError) and cause.type == "StaleCase":
+            raise ProblemError(409, "The case has moved on since it was loaded", message,
+                               field_problems([message])) from None
+        raise ProblemError(422, "The case cannot take this decision", message,
+                           field_problems(message.split("; "))) from None
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             raise ProblemError(404, "No such case, or it is closed") from None
         raise
-    if outcome is None:
-        raise ProblemError(503, "The case has not answered yet",
-                           "Send the request again with the same Idempotency-Key: it takes effect once",
-                           headers={"Retry-After": "1"})
-    if outcome.accepted is not None:
-        try:
-            await _until_applied(handle, submission.request.case_number)
-        except (RPCError, WorkflowQueryFailedError) as error:  # accepted all the same: it applies when it can
-            log.warning("case.review_not_seen_applied", workflow_id=handle.id, error=type(error).__name__)
-        return outcome.accepted
-    message = outcome.message or "the case refused the request"
-    if outcome.refused == "StaleCase":
-        raise ProblemError(409, "The case has moved on since it was loaded", message, field_problems([message]))
-    raise ProblemError(422, "The case cannot take this decision", message, field_problems(message.split("; ")))
-
-
-async def _outcome_of(handle: WorkflowHandle[Any, Any], request_id: str) -> ReviewOutcome | None:
-    """The case's answer to the request; None past the wait. The case notes a submission in one workflow task
-    and answers it in a later one: once the note is there, the ``review_queued`` signal brings that task (sent
-    again every second or so, in case it landed in the noting task itself)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + OUTCOME_WAIT_SECONDS
-    noted, woken_at = False, 0.0
-    while True:
-        outcome = None
-        try:
-            outcome = await handle.query(CaseWorkflow.review_outcome, request_id,
-                                         rpc_timeout=timedelta(seconds=OUTCOME_WAIT_SECONDS))
-            if outcome is None and not noted:
-                noted = await handle.query(CaseWorkflow.submission_noted, request_id,
-                                           rpc_timeout=timedelta(seconds=OUTCOME_WAIT_SECONDS))
-            if outcome is None and noted and loop.time() - woken_at > WAKE_AGAIN_SECONDS:
-                await handle.signal(CaseWorkflow.review_queued)
-                woken_at = loop.time()
-        except WorkflowQueryFailedError:
-            pass  # a worker that cannot answer yet (taking the case over)
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                raise
-            # no worker polling just now: ask again until the deadline
-        if outcome is not None or loop.time() >= deadline:
-            return outcome
-        await asyncio.sleep(0.05)
+    # The case applies a review in a workflow task after the one that accepted it (workflows/case.py,
+    # REVIEWS_A_TASK_LATER_PATCH): this signal brings that task now. Lost, the review waits for the case's next
+    # event (a timer, content, a filing's report), so it is worth one try, not an error.
+    try:
+        await handle.signal("review_queued")
+        await _until_applied(handle, argument.case_number)
+    except (RPCError, WorkflowQueryFailedError) as error:
+        log.warning("case.review_signal_failed", workflow_id=handle.id, error=type(error).__name__)
+    return accepted
 
 
 async def _until_applied(handle: WorkflowHandle[Any, Any], case_number: int | None) -> None:
