@@ -59,9 +59,10 @@ async def test_a_spaced_out_analysed_item_costs_a_signal_a_task_and_a_publish(
     events = (await handle.fetch_history()).events
     added = Counter(EventType.Name(e.event_type) for e in events[before:after])
     # 5 an item (signal, task, marker), the target being 6; a worker under load now and then takes a signal
-    # in a task of its own, 3 events more: the bound leaves room for that, the timer check below is exact.
+    # in a task of its own, 3 events more: the bound leaves room for that.
     assert (after - before) / SPACED_ITEMS < 8, added
-    # The review deadline did not move: its one timer was kept across every wake-up.
-    assert not added["EVENT_TYPE_TIMER_STARTED"] and not added["EVENT_TYPE_TIMER_CANCELED"], added
+    # One timer kept across every wake-up (restarted per wake before: 5 started and 5 cancelled here); at most one
+    # more when the case's urgency, and so its deadline, really moves.
+    assert added["EVENT_TYPE_TIMER_STARTED"] <= 1 and added["EVENT_TYPE_TIMER_CANCELED"] <= 1, added
     assert not added["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"], added  # nothing left to hash
     await handle.terminate("test over")
