@@ -454,9 +454,15 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
 async def _until_applied(handle: WorkflowHandle[Any, Any], case_number: int | None) -> None:
     """Answer once the case shows the review, as a reviewer reloading it expects; a busy case is given a few
     seconds, then the answer goes out anyway (the review is accepted and will apply)."""
-    deadline = asyncio.get_running_loop().time() + APPLIED_WAIT_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
+    loop = asyncio.get_running_loop()
+    deadline, signalled_at = loop.time() + APPLIED_WAIT_SECONDS, loop.time()
+    while loop.time() < deadline:
         queued: list[int] = await handle.query("queued_reviews", result_type=list[int])
         if not queued or (case_number is not None and case_number not in queued):
             return
+        if loop.time() - signalled_at > 1.0:
+            # The task the first signal brought did not count as a later one (an update accepted in a speculative
+            # task): another signal brings another task.
+            await handle.signal("review_queued")
+            signalled_at = loop.time()
         await asyncio.sleep(0.05)
