@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -58,6 +58,7 @@ router = APIRouter(prefix="/v1/cases", tags=["review"], responses=PROBLEM_RESPON
 log = get_logger(__name__)
 # How long a decision's answer waits for the case to apply it (workflows/case.py applies it a task later).
 APPLIED_WAIT_SECONDS = 5.0
+SIGNAL_AGAIN_SECONDS = 1.0
 
 
 class QueueEntry(BaseModel):
@@ -441,8 +442,8 @@ async def _update(handle: WorkflowHandle[Any, Any], update: Any, argument: Any,
             raise ProblemError(404, "No such case, or it is closed") from None
         raise
     # The case applies a review in a workflow task after the one that accepted it (workflows/case.py,
-    # REVIEWS_A_TASK_LATER_PATCH): this signal brings that task now. Lost, the review waits for the case's next
-    # event (a timer, content, a filing's report), so it is worth one try, not an error.
+    # REVIEWS_A_TASK_LATER_PATCH): this signal brings that task now. Lost (Temporal or the worker away), the
+    # review waits for the case's next event (a timer, content, a filing's report): logged, not an error.
     try:
         await handle.signal("review_queued")
         await _until_applied(handle, argument.case_number)
@@ -457,10 +458,12 @@ async def _until_applied(handle: WorkflowHandle[Any, Any], case_number: int | No
     loop = asyncio.get_running_loop()
     deadline, signalled_at = loop.time() + APPLIED_WAIT_SECONDS, loop.time()
     while loop.time() < deadline:
-        queued: list[int] = await handle.query("queued_reviews", result_type=list[int])
+        # Bounded: a case no worker answers for must not hold the reviewer's answer past the wait.
+        queued: list[int] = await handle.query("queued_reviews", result_type=list[int],
+                                               rpc_timeout=timedelta(seconds=APPLIED_WAIT_SECONDS))
         if not queued or (case_number is not None and case_number not in queued):
             return
-        if loop.time() - signalled_at > 1.0:
+        if loop.time() - signalled_at > SIGNAL_AGAIN_SECONDS:
             # The task the first signal brought did not count as a later one (an update accepted in a speculative
             # task): another signal brings another task.
             await handle.signal("review_queued")
